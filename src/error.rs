@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The one error type of the crate.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong with a queue.
+///
+/// Transient conditions (`Full`, `Empty`, `Timeout`, `Closed`) come from the send and receive
+/// calls and leave the queue and the caller's data untouched. The others come from opening or
+/// creating a queue file, or from finding the shared memory in a state that honest peers never
+/// produce (`Corrupt`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The queue holds `capacity` messages; nothing was sent.
+    #[error("queue is full")]
+    Full,
+    /// No message is ready; nothing was received.
+    #[error("queue is empty")]
+    Empty,
+    /// The deadline passed before the call could complete; nothing was sent or received.
+    #[error("timed out")]
+    Timeout,
+    /// The queue was closed: no sends are accepted, and every message has been received.
+    #[error("queue is closed")]
+    Closed,
+    /// The message is longer than the queue's maximum message size.
+    #[error("message of {len} bytes exceeds the maximum message size of {max} bytes")]
+    TooLarge {
+        /// Length of the rejected message.
+        len: usize,
+        /// The queue's maximum message size.
+        max: usize,
+    },
+    /// The receive buffer is shorter than the next message; the message stays in the queue.
+    #[error("receive buffer too small: the next message needs {needed} bytes")]
+    BufferTooSmall {
+        /// Length of the message waiting at the head of the queue.
+        needed: usize,
+    },
+    /// The options given to `create` are out of range.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// No queue file exists at this path.
+    #[error("no queue at {0}")]
+    NotFound(PathBuf),
+    /// A file already exists at this path.
+    #[error("{0} already exists")]
+    AlreadyExists(PathBuf),
+    /// The operating system refused access to the file.
+    #[error("permission denied: {0}")]
+    PermissionDenied(PathBuf),
+    /// The file, or the shared memory, holds something no honest shmq process writes.
+    #[error("corrupt queue: {what}")]
+    Corrupt {
+        /// What was found wrong.
+        what: String,
+    },
+    /// The file is a shmq queue of another layout version or made for another platform.
+    #[error("incompatible queue file: found {found}, expected {expected}")]
+    Incompatible {
+        /// What the file says it is.
+        found: String,
+        /// What this build of shmq reads.
+        expected: String,
+    },
+    /// Any other operating-system error.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        Error::Corrupt { what: what.into() }
+    }
+
+    /// Maps an error from opening or creating `path` to the variant that names the cause.
+    pub(crate) fn from_io_at(err: io::Error, path: &std::path::Path) -> Self {
+        match err.kind() {
+            io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied(path.to_path_buf()),
+            _ => Error::Io(err),
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The file format: one file is one queue.
+//!
+//! ```text
+//! offset 0            Header        (6 × 128 B: identity, tail, head, two wait words, counters)
+//! participants_offset Participant × PARTICIPANTS (32 B each): who has the queue open
+//! slots_offset        Slot × capacity, each `slot_stride` bytes:
+//!                        state: u64   the claim state word (see `ring`)
+//!                        len: u32     length of the message in the slot
+//!                        deliveries: u32  how many times a consumer has claimed this message
+//!                        payload: [u8; max_message_size], padded to a multiple of 64 bytes
+//! ```
+//!
+//! All integers are native-endian; the header's `platform` word records the byte order and
+//! pointer width, and a file from another platform is refused as `Incompatible`. Every offset and
+//! size is a function of `capacity` and `max_message_size` alone ([`Geometry::new`]); on open, the
+//! header's copies are compared with that function and with the file's real size, and from then
+//! on only the validated local copy ([`Geometry`]) is used, never the shared one.
+//!
+//! The header is written in full in a private temporary file that is then linked into place, so
+//! no process can map a half-written header. Bump [`VERSION`] on any change to this layout.
+
+use crate::error::{Error, Result};
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// The first eight bytes of every queue file.
+pub const MAGIC: [u8; 8] = *b"SHMQUEUE";
+/// The layout version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Byte order and pointer width of this build: `'L'` or `'B'` in the high byte, then the pointer
+/// width in bits.
+pub const PLATFORM: u32 = ((if cfg!(target_endian = "little") {
+    b'L'
+} else {
+    b'B'
+} as u32)
+    << 24)
+    | (usize::BITS & 0xFF);
+
+/// Smallest and largest capacity (number of slots) a queue may have.
+pub const MIN_CAPACITY: u32 = 2;
+/// See [`MIN_CAPACITY`].
+pub const MAX_CAPACITY: u32 = 1 << 24;
+/// Largest maximum message size: 16 MiB.
+pub const MAX_MESSAGE_SIZE: u32 = 1 << 24;
+/// Size of the participant table: the most handles that may have one queue open at once.
+pub const PARTICIPANTS: u32 = 512;
+/// Bytes of slot metadata before the payload.
+pub const SLOT_HEADER: usize = 16;
+/// Largest file this format describes (1 TiB); larger geometries are refused.
+const MAX_FILE_LEN: u64 = 1 << 40;
+
+/// A `T` alone on its own 128-byte line (two 64-byte lines: x86 prefetches pairs).
+#[repr(C, align(128))]
+pub(crate) struct Line<T>(pub T);
+
+/// The immutable part of the header, written once at creation.
+#[repr(C)]
+pub(crate) struct Identity {
+    /// [`MAGIC`]: this is a queue file.
+    pub magic: [u8; 8],
+    /// [`VERSION`] of the layout.
+    pub version: u32,
+    /// [`PLATFORM`] that wrote the file.
+    pub platform: u32,
+    /// Number of slots, a power of two.
+    pub capacity: u32,
+    /// Payload bytes per slot.
+    pub max_message_size: u32,
+    /// Bytes from one slot to the next.
+    pub slot_stride: u32,
+    /// Entries in the participant table.
+    pub participants: u32,
+    /// Offset of the participant table.
+    pub participants_offset: u64,
+    /// Offset of slot 0.
+    pub slots_offset: u64,
+    /// Size of the whole file.
+    pub file_len: u64,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Option flags; none are defined in version 1 (reserved for crash-recovery modes).
+    pub flags: u32,
+    /// Reserved for a per-message delivery limit; 0 means unlimited.
+    pub max_deliveries: u32,
+}
+
+/// Counters written only on slow paths, so they may share one line.
+#[repr(C)]
+pub(crate) struct Counters {
+    /// Times a sender found the queue full and had to wait.
+    pub full_waits: AtomicU64,
+    /// Times a receiver found the queue empty and had to wait.
+    pub empty_waits: AtomicU64,
+    /// Sends claimed and then cancelled (a reserve guard dropped without commit).
+    pub cancelled_sends: AtomicU64,
+}
+
+/// The queue header at offset 0. Each hot word is alone on its 128-byte line.
+#[repr(C)]
+pub(crate) struct Header {
+    /// Written once at creation, validated on open.
+    pub identity: Line<Identity>,
+    /// Next position a producer claims; bit 63 is the closed flag (see `ring`).
+    pub tail: Line<AtomicU64>,
+    /// Next position a consumer claims.
+    pub head: Line<AtomicU64>,
+    /// Receivers sleep here; senders wake them (see `wait`).
+    pub recv_wait: Line<AtomicU32>,
+    /// Senders sleep here; receivers wake them.
+    pub send_wait: Line<AtomicU32>,
+    /// Slow-path counters.
+    pub counters: Line<Counters>,
+}
+
+/// One entry of the participant table (see `participant`).
+#[repr(C)]
+pub(crate) struct Participant {
+    /// `generation << 1 | in_use`: the generation grows each time the entry is taken.
+    pub token: AtomicU32,
+    /// Process id of the holder (informational: liveness is decided by a lock, not by pid).
+    pub pid: AtomicU32,
+    /// Reserved (zero).
+    pub reserved: [AtomicU32; 2],
+    /// When the entry was taken, nanoseconds since the Unix epoch.
+    pub since_unix_ns: AtomicU64,
+    /// Reserved (zero).
+    pub reserved2: AtomicU64,
+}
+
+/// The metadata at the start of every slot; the payload follows it.
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    /// The claim state word (see `ring`).
+    pub state: AtomicU64,
+    /// Length of the message; trusted only after checking it against `max_message_size`.
+    pub len: AtomicU32,
+    /// How many times consumers have claimed the message in this slot.
+    pub deliveries: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == 6 * 128);
+const _: () = assert!(std::mem::size_of::<Identity>() <= 128);
+const _: () = assert!(std::mem::size_of::<Participant>() == 32);
+const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
+
+/// Where everything is in a queue file of a given capacity and maximum message size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Number of slots, a power of two.
+    pub capacity: u32,
+    /// Payload bytes per slot.
+    pub max_message_size: u32,
+    /// Bytes from one slot to the next: 16 bytes of slot header plus the payload, rounded up
+    /// to 64.
+    pub slot_stride: u32,
+    /// Offset of the participant table.
+    pub participants_offset: u64,
+    /// Offset of slot 0; slot `i` starts at `slots_offset + i * slot_stride`.
+    pub slots_offset: u64,
+    /// Size of the whole file.
+    pub file_len: u64,
+}
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+impl Geometry {
+    /// The layout for these options, or `InvalidOptions` if they are out of range.
+    pub fn new(capacity: u32, max_message_size: u32) -> Result<Self> {
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || !capacity.is_power_of_two() {
+            return Err(Error::InvalidOptions(format!(
+                "capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}, got {capacity}"
+            )));
+        }
+        if !(1..=MAX_MESSAGE_SIZE).contains(&max_message_size) {
+            return Err(Error::InvalidOptions(format!(
+                "max message size must be from 1 to {MAX_MESSAGE_SIZE} bytes, got {max_message_size}"
+            )));
+        }
+        let slot_stride = round_up(SLOT_HEADER as u64 + u64::from(max_message_size), 64);
+        let participants_offset = std::mem::size_of::<Header>() as u64;
+        let table = u64::from(PARTICIPANTS) * std::mem::size_of::<Participant>() as u64;
+        let slots_offset = round_up(participants_offset + table, 128);
+        let file_len = slots_offset + slot_stride * u64::from(capacity);
+        if file_len > MAX_FILE_LEN {
+            return Err(Error::InvalidOptions(format!(
+                "capacity × slot size is {file_len} bytes, more than the 1 TiB limit"
+            )));
+        }
+        Ok(Geometry {
+            capacity,
+            max_message_size,
+            slot_stride: slot_stride as u32,
+            participants_offset,
+            slots_offset,
+            file_len,
+        })
+    }
+
+    /// The identity block a new file of this geometry gets.
+    pub(crate) fn identity(&self, created_unix_ns: u64) -> Identity {
+        Identity {
+            magic: MAGIC,
+            version: VERSION,
+            platform: PLATFORM,
+            capacity: self.capacity,
+            max_message_size: self.max_message_size,
+            slot_stride: self.slot_stride,
+            participants: PARTICIPANTS,
+            participants_offset: self.participants_offset,
+            slots_offset: self.slots_offset,
+            file_len: self.file_len,
+            created_unix_ns,
+            flags: 0,
+            max_deliveries: 0,
+        }
+    }
+
+    /// Validates an identity block read from a file of `actual_len` bytes.
+    ///
+    /// Checks, in order: magic (is it a queue at all), version and platform (can we read it),
+    /// then that every size and offset is the one the capacity and message size imply, and that
+    /// the file really has that many bytes.
+    pub(crate) fn validate(id: &Identity, actual_len: u64) -> Result<Self> {
+        if id.magic != MAGIC {
+            return Err(Error::corrupt("not a shmq queue file (bad magic)"));
+        }
+        if id.version != VERSION {
+            return Err(Error::Incompatible {
+                found: format!("layout version {}", id.version),
+                expected: format!("layout version {VERSION}"),
+            });
+        }
+        if id.platform != PLATFORM {
+            return Err(Error::Incompatible {
+                found: format!("platform tag {:#010x}", id.platform),
+                expected: format!("platform tag {PLATFORM:#010x}"),
+            });
+        }
+        let geometry = Geometry::new(id.capacity, id.max_message_size).map_err(|e| match e {
+            Error::InvalidOptions(why) => Error::corrupt(format!("header: {why}")),
+            other => other,
+        })?;
+        let fields = [
+            (
+                "slot stride",
+                u64::from(id.slot_stride),
+                u64::from(geometry.slot_stride),
+            ),
+            (
+                "participant count",
+                u64::from(id.participants),
+                u64::from(PARTICIPANTS),
+            ),
+            (
+                "participants offset",
+                id.participants_offset,
+                geometry.participants_offset,
+            ),
+            ("slots offset", id.slots_offset, geometry.slots_offset),
+            ("file length", id.file_len, geometry.file_len),
+        ];
+        for (name, found, expected) in fields {
+            if found != expected {
+                return Err(Error::corrupt(format!(
+                    "header {name} is {found}, but capacity {} and max message size {} imply {expected}",
+                    id.capacity, id.max_message_size
+                )));
+            }
+        }
+        if actual_len != geometry.file_len {
+            return Err(Error::corrupt(format!(
+                "file is {actual_len} bytes, but its header describes {} bytes (truncated or resized)",
+                geometry.file_len
+            )));
+        }
+        Ok(geometry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_rejects_bad_capacities() {
+        for cap in [0, 1, 3, 100, MAX_CAPACITY * 2] {
+            assert!(
+                matches!(Geometry::new(cap, 8), Err(Error::InvalidOptions(_))),
+                "{cap}"
+            );
+        }
+        assert!(matches!(Geometry::new(4, 0), Err(Error::InvalidOptions(_))));
+        assert!(Geometry::new(1 << 20, 64).is_ok());
+    }
+
+    #[test]
+    fn slots_are_cache_line_aligned() {
+        let g = Geometry::new(64, 64).unwrap();
+        assert_eq!(g.slot_stride, 128);
+        assert_eq!(g.slots_offset % 128, 0);
+        assert_eq!(g.file_len, g.slots_offset + 64 * 128);
+    }
+}

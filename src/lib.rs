@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! shmq: a lock-free, bounded, multi-producer multi-consumer message queue in a memory-mapped
+//! file, so that processes on one host exchange small messages at memory speed.
+//!
+//! # The contract
+//! - **A queue is a file** (by default under `/dev/shm`): a validated header and a ring of
+//!   fixed-size slots. Any process that maps it may send and receive; messages outlive the
+//!   processes that sent them.
+//! - **Exactly-once claim.** Every committed message is claimed by exactly one receiver. Messages
+//!   are claimed in the order their sends claimed slots, so one producer's messages keep their
+//!   order in every consumer's stream.
+//! - **Lock-free, no syscalls on the non-blocking path.** `try_send`, `try_recv` and their batch
+//!   and in-place forms are a few atomic operations on the mapping; they enter the kernel only to
+//!   wake a peer that is asleep.
+//! - **Blocking calls** (`send`, `recv`, `*_timeout`) spin briefly, then sleep on a shared futex
+//!   inside the mapping; a peer in any process wakes them. `close` wakes everyone.
+//! - **Full pushes back**: a sender on a full queue gets `Full` or waits; nothing is dropped.
+//! - **Closed**: after [`Queue::close`], sends fail with `Closed`; receivers get what was sent
+//!   before, then `Closed`.
+//! - **Untrusted memory.** Another process can write anything into the mapping. The header is
+//!   validated on open and only a private copy of it is used after; every length read from a slot
+//!   is checked. Bad bytes give [`Error::Corrupt`], never an out-of-bounds access. (A process that
+//!   *truncates* the file makes the others fault on access: keep queue files mode 0600.)
+//! - **Who claimed what.** Every claim records the participant that made it, and each participant
+//!   holds a kernel lock that dies with it; this is the basis for recovering the claims of
+//!   crashed processes.
+//!
+//! # Example
+//! ```
+//! use shmq::{Options, Queue};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("jobs");
+//! let producer = Queue::create(&path, Options::new(1024, 256))?;
+//! let consumer = Queue::open(&path)?; // usually in another process
+//! producer.send(b"resize image 42")?;
+//! let mut buf = [0u8; 256];
+//! let n = consumer.recv(&mut buf)?;
+//! assert_eq!(&buf[..n], b"resize image 42");
+//! producer.close();
+//! assert!(matches!(consumer.recv(&mut buf), Err(shmq::Error::Closed)));
+//! # Ok::<(), shmq::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
+mod participant;
+#[cfg(not(loom))]
+mod queue;
+mod ring;
+mod sync;
+mod wait;
+
+#[cfg(not(loom))]
+pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use layout::{Geometry, MAGIC, PARTICIPANTS, VERSION};
+#[cfg(not(loom))]
+pub use participant::ParticipantInfo;
+#[cfg(not(loom))]
+pub use queue::{Options, Queue, RecvGuard, SendGuard, Stats};
+
+/// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod model {
+    pub use crate::ring::{empty_state, Claim, ClaimError, Ring, SlotStates};
+    pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline};
+}

@@ -1,0 +1,853 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! [`Queue`]: a handle on a queue file. Creating, opening and removing queue files, the
+//! mapping's lifetime, and the send and receive calls built on the claim protocol (`ring`) and
+//! the sleep/wake protocol (`wait`).
+//!
+//! One message's path: [`Queue::send`] → `Ring::claim_send` → payload copied into the `Slot` →
+//! `Ring::publish` → `wait::wake_if_sleeping`; and back: [`Queue::recv`] → `Ring::claim_recv` →
+//! length checked, payload copied out → `Ring::release` → `wait::wake_if_sleeping`.
+
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, Header, Participant, SlotHeader, SLOT_HEADER};
+use crate::participant::{self, ParticipantInfo, Registration};
+use crate::ring::{self, Claim, ClaimError, Ring, SlotStates};
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{self, Deadline};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to create a queue.
+///
+/// ```
+/// let options = shmq::Options::new(1024, 256).mode(0o660);
+/// assert_eq!(options.capacity, 1024);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Number of slots: a power of two from 2 to 2^24.
+    pub capacity: u32,
+    /// Largest message, in bytes (1 to 16 MiB). Every slot reserves this much.
+    pub max_message_size: u32,
+    /// Permission bits of the new file (before the umask); 0o600 by default.
+    pub mode: u32,
+}
+
+impl Options {
+    /// Options for `capacity` slots of up to `max_message_size` bytes, mode 0o600.
+    pub fn new(capacity: u32, max_message_size: u32) -> Self {
+        Options {
+            capacity,
+            max_message_size,
+            mode: 0o600,
+        }
+    }
+
+    /// Sets the permission bits of the file.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+impl Default for Options {
+    /// 1024 slots of 256 bytes.
+    fn default() -> Self {
+        Options::new(1024, 256)
+    }
+}
+
+/// A snapshot of a queue's configuration and counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Number of slots.
+    pub capacity: u32,
+    /// Largest message, in bytes.
+    pub max_message_size: u32,
+    /// Bytes of the file.
+    pub file_len: u64,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Messages in the queue, approximately (exact when nothing is in flight).
+    pub len: u64,
+    /// Positions claimed by senders since creation (committed or cancelled messages).
+    pub sent: u64,
+    /// Positions claimed by receivers since creation.
+    pub received: u64,
+    /// Sends cancelled after claiming a slot (a reserve guard dropped without commit).
+    pub cancelled_sends: u64,
+    /// Times a sender found the queue full and went to sleep.
+    pub full_waits: u64,
+    /// Times a receiver found the queue empty and went to sleep.
+    pub empty_waits: u64,
+    /// Senders asleep now.
+    pub send_sleepers: u32,
+    /// Receivers asleep now.
+    pub recv_sleepers: u32,
+    /// Whether the queue is closed.
+    pub closed: bool,
+    /// Handles that have the queue open (or held it when they died).
+    pub participants: Vec<ParticipantInfo>,
+}
+
+/// A handle on a queue file, shared by any number of threads (`Queue` is `Send + Sync`).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("q");
+/// use shmq::{Options, Queue};
+/// let q = Queue::create(&path, Options::new(8, 64))?;
+/// q.send(b"hello")?;
+/// let mut buf = [0u8; 64];
+/// let n = q.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"hello");
+/// # Ok::<(), shmq::Error>(())
+/// ```
+pub struct Queue {
+    map: MmapRaw,
+    /// The open file description that holds our participant lock; also the liveness probe.
+    file: File,
+    geometry: Geometry,
+    me: Registration,
+    path: PathBuf,
+}
+
+/// The slot state words of a mapped queue.
+struct MappedSlots<'a> {
+    queue: &'a Queue,
+}
+
+impl SlotStates for MappedSlots<'_> {
+    #[inline]
+    fn state(&self, pos: u64) -> &AtomicU64 {
+        &self.queue.slot(pos).state
+    }
+}
+
+impl Queue {
+    /// Creates a new queue file at `path` and opens it.
+    ///
+    /// The file is written in full under a temporary name in the same directory and then linked
+    /// into place, so other processes never see a half-written queue; if `path` exists (even if
+    /// created a moment earlier by a racing process), this fails with `AlreadyExists`.
+    pub fn create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
+        let path = path.as_ref();
+        let geometry = Geometry::new(options.capacity, options.max_message_size)?;
+        if options.mode & !0o7777 != 0 {
+            return Err(Error::InvalidOptions(format!(
+                "mode {:o} is not a permission mode",
+                options.mode
+            )));
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // Write the whole file under a private name, then publish it with link(2), which fails if
+        // the name exists: exactly one of several racing creators wins.
+        let temp = tempfile::Builder::new()
+            .prefix(".shmq-new-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(options.mode))
+            .tempfile_in(dir)
+            .map_err(|e| Error::from_io_at(e, dir))?;
+        temp.as_file()
+            .set_len(geometry.file_len)
+            .map_err(Error::Io)?;
+        {
+            let map = MmapOptions::new()
+                .len(geometry.file_len as usize)
+                .map_raw(temp.as_file())?;
+            // SAFETY: the mapping is `file_len` bytes of a file only we can see (it has a random
+            // name, and is unlinked if we fail); it is page-aligned, so suitably aligned for
+            // `Header` and the slot headers, and every byte is zero after `set_len`.
+            unsafe { init_file(map.as_mut_ptr(), &geometry) };
+            map.flush()?;
+        }
+        std::fs::hard_link(temp.path(), path).map_err(|e| Error::from_io_at(e, path))?;
+        drop(temp); // removes the temporary name; the queue stays at `path`
+        Queue::open(path)
+    }
+
+    /// Opens an existing queue file, validating its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<Queue> {
+        let path = path.as_ref();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => {
+                    Error::corrupt(format!("{} is a symbolic link", path.display()))
+                }
+                _ => Error::from_io_at(e, path),
+            })?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(Error::corrupt(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let actual_len = meta.len();
+        let header_len = std::mem::size_of::<Header>() as u64;
+        if actual_len < header_len {
+            return Err(Error::corrupt(format!(
+                "file is {actual_len} bytes, shorter than a queue header ({header_len} bytes)"
+            )));
+        }
+        let map = MmapOptions::new().len(actual_len as usize).map_raw(&file)?;
+        // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked above) and
+        // page-aligned; `Identity` is plain integers and bytes, valid for any bit pattern. The
+        // fields are read once here and validated before anything else is trusted.
+        let geometry = unsafe {
+            let header = &*(map.as_ptr() as *const Header);
+            Geometry::validate(&header.identity.0, actual_len)?
+        };
+        let mut queue = Queue {
+            map,
+            file,
+            geometry,
+            me: Registration { index: 0, token: 0 },
+            path: path.to_path_buf(),
+        };
+        queue.me = participant::register(&queue.file, queue.participants())?;
+        Ok(queue)
+    }
+
+    /// Opens the queue at `path`, creating it with `options` if no file exists. If another
+    /// process creates it at the same moment, this opens theirs (whose options may differ).
+    pub fn open_or_create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
+        let path = path.as_ref();
+        loop {
+            match Queue::open(path) {
+                Err(Error::NotFound(_)) => match Queue::create(path, options) {
+                    Err(Error::AlreadyExists(_)) => continue,
+                    other => return other,
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Removes the queue file. Handles already open keep working; new opens fail.
+    pub fn unlink(path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::remove_file(path).map_err(|e| Error::from_io_at(e, path))
+    }
+
+    /// The path this handle was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> u32 {
+        self.geometry.capacity
+    }
+
+    /// Largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.geometry.max_message_size as usize
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: `open` checked that the mapping holds at least a `Header` and is page-aligned;
+        // every field is an atomic or plain integer (valid for any bits) and the mapping lives as
+        // long as `self`. Other processes mutate only the atomic fields.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    fn participants(&self) -> &[Participant] {
+        // SAFETY: `Geometry::validate` checked that the table lies inside the mapping at a
+        // 128-aligned offset; entries are atomics (valid for any bits), living as long as `self`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map
+                    .as_ptr()
+                    .add(self.geometry.participants_offset as usize)
+                    as *const Participant,
+                crate::layout::PARTICIPANTS as usize,
+            )
+        }
+    }
+
+    /// The slot header for position `pos`.
+    #[inline]
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        let index = (pos & u64::from(self.geometry.capacity - 1)) as usize;
+        // SAFETY: `index < capacity`, and validation proved `slots_offset + capacity * stride`
+        // equals the mapped length, so the slot lies inside the mapping; it is 64-aligned
+        // (offset 128-aligned, stride a multiple of 64). Its fields are atomics.
+        unsafe {
+            &*(self.map.as_ptr().add(
+                self.geometry.slots_offset as usize + index * self.geometry.slot_stride as usize,
+            ) as *const SlotHeader)
+        }
+    }
+
+    /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).
+    #[inline]
+    fn payload(&self, pos: u64) -> *mut u8 {
+        (self.slot(pos) as *const SlotHeader as *mut u8).wrapping_add(SLOT_HEADER)
+    }
+
+    #[inline]
+    fn ring(&self) -> Ring<'_, MappedSlots<'_>> {
+        let header = self.header();
+        Ring::new(
+            &header.tail.0,
+            &header.head.0,
+            MappedSlots { queue: self },
+            u64::from(self.geometry.capacity),
+        )
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.max_message_size() {
+            return Err(Error::TooLarge {
+                len,
+                max: self.max_message_size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Claims up to `max` positions to write, waiting for room until `deadline`.
+    fn claim_send(&self, max: u64, deadline: Deadline) -> Result<Claim> {
+        let header = self.header();
+        let ring = self.ring();
+        let mut failure = None;
+        let claim = wait::wait_for(
+            &header.send_wait.0,
+            deadline,
+            || {
+                header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
+            },
+            || match ring.claim_send(self.me.token, max) {
+                Ok(claim) => Some(Ok(claim)),
+                Err(ClaimError::WouldBlock) => None,
+                Err(e) => {
+                    failure = Some(e);
+                    Some(Err(()))
+                }
+            },
+        );
+        match claim {
+            Some(Ok(claim)) => Ok(claim),
+            Some(Err(())) => Err(claim_error(failure)),
+            None if matches!(deadline, Deadline::Now) => Err(Error::Full),
+            None => Err(Error::Timeout),
+        }
+    }
+
+    /// Writes `msg` into the claimed slot for `pos`.
+    fn write(&self, pos: u64, msg: &[u8]) {
+        debug_assert!(msg.len() <= self.max_message_size());
+        let slot = self.slot(pos);
+        // SAFETY: we own the claimed slot (ring invariant 3), its payload area holds
+        // `max_message_size >= msg.len()` bytes inside the mapping, and `msg` cannot overlap
+        // the mapping's slot we exclusively own.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(pos), msg.len()) };
+        slot.len.store(msg.len() as u32, Ordering::Relaxed);
+        slot.deliveries.store(0, Ordering::Relaxed);
+    }
+
+    fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
+        self.check_len(msg.len())?;
+        let claim = self.claim_send(1, deadline)?;
+        self.write(claim.first, msg);
+        self.ring().publish(claim.first, self.me.token);
+        wait::wake_if_sleeping(&self.header().recv_wait.0);
+        Ok(())
+    }
+
+    /// Sends `msg` if there is room now; `Full` otherwise. Never blocks, never makes a syscall.
+    pub fn try_send(&self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, Deadline::Now)
+    }
+
+    /// Sends `msg`, waiting while the queue is full. `Closed` if the queue is closed.
+    pub fn send(&self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, Deadline::Never)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room; `Timeout` if none came.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(msg, Deadline::after(timeout))
+    }
+
+    /// Sends as many of `msgs` as there is room for now, in order, claiming their slots together
+    /// and moving the shared cursor once. Returns how many were sent (at least 1), or `Full`.
+    ///
+    /// Every message is checked against the maximum size before anything is sent.
+    pub fn try_send_batch<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<usize> {
+        self.send_batch_with(msgs, Deadline::Now)
+    }
+
+    /// Like [`try_send_batch`](Self::try_send_batch), but waits while the queue is full; returns
+    /// once at least one message is sent.
+    pub fn send_batch<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<usize> {
+        self.send_batch_with(msgs, Deadline::Never)
+    }
+
+    fn send_batch_with<M: AsRef<[u8]>>(&self, msgs: &[M], deadline: Deadline) -> Result<usize> {
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        for msg in msgs {
+            self.check_len(msg.as_ref().len())?;
+        }
+        let claim = self.claim_send(msgs.len() as u64, deadline)?;
+        let ring = self.ring();
+        for (pos, msg) in claim.positions().zip(msgs) {
+            self.write(pos, msg.as_ref());
+            ring.publish(pos, self.me.token);
+        }
+        wait::wake_if_sleeping(&self.header().recv_wait.0);
+        Ok(claim.count as usize)
+    }
+
+    /// Claims a slot to write in place; waits for room until `deadline`.
+    fn reserve_with(&self, deadline: Deadline) -> Result<SendGuard<'_>> {
+        let claim = self.claim_send(1, deadline)?;
+        Ok(SendGuard {
+            queue: self,
+            pos: claim.first,
+            committed: false,
+        })
+    }
+
+    /// Reserves a slot to write a message in place, if there is room now.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let q = shmq::Queue::create(dir.path().join("q"), shmq::Options::new(8, 64))?;
+    /// let mut slot = q.try_reserve()?;
+    /// slot[..3].copy_from_slice(b"abc");
+    /// slot.commit(3)?;
+    /// assert_eq!(&*q.try_recv_in_place()?, b"abc");
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn try_reserve(&self) -> Result<SendGuard<'_>> {
+        self.reserve_with(Deadline::Now)
+    }
+
+    /// Reserves a slot to write in place, waiting while the queue is full.
+    pub fn reserve(&self) -> Result<SendGuard<'_>> {
+        self.reserve_with(Deadline::Never)
+    }
+
+    /// Reserves a slot to write in place, waiting at most `timeout`.
+    pub fn reserve_timeout(&self, timeout: Duration) -> Result<SendGuard<'_>> {
+        self.reserve_with(Deadline::after(timeout))
+    }
+
+    /// Claims up to `max` messages, waiting for one until `deadline`. `accept(len)` is asked about
+    /// the first message's length before it is claimed.
+    fn claim_recv(
+        &self,
+        max: u64,
+        deadline: Deadline,
+        accept: impl Fn(usize) -> bool,
+    ) -> Result<Claim> {
+        let header = self.header();
+        let ring = self.ring();
+        let mut failure = None;
+        let claim = wait::wait_for(
+            &header.recv_wait.0,
+            deadline,
+            || {
+                header
+                    .counters
+                    .0
+                    .empty_waits
+                    .fetch_add(1, Ordering::Relaxed);
+            },
+            || {
+                let result = ring.claim_recv(self.me.token, max, |pos| {
+                    accept(self.slot(pos).len.load(Ordering::Relaxed) as usize)
+                });
+                if ring.recycled.replace(0) > 0 {
+                    wait::wake_if_sleeping(&header.send_wait.0);
+                }
+                match result {
+                    Ok(claim) => Some(Ok(claim)),
+                    Err(ClaimError::WouldBlock) => None,
+                    Err(e) => {
+                        failure = Some(e);
+                        Some(Err(()))
+                    }
+                }
+            },
+        );
+        match claim {
+            Some(Ok(claim)) => Ok(claim),
+            Some(Err(())) => Err(match failure {
+                Some(ClaimError::Rejected(pos)) => Error::BufferTooSmall {
+                    needed: self.slot(pos).len.load(Ordering::Relaxed) as usize,
+                },
+                other => claim_error(other),
+            }),
+            None if matches!(deadline, Deadline::Now) => Err(Error::Empty),
+            None => Err(Error::Timeout),
+        }
+    }
+
+    /// The message at a claimed position, after checking its length against the maximum.
+    ///
+    /// On a corrupt length the slot is released (the message is unreadable) and `Corrupt`
+    /// returned.
+    fn message(&self, pos: u64) -> Result<&[u8]> {
+        let slot = self.slot(pos);
+        let len = slot.len.load(Ordering::Relaxed) as usize;
+        slot.deliveries.fetch_add(1, Ordering::Relaxed);
+        if len > self.max_message_size() {
+            self.ring().release(pos);
+            wait::wake_if_sleeping(&self.header().send_wait.0);
+            return Err(Error::corrupt(format!(
+                "message length {len} exceeds the maximum message size {}",
+                self.max_message_size()
+            )));
+        }
+        // SAFETY: we own the claimed slot (ring invariant 3); `len <= max_message_size`, so the
+        // bytes lie inside the slot's payload area, inside the mapping, which outlives the
+        // borrow of `self`. An honest peer does not write a slot it does not own; a hostile one
+        // can change the bytes' values, but `u8` has no invalid values.
+        Ok(unsafe { std::slice::from_raw_parts(self.payload(pos), len) })
+    }
+
+    /// Releases a claimed position and wakes senders that wait for room.
+    fn release(&self, claim: Claim) {
+        let ring = self.ring();
+        for pos in claim.positions() {
+            ring.release(pos);
+        }
+        wait::wake_if_sleeping(&self.header().send_wait.0);
+    }
+
+    fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
+        let capacity = buf.len();
+        let claim = self.claim_recv(1, deadline, |len| len <= capacity)?;
+        let msg = self.message(claim.first)?;
+        let len = msg.len();
+        // `accept` saw a length that fits before the claim; only a hostile writer changes it.
+        let fits = len <= buf.len();
+        if fits {
+            buf[..len].copy_from_slice(msg);
+        }
+        self.release(claim);
+        if fits {
+            Ok(len)
+        } else {
+            Err(Error::corrupt(
+                "message length changed while the message was committed",
+            ))
+        }
+    }
+
+    /// Receives the next message into `buf` if one is ready; returns its length, or `Empty`.
+    ///
+    /// If `buf` is too short, returns `BufferTooSmall { needed }` and the message stays queued.
+    /// Never blocks, never makes a syscall (unless it must wake a sleeping sender).
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_with(buf, Deadline::Now)
+    }
+
+    /// Receives the next message into `buf`, waiting while the queue is empty. Returns `Closed`
+    /// once the queue is closed and drained.
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_with(buf, Deadline::Never)
+    }
+
+    /// Receives the next message into `buf`, waiting at most `timeout`.
+    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_with(buf, Deadline::after(timeout))
+    }
+
+    fn recv_in_place_with(&self, deadline: Deadline) -> Result<RecvGuard<'_>> {
+        let claim = self.claim_recv(1, deadline, |_| true)?;
+        let msg = self.message(claim.first)?;
+        Ok(RecvGuard {
+            queue: self,
+            pos: claim.first,
+            msg,
+        })
+    }
+
+    /// Claims the next message and lends it in place, without copying; the slot is freed when
+    /// the guard drops. `Empty` if none is ready.
+    pub fn try_recv_in_place(&self) -> Result<RecvGuard<'_>> {
+        self.recv_in_place_with(Deadline::Now)
+    }
+
+    /// Like [`try_recv_in_place`](Self::try_recv_in_place), waiting while the queue is empty.
+    pub fn recv_in_place(&self) -> Result<RecvGuard<'_>> {
+        self.recv_in_place_with(Deadline::Never)
+    }
+
+    /// Like [`recv_in_place`](Self::recv_in_place), waiting at most `timeout`.
+    pub fn recv_in_place_timeout(&self, timeout: Duration) -> Result<RecvGuard<'_>> {
+        self.recv_in_place_with(Deadline::after(timeout))
+    }
+
+    fn recv_batch_with(
+        &self,
+        max: usize,
+        deadline: Deadline,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let claim = self.claim_recv(max as u64, deadline, |_| true)?;
+        let mut corrupt = None;
+        for pos in claim.positions() {
+            match self.message(pos) {
+                Ok(msg) => each(msg),
+                Err(e) => {
+                    // `message` released this slot already; finish the rest, then report it.
+                    corrupt.get_or_insert(e);
+                    continue;
+                }
+            }
+            self.ring().release(pos);
+        }
+        wait::wake_if_sleeping(&self.header().send_wait.0);
+        match corrupt {
+            Some(e) => Err(e),
+            None => Ok(claim.count as usize),
+        }
+    }
+
+    /// Receives up to `max` ready messages at once, claiming their slots together and moving the
+    /// shared cursor once; calls `each` with every message in order, in place. Returns how many
+    /// were received (at least 1), or `Empty`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let q = shmq::Queue::create(dir.path().join("q"), shmq::Options::new(8, 64))?;
+    /// q.try_send_batch(&[b"a", b"b", b"c"])?;
+    /// let mut got = Vec::new();
+    /// assert_eq!(q.try_recv_batch(8, |m| got.push(m.to_vec()))?, 3);
+    /// assert_eq!(got, [b"a", b"b", b"c"]);
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn try_recv_batch(&self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
+        self.recv_batch_with(max, Deadline::Now, each)
+    }
+
+    /// Like [`try_recv_batch`](Self::try_recv_batch), waiting while the queue is empty.
+    pub fn recv_batch(&self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
+        self.recv_batch_with(max, Deadline::Never, each)
+    }
+
+    /// Like [`recv_batch`](Self::recv_batch), waiting at most `timeout`.
+    pub fn recv_batch_timeout(
+        &self,
+        max: usize,
+        timeout: Duration,
+        each: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        self.recv_batch_with(max, Deadline::after(timeout), each)
+    }
+
+    /// Closes the queue for every process: sends fail with `Closed` from now on; receivers get
+    /// the messages already sent, then `Closed`. Wakes every sleeper. Returns `false` if the
+    /// queue was already closed.
+    pub fn close(&self) -> bool {
+        let first = self.ring().close();
+        let header = self.header();
+        wait::wake_all(&header.recv_wait.0);
+        wait::wake_all(&header.send_wait.0);
+        first
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring().is_closed()
+    }
+
+    /// A snapshot of the queue's configuration and counters.
+    pub fn stats(&self) -> Stats {
+        let header = self.header();
+        let tail = header.tail.0.load(Ordering::Relaxed);
+        let head = header.head.0.load(Ordering::Relaxed);
+        let sent = tail & !ring::CLOSED;
+        let counters = &header.counters.0;
+        Stats {
+            capacity: self.geometry.capacity,
+            max_message_size: self.geometry.max_message_size,
+            file_len: self.geometry.file_len,
+            created_unix_ns: header.identity.0.created_unix_ns,
+            len: sent
+                .saturating_sub(head)
+                .min(u64::from(self.geometry.capacity)),
+            sent,
+            received: head,
+            cancelled_sends: counters.cancelled_sends.load(Ordering::Relaxed),
+            full_waits: counters.full_waits.load(Ordering::Relaxed),
+            empty_waits: counters.empty_waits.load(Ordering::Relaxed),
+            send_sleepers: wait::sleepers(&header.send_wait.0),
+            recv_sleepers: wait::sleepers(&header.recv_wait.0),
+            closed: tail & ring::CLOSED != 0,
+            participants: participant::list(&self.file, self.participants(), self.me),
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        participant::deregister(self.participants(), self.me);
+        // Closing `file` (dropped after this) releases the participant lock.
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("path", &self.path)
+            .field("capacity", &self.geometry.capacity)
+            .field("max_message_size", &self.geometry.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn claim_error(e: Option<ClaimError>) -> Error {
+    match e {
+        Some(ClaimError::Closed) => Error::Closed,
+        Some(ClaimError::Corrupt(what)) => Error::corrupt(what),
+        Some(ClaimError::WouldBlock) | Some(ClaimError::Rejected(_)) | None => {
+            Error::corrupt("claim failed without a reason")
+        }
+    }
+}
+
+/// Writes a fresh header and slot states into a zeroed mapping of `geometry.file_len` bytes.
+///
+/// # Safety
+/// `base` must point to a writable, page-aligned mapping of at least `geometry.file_len` bytes
+/// that no other process can see yet.
+unsafe fn init_file(base: *mut u8, geometry: &Geometry) {
+    // SAFETY (for the whole body): the caller guarantees exclusive access to a large enough,
+    // aligned mapping; `Header` and `SlotHeader` lie inside it at the geometry's offsets, and
+    // the zero bytes written by `set_len` are valid atomics and integers.
+    unsafe {
+        let header = &mut *(base as *mut Header);
+        header.identity.0 = geometry.identity(participant::unix_now_ns());
+        for index in 0..u64::from(geometry.capacity) {
+            let slot = &*(base.add(
+                geometry.slots_offset as usize + index as usize * geometry.slot_stride as usize,
+            ) as *const SlotHeader);
+            slot.state
+                .store(ring::empty_state(index), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A slot reserved for writing a message in place. Derefs to the slot's payload area
+/// (`max_message_size` bytes); [`commit`](Self::commit) publishes the first `len` bytes.
+/// Dropping the guard without committing cancels the send: receivers skip the slot.
+pub struct SendGuard<'q> {
+    queue: &'q Queue,
+    pos: u64,
+    committed: bool,
+}
+
+impl SendGuard<'_> {
+    /// Publishes the first `len` bytes written as one message.
+    pub fn commit(mut self, len: usize) -> Result<()> {
+        self.queue.check_len(len)?;
+        self.queue
+            .slot(self.pos)
+            .len
+            .store(len as u32, Ordering::Relaxed);
+        self.queue
+            .slot(self.pos)
+            .deliveries
+            .store(0, Ordering::Relaxed);
+        self.queue.ring().publish(self.pos, self.queue.me.token);
+        self.committed = true;
+        wait::wake_if_sleeping(&self.queue.header().recv_wait.0);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for SendGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the slot is claimed by us until commit or drop (ring invariant 3); its payload
+        // area is `max_message_size` bytes inside the mapping, which outlives `'q`.
+        unsafe {
+            std::slice::from_raw_parts(self.queue.payload(self.pos), self.queue.max_message_size())
+        }
+    }
+}
+
+impl std::ops::DerefMut for SendGuard<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`; `&mut self` makes this the only borrow of the payload area.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.queue.payload(self.pos),
+                self.queue.max_message_size(),
+            )
+        }
+    }
+}
+
+impl Drop for SendGuard<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let q = self.queue;
+            q.ring().cancel(self.pos, q.me.token);
+            q.header()
+                .counters
+                .0
+                .cancelled_sends
+                .fetch_add(1, Ordering::Relaxed);
+            wait::wake_if_sleeping(&q.header().recv_wait.0);
+        }
+    }
+}
+
+/// A received message lent in place. Derefs to the payload; the slot is freed for producers
+/// when the guard drops.
+pub struct RecvGuard<'q> {
+    queue: &'q Queue,
+    pos: u64,
+    msg: &'q [u8],
+}
+
+impl RecvGuard<'_> {
+    /// How many times a consumer has claimed this message, this delivery included (1 on the
+    /// first delivery).
+    pub fn deliveries(&self) -> u32 {
+        self.queue.slot(self.pos).deliveries.load(Ordering::Relaxed)
+    }
+}
+
+impl std::ops::Deref for RecvGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.msg
+    }
+}
+
+impl Drop for RecvGuard<'_> {
+    fn drop(&mut self) {
+        self.queue.release(Claim {
+            first: self.pos,
+            count: 1,
+        });
+    }
+}
+
+// Compile-time check of the promise in the docs.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Queue>();
+};

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The claim protocol: a bounded MPMC ring of slots with one atomic state word per slot.
+//!
+//! This is Dmitry Vyukov's bounded MPMC queue (as in crossbeam-queue's `ArrayQueue`), changed in
+//! one way for shared memory: **a claim is made on the slot's own state word first, and records
+//! who made it**; the shared cursor is advanced afterwards, and anyone may help advance it. In the
+//! plain algorithm a process that dies between winning the cursor and writing the slot leaves a
+//! position that nobody can attribute; here every claimed position names its claimer, so a
+//! survivor can ask whether that claimer is still alive and repair the slot.
+//!
+//! # Positions and slots
+//! Messages are numbered by *positions* `0, 1, 2, …`; position `p` lives in slot `p % capacity`.
+//! `tail` is the next position a producer will claim and `head` the next a consumer will claim.
+//! Both only grow. Bit 63 of `tail` is the *closed* flag: once set, `tail` never changes again.
+//!
+//! # The state word
+//! `state = pos << 24 | owner << 4 | phase`, where `pos` is a position truncated to 40 bits, `owner`
+//! is the 20-bit participant token of the claimer and `phase` says what the slot holds for `pos`:
+//!
+//! | phase     | meaning                                                                   |
+//! |-----------|---------------------------------------------------------------------------|
+//! | `EMPTY`   | free: the producer of position `pos` may claim it                         |
+//! | `WRITING` | claimed by producer `owner`, who is writing the message of position `pos` |
+//! | `FULL`    | holds the committed message of position `pos`                             |
+//! | `READING` | claimed by consumer `owner`, who is reading the message of `pos`          |
+//! | `SKIP`    | position `pos` was claimed but holds no message (a cancelled send)        |
+//!
+//! A slot's life: `EMPTY(p) → WRITING(p) → FULL(p) | SKIP(p) → READING(p) → EMPTY(p + cap)`.
+//! Slot `i` starts as `EMPTY(i)`.
+//!
+//! # Invariants
+//! 1. Every position below `tail` has been claimed by a producer (its slot left `EMPTY(p)`), and
+//!    every position below `head` has been claimed by a consumer (its slot left `FULL(p)` or
+//!    `SKIP(p)`). Cursors are advanced only past positions whose slot shows such a claim, so a
+//!    helper can never skip an unclaimed position.
+//! 2. A producer publishes (stores `FULL`) only positions it has seen below an unclosed `tail`.
+//!    A position claimed at or beyond a closed `tail` is handed back (`EMPTY(p)` again) and never
+//!    holds a message: after `close`, no message can appear.
+//! 3. The only writer of a slot in `WRITING` or `READING` is its owner (and, for crash recovery,
+//!    whoever has proved the owner dead), so the owner's final store needs no CAS.
+//!
+//! # Orderings
+//! The payload is handed over by the state word alone: a producer's `Release` store of `FULL`
+//! pairs with the consumer's `Acquire` claim CAS, so the consumer reads a complete message; the
+//! consumer's `Release` store of `EMPTY(p + cap)` pairs with the next producer's `Acquire` claim
+//! CAS, so its reads finish before the slot is overwritten. The cursors carry no data: they are
+//! hints plus the closed flag, and per-location coherence is all they need (`Relaxed`).
+//!
+//! This module never touches payload bytes; the caller writes between `claim_send` and
+//! `publish`, and reads between `claim_recv` and `release`.
+
+use crate::sync::{AtomicU64, Ordering};
+use std::cell::Cell;
+
+/// Bit 63 of `tail`: the queue is closed.
+pub(crate) const CLOSED: u64 = 1 << 63;
+
+const PHASE_BITS: u32 = 4;
+const OWNER_BITS: u32 = 20;
+const POS_SHIFT: u32 = PHASE_BITS + OWNER_BITS;
+const POS_BITS: u32 = 64 - POS_SHIFT;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const PHASE_MASK: u64 = (1 << PHASE_BITS) - 1;
+/// Largest participant token that fits in a state word.
+pub(crate) const OWNER_MAX: u32 = (1 << OWNER_BITS) - 1;
+
+/// What a slot holds for the position in its state word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    Empty = 0,
+    Writing = 1,
+    Full = 2,
+    Reading = 3,
+    Skip = 4,
+}
+
+/// A decoded slot state word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotState {
+    /// The position, truncated to 40 bits.
+    pub pos: u64,
+    /// The participant token of the claimer (meaningful in `Writing` and `Reading`).
+    pub owner: u32,
+    pub phase: Phase,
+}
+
+impl SlotState {
+    pub(crate) fn new(pos: u64, owner: u32, phase: Phase) -> Self {
+        SlotState {
+            pos: pos & POS_MASK,
+            owner: owner & OWNER_MAX,
+            phase,
+        }
+    }
+
+    pub(crate) fn encode(self) -> u64 {
+        (self.pos << POS_SHIFT) | (u64::from(self.owner) << PHASE_BITS) | self.phase as u64
+    }
+
+    /// Decodes a word read from shared memory; `None` for a phase no honest peer writes.
+    pub(crate) fn decode(word: u64) -> Option<Self> {
+        let phase = match word & PHASE_MASK {
+            0 => Phase::Empty,
+            1 => Phase::Writing,
+            2 => Phase::Full,
+            3 => Phase::Reading,
+            4 => Phase::Skip,
+            _ => return None,
+        };
+        Some(SlotState {
+            pos: word >> POS_SHIFT,
+            owner: ((word >> PHASE_BITS) as u32) & OWNER_MAX,
+            phase,
+        })
+    }
+
+    /// How many positions this state is ahead of `cursor` (negative: behind), modulo 2^40.
+    fn distance_from(self, cursor: u64) -> i64 {
+        let diff = self.pos.wrapping_sub(cursor) & POS_MASK;
+        // Sign-extend the 40-bit difference.
+        ((diff << POS_SHIFT) as i64) >> POS_SHIFT
+    }
+}
+
+/// The state word a slot has when it is free for the producer of `pos`.
+pub(crate) fn empty_state(pos: u64) -> u64 {
+    SlotState::new(pos, 0, Phase::Empty).encode()
+}
+
+/// Where the slot state words live: in the mapped file in production, on the heap under loom.
+pub(crate) trait SlotStates {
+    /// The state word of the slot that holds position `pos`.
+    fn state(&self, pos: u64) -> &AtomicU64;
+}
+
+/// A run of consecutive positions `first .. first + count` claimed by one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The first claimed position.
+    pub first: u64,
+    /// How many consecutive positions were claimed (at least 1).
+    pub count: u64,
+}
+
+impl Claim {
+    /// The claimed positions.
+    pub fn positions(self) -> std::ops::Range<u64> {
+        self.first..self.first + self.count
+    }
+}
+
+/// Why a claim failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Send: every slot holds a message. Receive: no message is ready.
+    WouldBlock,
+    /// Send: the queue is closed. Receive: the queue is closed and every message was claimed.
+    Closed,
+    /// Receive: the caller's `accept` refused the message at this position; nothing was claimed.
+    Rejected(u64),
+    /// A state word holds a value that no honest participant writes.
+    Corrupt(&'static str),
+}
+
+/// The claim protocol over a ring's two cursors and its slot state words.
+pub struct Ring<'a, S> {
+    pub(crate) tail: &'a AtomicU64,
+    pub(crate) head: &'a AtomicU64,
+    pub(crate) slots: S,
+    pub(crate) capacity: u64,
+    /// Counts the cancelled positions this ring value freed in `claim_recv`: each is a slot
+    /// given back to the producers, who must be woken if they sleep on a full queue.
+    pub(crate) recycled: Cell<u64>,
+}
+
+impl<'a, S: SlotStates> Ring<'a, S> {
+    /// The protocol over these cursors and slots; `capacity` is a power of two.
+    pub fn new(tail: &'a AtomicU64, head: &'a AtomicU64, slots: S, capacity: u64) -> Self {
+        Ring {
+            tail,
+            head,
+            slots,
+            capacity,
+            recycled: Cell::new(0),
+        }
+    }
+
+    fn load(&self, pos: u64) -> Result<SlotState, ClaimError> {
+        SlotState::decode(self.slots.state(pos).load(Ordering::Acquire))
+            .ok_or(ClaimError::Corrupt("slot state has an unknown phase"))
+    }
+
+    /// Claims up to `max` consecutive positions for writing, as participant `owner`.
+    ///
+    /// On success the caller owns the claimed slots: it writes each message and then calls
+    /// [`publish`](Self::publish) (or [`cancel`](Self::cancel)) for every position.
+    pub fn claim_send(&self, owner: u32, max: u64) -> Result<Claim, ClaimError> {
+        debug_assert!(max >= 1);
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            if tail & CLOSED != 0 {
+                return Err(ClaimError::Closed);
+            }
+            let state = self.load(tail)?;
+            let distance = state.distance_from(tail);
+            if distance == 0 && state.phase == Phase::Empty {
+                // The slot is free for our position: claim it in its own state word.
+                let claimed = SlotState::new(tail, owner, Phase::Writing).encode();
+                match self.slots.state(tail).compare_exchange(
+                    state.encode(),
+                    claimed,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let count = self.claim_more(tail, owner, max, Phase::Empty, Phase::Writing);
+                        return self.advance_tail(Claim { first: tail, count }, owner);
+                    }
+                    Err(_) => tail = self.tail.load(Ordering::Relaxed),
+                }
+            } else if distance >= 0 {
+                // Position `tail` is already claimed (its slot shows it or has moved past it):
+                // help the tail past it, as its claimer may be descheduled.
+                tail = self.help_advance(self.tail, tail);
+            } else if distance >= -(self.capacity as i64) {
+                // The slot still serves the previous lap: the queue is full, unless the tail moved.
+                let now = self.tail.load(Ordering::Relaxed);
+                if now == tail {
+                    return Err(ClaimError::WouldBlock);
+                }
+                tail = now;
+            } else {
+                return Err(ClaimError::Corrupt(
+                    "slot state is more than a lap behind the tail",
+                ));
+            }
+        }
+    }
+
+    /// After claiming `first`, claims the following positions while their slots are in `from`,
+    /// up to `max` in all. Returns how many positions are claimed.
+    fn claim_more(&self, first: u64, owner: u32, max: u64, from: Phase, to: Phase) -> u64 {
+        let mut count = 1;
+        while count < max.min(self.capacity) {
+            let pos = first + count;
+            let expected = SlotState::new(pos, 0, from);
+            let word = self.slots.state(pos).load(Ordering::Relaxed);
+            match SlotState::decode(word) {
+                Some(s) if s.pos == expected.pos && s.phase == from => {}
+                _ => break,
+            }
+            let claimed = SlotState::new(pos, owner, to).encode();
+            if self
+                .slots
+                .state(pos)
+                .compare_exchange(word, claimed, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// Moves `tail` past a freshly claimed run. If the queue was closed first, hands back the
+    /// positions at or beyond the closed tail (invariant 2) and keeps the rest.
+    fn advance_tail(&self, claim: Claim, owner: u32) -> Result<Claim, ClaimError> {
+        let end = claim.first + claim.count;
+        let mut cur = self.tail.load(Ordering::Relaxed);
+        loop {
+            let pos = cur & !CLOSED;
+            if pos >= end {
+                return Ok(claim);
+            }
+            if cur & CLOSED != 0 {
+                let kept_end = pos.max(claim.first);
+                for p in kept_end..end {
+                    debug_assert_eq!(
+                        self.load(p).ok(),
+                        Some(SlotState::new(p, owner, Phase::Writing))
+                    );
+                    // We own these slots (invariant 3), and nobody may claim them now.
+                    self.slots.state(p).store(empty_state(p), Ordering::Release);
+                }
+                let count = kept_end - claim.first;
+                return if count == 0 {
+                    Err(ClaimError::Closed)
+                } else {
+                    Ok(Claim {
+                        first: claim.first,
+                        count,
+                    })
+                };
+            }
+            match self
+                .tail
+                .compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(claim),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Tries once to move `cursor` from `from` to `from + 1`; returns the cursor's value after.
+    fn help_advance(&self, cursor: &AtomicU64, from: u64) -> u64 {
+        match cursor.compare_exchange(from, from + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => from + 1,
+            Err(now) => now,
+        }
+    }
+
+    /// Commits the message written at a claimed position: consumers may now claim it.
+    pub fn publish(&self, pos: u64, owner: u32) {
+        let full = SlotState::new(pos, owner, Phase::Full).encode();
+        self.slots.state(pos).store(full, Ordering::Release);
+    }
+
+    /// Gives up a claimed position without a message: consumers skip it.
+    pub fn cancel(&self, pos: u64, owner: u32) {
+        let skip = SlotState::new(pos, owner, Phase::Skip).encode();
+        self.slots.state(pos).store(skip, Ordering::Release);
+    }
+
+    /// Claims up to `max` consecutive committed messages for reading, as participant `owner`.
+    ///
+    /// `accept(pos)` is asked about the first message before it is claimed (the caller checks
+    /// that its buffer is large enough); if it refuses, nothing is claimed and the result is
+    /// `Rejected(pos)`. Later messages of a batch are claimed without asking.
+    pub fn claim_recv(
+        &self,
+        owner: u32,
+        max: u64,
+        mut accept: impl FnMut(u64) -> bool,
+    ) -> Result<Claim, ClaimError> {
+        debug_assert!(max >= 1);
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let state = self.load(head)?;
+            let distance = state.distance_from(head);
+            if distance == 0 && state.phase == Phase::Full {
+                if !accept(head) {
+                    return Err(ClaimError::Rejected(head));
+                }
+                let claimed = SlotState::new(head, owner, Phase::Reading).encode();
+                match self.slots.state(head).compare_exchange(
+                    state.encode(),
+                    claimed,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let count = self.claim_more(head, owner, max, Phase::Full, Phase::Reading);
+                        self.advance_head(head + count);
+                        return Ok(Claim { first: head, count });
+                    }
+                    Err(_) => head = self.head.load(Ordering::Relaxed),
+                }
+            } else if distance == 0 && state.phase == Phase::Skip {
+                // A cancelled send: free the slot for the next lap, as a consumer would.
+                let next_lap = empty_state(head + self.capacity);
+                if self
+                    .slots
+                    .state(head)
+                    .compare_exchange(
+                        state.encode(),
+                        next_lap,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    self.recycled.set(self.recycled.get() + 1);
+                    head = self.help_advance(self.head, head);
+                } else {
+                    head = self.head.load(Ordering::Relaxed);
+                }
+            } else if distance > 0 || (distance == 0 && state.phase == Phase::Reading) {
+                // Position `head` is already claimed by a consumer: help the head past it.
+                head = self.help_advance(self.head, head);
+            } else if distance >= -(self.capacity as i64) {
+                // Position `head` is not committed yet (its slot is `EMPTY(head)`, `WRITING(head)`,
+                // or still busy with the previous lap). Nothing will ever come once the queue
+                // is closed at or before `head` (invariant 2).
+                let tail = self.tail.load(Ordering::Relaxed);
+                if tail & CLOSED != 0 && tail & !CLOSED <= head {
+                    return Err(ClaimError::Closed);
+                }
+                return Err(ClaimError::WouldBlock);
+            } else {
+                return Err(ClaimError::Corrupt(
+                    "slot state is more than a lap behind the head",
+                ));
+            }
+        }
+    }
+
+    fn advance_head(&self, end: u64) {
+        let mut cur = self.head.load(Ordering::Relaxed);
+        while cur < end {
+            match self
+                .head
+                .compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Frees a slot after its message was read: the producer one lap later may claim it.
+    pub fn release(&self, pos: u64) {
+        self.slots
+            .state(pos)
+            .store(empty_state(pos + self.capacity), Ordering::Release);
+    }
+
+    /// Closes the ring: no position at or beyond the current tail will ever hold a message.
+    /// Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.tail.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0
+    }
+
+    /// Whether the ring is closed.
+    pub fn is_closed(&self) -> bool {
+        self.tail.load(Ordering::Relaxed) & CLOSED != 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_word_round_trips() {
+        let s = SlotState::new(123_456_789, 0xABCDE, Phase::Reading);
+        assert_eq!(SlotState::decode(s.encode()), Some(s));
+        assert_eq!(SlotState::decode(7), None);
+    }
+
+    #[test]
+    fn distance_is_signed_and_wraps_at_40_bits() {
+        let s = SlotState::new(5, 0, Phase::Empty);
+        assert_eq!(s.distance_from(5), 0);
+        assert_eq!(s.distance_from(7), -2);
+        assert_eq!(s.distance_from(3), 2);
+        let wrapped = SlotState::new(POS_MASK + 2, 0, Phase::Empty); // truncates to 1
+        assert_eq!(wrapped.distance_from(POS_MASK), 2);
+    }
+}

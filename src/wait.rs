@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Sleeping and waking: spin briefly, then sleep on a shared futex word, with the sleepers
+//! counted in that same word so that a waker pays for `FUTEX_WAKE` only when someone sleeps.
+//!
+//! # The wait word
+//! One `u32` per direction ("a message arrived", "a slot was freed") lives in the mapping:
+//! the low 16 bits count sleepers, the high 16 bits are a wake epoch.
+//!
+//! # No lost wake-up
+//! The waker makes progress visible (publishes a message, frees a slot), then executes a `SeqCst`
+//! fence and reads the word. The sleeper adds itself to the count, executes a `SeqCst` fence, and
+//! tries its operation once more before sleeping. The two fences are ordered one way or the
+//! other: either the sleeper's retry sees the progress, or the waker's read sees the sleeper and
+//! wakes it. The waker bumps the epoch before `FUTEX_WAKE`, and the sleeper sleeps only while the
+//! epoch is the one it registered under, so a wake that lands between its retry and its
+//! `FUTEX_WAIT` makes the wait return at once (the kernel compares the word before sleeping).
+//!
+//! Waking is broadcast (`FUTEX_WAKE` of everyone): a sleeper that was woken but then timed out
+//! cannot swallow a wake-up meant for another.
+
+use crate::sync::{fence, futex_wait, futex_wake_all, spin_hint, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const SLEEPER_ONE: u32 = 1;
+const SLEEPERS_MASK: u32 = 0xFFFF;
+const EPOCH_ONE: u32 = 1 << 16;
+
+/// How long to wait for an operation that cannot complete now.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deadline {
+    /// Do not wait: fail at once.
+    Now,
+    /// Wait until this instant.
+    At(Instant),
+    /// Wait as long as it takes.
+    Never,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Deadline::Never, Deadline::At)
+    }
+}
+
+/// How many times to retry, with a CPU pause between tries, before going to sleep. About ten
+/// microseconds on current hardware: long enough to catch a peer that answers at once (the
+/// ping-pong case), short enough not to burn a core for an idle queue.
+#[cfg(not(loom))]
+const SPIN_TRIES: u32 = 4096;
+#[cfg(loom)]
+const SPIN_TRIES: u32 = 1;
+
+/// Number of sleepers counted in a wait word.
+pub(crate) fn sleepers(word: &AtomicU32) -> u32 {
+    word.load(Ordering::Relaxed) & SLEEPERS_MASK
+}
+
+/// Wakes every sleeper on `word`, if there is one. Call after making progress visible.
+#[inline]
+pub(crate) fn wake_if_sleeping(word: &AtomicU32) {
+    // Order the caller's progress (a store) before the read of the sleeper count; pairs with the
+    // fence in `wait_for` (see the module doc).
+    fence(Ordering::SeqCst);
+    if word.load(Ordering::Relaxed) & SLEEPERS_MASK != 0 {
+        wake_all(word);
+    }
+}
+
+/// Wakes every sleeper on `word`, unconditionally (used by `close`).
+pub(crate) fn wake_all(word: &AtomicU32) {
+    word.fetch_add(EPOCH_ONE, Ordering::Release);
+    futex_wake_all(word);
+}
+
+/// Calls `attempt` until it returns `Some` or `deadline` passes, spinning first and then sleeping
+/// on `word`. Returns `None` on timeout (or at once for `Deadline::Now` when the first attempt
+/// fails). `on_sleep` is called once, the first time the caller is about to sleep (statistics).
+pub(crate) fn wait_for<T>(
+    word: &AtomicU32,
+    deadline: Deadline,
+    on_sleep: impl FnOnce(),
+    mut attempt: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    if let Some(done) = attempt() {
+        return Some(done);
+    }
+    let until = match deadline {
+        Deadline::Now => return None,
+        Deadline::At(at) => Some(at),
+        Deadline::Never => None,
+    };
+    for _ in 0..SPIN_TRIES {
+        spin_hint();
+        if let Some(done) = attempt() {
+            return Some(done);
+        }
+    }
+    on_sleep();
+    loop {
+        // Register as a sleeper, then look once more (see the module doc).
+        let registered = word.fetch_add(SLEEPER_ONE, Ordering::Relaxed) + SLEEPER_ONE;
+        fence(Ordering::SeqCst);
+        if let Some(done) = attempt() {
+            word.fetch_sub(SLEEPER_ONE, Ordering::Relaxed);
+            return Some(done);
+        }
+        let epoch = registered & !SLEEPERS_MASK;
+        let timed_out = loop {
+            let remaining = match until {
+                None => None,
+                Some(at) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break true,
+                },
+            };
+            let now = word.load(Ordering::Acquire);
+            if now & !SLEEPERS_MASK != epoch {
+                break false;
+            }
+            futex_wait(word, now, remaining);
+        };
+        word.fetch_sub(SLEEPER_ONE, Ordering::Relaxed);
+        if timed_out {
+            // One last look: the deadline is not a reason to miss what is already there.
+            return attempt();
+        }
+        if let Some(done) = attempt() {
+            return Some(done);
+        }
+    }
+}
