@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Child processes for the multi-process tests.
+//!
+//! A test binary re-executes itself to run one *role* in a fresh process, so that every queue
+//! operation goes through a real mapping in another address space (never threads sharing one).
+//!
+//! - **Parent**: [`Child::spawn`] runs `current_exe() --exact child --nocapture --test-threads=1`
+//!   with the role, its arguments and a report file named in environment variables; the child's
+//!   stdout and stderr go to a log file that is quoted if the child fails. [`Child::wait`] waits
+//!   with a bound and returns what the child reported. A `Child` dropped while its process still
+//!   runs kills it, so a failing test leaves no orphan.
+//! - **Child**: every test file that spawns children has one `#[test] fn child()` that calls
+//!   [`child_main`]; it returns at once in a normal test run (no role in the environment), and in
+//!   a spawned child runs the role, which reports with [`Role::report`] and fails by panicking
+//!   (the test harness then exits non-zero).
+//!
+//! Children also die with the test thread that spawned them (`PR_SET_PDEATHSIG`).
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Name of the entry-point test function every spawning test file defines.
+pub const ENTRY: &str = "child";
+const ROLE_VAR: &str = "SHMQ_TEST_ROLE";
+const ARGS_VAR: &str = "SHMQ_TEST_ARGS";
+const REPORT_VAR: &str = "SHMQ_TEST_REPORT";
+
+/// A directory for queue files, removed on drop: under `/dev/shm` (where queues normally live)
+/// when it exists, else the system temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("shmq-test-");
+        b
+    };
+    if Path::new("/dev/shm").is_dir() {
+        if let Ok(dir) = builder.tempdir_in("/dev/shm") {
+            return dir;
+        }
+    }
+    builder.tempdir().expect("create a temporary directory")
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the host, so a child's
+/// timestamps can be compared with the parent's.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec; CLOCK_MONOTONIC always exists.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Polls `condition` every millisecond until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+
+/// A child process running one role of this test binary.
+pub struct Child {
+    process: std::process::Child,
+    label: String,
+    log: PathBuf,
+    report: PathBuf,
+}
+
+impl Child {
+    /// Starts a process that runs `role` with `args`; its log and report files go in `dir`.
+    pub fn spawn(dir: &Path, role: &str, args: &[(&str, &dyn Display)]) -> Child {
+        let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let label = format!("{role}#{n}");
+        let log = dir.join(format!("child-{n}-{role}.log"));
+        let report = dir.join(format!("child-{n}-{role}.report"));
+        let encoded: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let log_file = File::create(&log).expect("create child log");
+        let process = Command::new(std::env::current_exe().expect("current_exe"))
+            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
+            .env(ROLE_VAR, role)
+            .env(ARGS_VAR, encoded.join("\n"))
+            .env(REPORT_VAR, &report)
+            .env_remove("RUST_TEST_THREADS")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn child test process");
+        Child {
+            process,
+            label,
+            log,
+            report,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Whether the process has exited (it is reaped if so).
+    pub fn has_exited(&mut self) -> bool {
+        self.process.try_wait().expect("try_wait").is_some()
+    }
+
+    /// Waits at most `timeout` for the child to exit; kills it and panics if it does not.
+    pub fn wait_status(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.process.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                panic!(
+                    "child {} did not exit within {timeout:?}; its log:\n{}",
+                    self.label,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits at most `timeout` for the child to exit successfully and returns its report (empty
+    /// if it reported nothing). Panics, quoting the child's log, if it failed.
+    pub fn wait(mut self, timeout: Duration) -> String {
+        let status = self.wait_status(timeout);
+        assert!(
+            status.success(),
+            "child {} failed ({status}); its log:\n{}",
+            self.label,
+            self.log_text()
+        );
+        std::fs::read_to_string(&self.report).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+}
+
+/// Waits for every child (each within what is left of one shared `timeout`) and returns their
+/// reports in order.
+pub fn wait_all(children: Vec<Child>, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    children
+        .into_iter()
+        .map(|c| c.wait(deadline.saturating_duration_since(Instant::now())))
+        .collect()
+}
+
+/// The role a child process was started to play, with its arguments.
+pub struct Role {
+    name: String,
+    args: HashMap<String, String>,
+    report: PathBuf,
+}
+
+impl Role {
+    fn from_env() -> Option<Role> {
+        let name = std::env::var(ROLE_VAR).ok()?;
+        let args = std::env::var(ARGS_VAR)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let report = PathBuf::from(std::env::var(REPORT_VAR).expect("report path"));
+        Some(Role { name, args, report })
+    }
+
+    /// The role's name, as given to [`Child::spawn`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Argument `key`, parsed; panics if it is missing or does not parse.
+    pub fn arg<T: FromStr>(&self, key: &str) -> T {
+        let text = self
+            .args
+            .get(key)
+            .unwrap_or_else(|| panic!("role {} has no argument {key}", self.name));
+        text.parse()
+            .unwrap_or_else(|_| panic!("argument {key}={text} does not parse"))
+    }
+
+    /// Argument `key` as a path.
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.arg::<String>(key).into()
+    }
+
+    /// Replaces the report the parent reads from [`Child::wait`].
+    pub fn report(&self, text: &str) {
+        std::fs::write(&self.report, text).expect("write report");
+    }
+}
+
+/// The body of each test file's `child` test: runs the role if this process is a spawned child,
+/// and returns at once otherwise.
+pub fn child_main(run: impl FnOnce(&Role)) {
+    let Some(role) = Role::from_env() else {
+        return;
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    run(&role);
+}
