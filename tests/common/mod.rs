@@ -156,6 +156,11 @@ impl Child {
         std::fs::read_to_string(&self.report).unwrap_or_default()
     }
 
+    /// What the child has reported so far (empty if nothing yet), while it may still run.
+    pub fn report_so_far(&self) -> String {
+        std::fs::read_to_string(&self.report).unwrap_or_default()
+    }
+
     /// Kills the process with SIGKILL and reaps it.
     pub fn kill(mut self) {
         let _ = self.process.kill();
