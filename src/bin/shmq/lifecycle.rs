@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! A queue file's life: `shmq create`, `shmq close`, `shmq rm`.
+
+use crate::failure::Failure;
+use shmq::{Options, Queue};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// `shmq create`: a new queue file at `path`; fails if anything exists there.
+pub fn create(path: &Path, capacity: u32, max_message_size: u32, mode: u32) -> Result<(), Failure> {
+    Queue::create(path, Options::new(capacity, max_message_size).mode(mode))?;
+    Ok(())
+}
+
+/// `shmq close`: no sends from now on; receivers drain what is left, then stop. Closing a
+/// closed queue succeeds.
+pub fn close(path: &Path) -> Result<(), Failure> {
+    Queue::open(path)?.close();
+    Ok(())
+}
+
+/// `shmq rm`: removes the file, after checking that it starts like a queue file, so that a
+/// mistyped path does not delete something else. Only the magic is checked: a queue of another
+/// version, or a damaged one, can still be removed.
+pub fn rm(path: &Path) -> Result<(), Failure> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_at(e, path))?;
+    let not_a_queue = || shmq::Error::Corrupt {
+        what: format!("{} is not a queue file; not removed", path.display()),
+    };
+    if !meta.is_file() {
+        return Err(not_a_queue().into());
+    }
+    let mut magic = [0u8; shmq::MAGIC.len()];
+    File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => not_a_queue(),
+            _ => io_at(e, path),
+        })?;
+    if magic != shmq::MAGIC {
+        return Err(not_a_queue().into());
+    }
+    Queue::unlink(path)?;
+    Ok(())
+}
+
+/// The library's error for an I/O failure on `path`, naming missing files and refusals.
+fn io_at(e: std::io::Error, path: &Path) -> shmq::Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => shmq::Error::NotFound(path.to_path_buf()),
+        std::io::ErrorKind::PermissionDenied => shmq::Error::PermissionDenied(path.to_path_buf()),
+        _ => shmq::Error::Io(e),
+    }
+}

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `shmq stat`: a queue's header fields and counters ([`shmq::Stats`]), as an aligned table or
+//! as one JSON object whose keys are the `Stats` field names.
+
+use crate::failure::Failure;
+use serde_json::json;
+use shmq::{Queue, Stats};
+use std::io::Write;
+use std::path::Path;
+
+/// `shmq stat`: prints the stats of the queue at `path` to stdout.
+///
+/// Opening the queue registers this process as a participant; that entry is left out of the
+/// participant list, which shows the other processes only.
+pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
+    let queue = Queue::open(path)?;
+    let mut stats = queue.stats();
+    let me = std::process::id();
+    stats.participants.retain(|p| p.pid != me);
+    let text = if json {
+        to_json(&stats).to_string()
+    } else {
+        table(&stats)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Stdout(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The stats as a JSON object with the `Stats` field names.
+fn to_json(s: &Stats) -> serde_json::Value {
+    json!({
+        "capacity": s.capacity,
+        "max_message_size": s.max_message_size,
+        "file_len": s.file_len,
+        "created_unix_ns": s.created_unix_ns,
+        "len": s.len,
+        "sent": s.sent,
+        "received": s.received,
+        "cancelled_sends": s.cancelled_sends,
+        "full_waits": s.full_waits,
+        "empty_waits": s.empty_waits,
+        "send_sleepers": s.send_sleepers,
+        "recv_sleepers": s.recv_sleepers,
+        "closed": s.closed,
+        "participants": s.participants.iter().map(|p| json!({
+            "index": p.index,
+            "pid": p.pid,
+            "alive": p.alive,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The stats as `name  value` rows, names aligned, then one row per participant.
+fn table(s: &Stats) -> String {
+    let rows: [(&str, String); 14] = [
+        ("capacity", s.capacity.to_string()),
+        ("max_message_size", s.max_message_size.to_string()),
+        ("file_len", s.file_len.to_string()),
+        (
+            "created_unix_ns",
+            format!(
+                "{} ({})",
+                s.created_unix_ns,
+                utc_timestamp(s.created_unix_ns)
+            ),
+        ),
+        ("len", s.len.to_string()),
+        ("sent", s.sent.to_string()),
+        ("received", s.received.to_string()),
+        ("cancelled_sends", s.cancelled_sends.to_string()),
+        ("full_waits", s.full_waits.to_string()),
+        ("empty_waits", s.empty_waits.to_string()),
+        ("send_sleepers", s.send_sleepers.to_string()),
+        ("recv_sleepers", s.recv_sleepers.to_string()),
+        ("closed", s.closed.to_string()),
+        ("participants", s.participants.len().to_string()),
+    ];
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (name, value) in &rows {
+        out.push_str(&format!("{name:<width$}  {value}\n"));
+    }
+    for p in &s.participants {
+        let state = if p.alive { "alive" } else { "dead" };
+        out.push_str(&format!(
+            "  index {:<4} pid {:<8} {state}\n",
+            p.index, p.pid
+        ));
+    }
+    out.pop(); // the caller ends the last line
+    out
+}
+
+/// `YYYY-MM-DD hh:mm:ss.mmm UTC` for nanoseconds since the Unix epoch.
+fn utc_timestamp(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let millis = unix_ns % 1_000_000_000 / 1_000_000;
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03} UTC",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, 0..=365
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_match_known_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01 00:00:00.000 UTC");
+        // 2000-02-29 12:34:56.789 UTC, a leap day.
+        assert_eq!(
+            utc_timestamp(951_827_696_789_000_000),
+            "2000-02-29 12:34:56.789 UTC"
+        );
+        // 2024-12-31 23:59:59 UTC.
+        assert_eq!(
+            utc_timestamp(1_735_689_599_000_000_000),
+            "2024-12-31 23:59:59.000 UTC"
+        );
+    }
+}

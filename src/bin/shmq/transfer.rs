@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Moving messages between a queue and the shell: `shmq send` turns lines of stdin into
+//! messages, `shmq recv` turns messages into lines of stdout.
+//!
+//! Both sides batch what is already at hand (complete lines in the input buffer; messages ready
+//! in the queue) and never wait to fill a batch, so an interactive pipeline sees each line at
+//! once while a bulk one pays for the cursors and the `write` calls once per batch.
+//!
+//! `recv` releases a message from the queue only after its line has been written to stdout and
+//! flushed: a receiver that dies, or whose reader goes away, leaves the messages it had not
+//! delivered claimed rather than freed, so that crash recovery can hand them to another one.
+
+use crate::failure::Failure;
+use shmq::{Error, Queue, RecvGuard};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Most lines sent by one claim. Only lines already complete in the input buffer join a batch.
+const SEND_BATCH: usize = 64;
+/// Most messages written by one flush. Only messages ready now join a batch.
+const RECV_BATCH: usize = 64;
+/// Size of the stdin and stdout buffers.
+const IO_BUFFER: usize = 64 * 1024;
+
+/// `shmq send`: each line of stdin (without its `\n`) becomes one message, in order; waits
+/// while the queue is full; returns at the end of input. A final line without `\n` is sent too.
+///
+/// A line longer than the maximum message size fails the command after every earlier line was
+/// sent; nothing after it is read.
+pub fn send(path: &Path) -> Result<(), Failure> {
+    let queue = Queue::open(path)?;
+    let max = queue.max_message_size();
+    let batch_limit = SEND_BATCH.min(queue.capacity() as usize);
+    let mut input = BufReader::with_capacity(IO_BUFFER, io::stdin().lock());
+    // Line buffers are reused from batch to batch.
+    let mut lines: Vec<Vec<u8>> = vec![Vec::new(); batch_limit];
+    let mut next_line: u64 = 1;
+    loop {
+        // Wait for one line, then take the lines already complete in the buffer.
+        let mut read = 0;
+        let mut stop = None;
+        loop {
+            match read_line(&mut input, max, &mut lines[read]) {
+                Ok(Line::Read) => read += 1,
+                Ok(Line::End) => stop = Some(Ok(())),
+                Ok(Line::TooLong(len)) => {
+                    stop = Some(Err(Failure::Line {
+                        line: next_line + read as u64,
+                        source: Error::TooLarge { len, max },
+                    }))
+                }
+                Err(e) => stop = Some(Err(Failure::Stdin(e))),
+            }
+            if stop.is_some() || read == batch_limit || !input.buffer().contains(&b'\n') {
+                break;
+            }
+        }
+        send_in_order(&queue, &lines[..read], next_line)?;
+        next_line += read as u64;
+        if let Some(result) = stop {
+            return result;
+        }
+    }
+}
+
+/// What [`read_line`] found.
+enum Line {
+    /// A line is in the buffer, without its `\n`.
+    Read,
+    /// The input has ended.
+    End,
+    /// The next line is this many bytes long, more than the maximum; it was skipped.
+    TooLong(usize),
+}
+
+/// Reads the next line into `line` (cleared first), holding at most `max + 1` bytes of it in
+/// memory whatever the input.
+fn read_line(input: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let n = Read::take(&mut *input, max as u64 + 1).read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Line::Read);
+    }
+    if line.len() <= max {
+        return Ok(Line::Read); // the last line, without a newline
+    }
+    Ok(Line::TooLong(line.len() + skip_line(input)?))
+}
+
+/// Consumes input up to and including the next `\n`; returns the bytes before it.
+fn skip_line(input: &mut impl BufRead) -> io::Result<usize> {
+    let mut skipped = 0;
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(skipped);
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                input.consume(end + 1);
+                return Ok(skipped + end);
+            }
+            None => {
+                let len = buf.len();
+                input.consume(len);
+                skipped += len;
+            }
+        }
+    }
+}
+
+/// Sends every message of `lines`, in order, waiting for room; `first_line` numbers the first
+/// one in errors.
+fn send_in_order(queue: &Queue, lines: &[Vec<u8>], first_line: u64) -> Result<(), Failure> {
+    let mut sent = 0;
+    while sent < lines.len() {
+        sent += queue
+            .send_batch(&lines[sent..])
+            .map_err(|source| Failure::Line {
+                line: first_line + sent as u64,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// `shmq recv`: writes each message and a `\n` to stdout until `count` messages were received,
+/// the queue is closed and drained, or `timeout` passes without a message.
+///
+/// If stdout's reader goes away (`shmq recv q | head -1`), returns successfully; the messages
+/// that were not written stay claimed by this process, as if it had crashed.
+pub fn recv(path: &Path, count: Option<u64>, timeout: Option<Duration>) -> Result<(), Failure> {
+    let queue = Queue::open(path)?;
+    let mut out = BufWriter::with_capacity(IO_BUFFER, io::stdout().lock());
+    let mut remaining = count.unwrap_or(u64::MAX);
+    let mut batch: Vec<RecvGuard<'_>> = Vec::with_capacity(RECV_BATCH);
+    while remaining > 0 {
+        // Wait for one message...
+        let first = match timeout {
+            Some(timeout) => queue.recv_in_place_timeout(timeout),
+            None => queue.recv_in_place(),
+        };
+        match first {
+            Ok(message) => batch.push(message),
+            Err(Error::Timeout | Error::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        // ...then take the ones that are ready too.
+        let mut failure = None;
+        while batch.len() < RECV_BATCH && (batch.len() as u64) < remaining {
+            match queue.try_recv_in_place() {
+                Ok(message) => batch.push(message),
+                Err(Error::Empty | Error::Closed) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // Write and flush; only then release.
+        if let Err(e) = write_lines(&mut out, &batch) {
+            // Not delivered: keep the messages claimed instead of freeing unread messages.
+            batch.drain(..).for_each(std::mem::forget);
+            return match e.kind() {
+                io::ErrorKind::BrokenPipe => Ok(()),
+                _ => Err(Failure::Stdout(e)),
+            };
+        }
+        remaining -= batch.len() as u64;
+        batch.clear();
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes each message and a `\n`, then flushes.
+fn write_lines(out: &mut impl Write, messages: &[RecvGuard<'_>]) -> io::Result<()> {
+    for message in messages {
+        out.write_all(message)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, usize>> {
+        let mut input = BufReader::with_capacity(4, input); // tiny, to cross buffer refills
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut input, max, &mut line).unwrap() {
+                Line::Read => out.push(Ok(line.clone())),
+                Line::TooLong(len) => out.push(Err(len)),
+                Line::End => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn lines_lose_only_their_newline() {
+        assert_eq!(
+            lines(b"a\n\nbc\r\nlast", 8),
+            [
+                Ok(b"a".to_vec()),
+                Ok(vec![]),
+                Ok(b"bc\r".to_vec()),
+                Ok(b"last".to_vec())
+            ]
+        );
+        assert_eq!(lines(b"", 8), []);
+        assert_eq!(lines(b"\n", 8), [Ok(vec![])]);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_maximum_fits_and_one_more_byte_is_measured() {
+        assert_eq!(lines(b"12345678\n", 8), [Ok(b"12345678".to_vec())]);
+        assert_eq!(lines(b"123456789\nok\n", 8), [Err(9), Ok(b"ok".to_vec())]);
+        assert_eq!(lines(b"0123456789abcdef", 8), [Err(16)]);
+    }
+}
