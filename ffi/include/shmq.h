@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * shmq.h: the C API of shmq, a lock-free, bounded, multi-producer multi-consumer message queue
+ * in a memory-mapped file, shared by the processes of one host. Link with -lshmq
+ * (pkg-config --cflags --libs shmq); C11 or C++ (any standard).
+ *
+ *     shmq *q;
+ *     int rc = shmq_open_or_create("/dev/shm/jobs", 1024, 256, &q);
+ *     if (rc != SHMQ_OK) { fprintf(stderr, "%s\n", shmq_strerror(rc)); return 1; }
+ *     shmq_send(q, "resize 42", 9, -1);                  // wait for room as long as needed
+ *     char buf[256]; size_t n;
+ *     rc = shmq_recv(q, buf, sizeof buf, &n, 1000000000); // wait up to 1 s
+ *     shmq_detach(q);
+ *
+ * THE CONTRACT
+ * - Status codes. Every call that can fail returns an int: SHMQ_OK (0) or one of the SHMQ_*
+ *   codes below, never anything else. A call that fails did nothing: nothing sent, nothing
+ *   consumed, no output written except where its documentation says so.
+ * - Arguments. Every pointer argument is required unless its documentation says NULL is fine; a
+ *   NULL required pointer, an empty path, or a size out of range returns SHMQ_INVALID_ARGUMENT
+ *   before anything happens. (Dangling pointers cannot be detected; they are undefined
+ *   behaviour, as everywhere in C.)
+ * - Timeouts. `timeout_ns` < 0 waits as long as it takes; 0 does not wait (the call behaves
+ *   exactly as its shmq_try_* form and returns SHMQ_FULL or SHMQ_EMPTY); > 0 waits at most that
+ *   many nanoseconds and then returns SHMQ_TIMEOUT. Every wait ends early when the queue is
+ *   closed.
+ * - Non-blocking. The shmq_try_* calls never block and make no system call, except to wake a
+ *   peer that sleeps.
+ * - No exception or panic crosses this boundary: a bug inside the library is caught and returned
+ *   as SHMQ_INTERNAL.
+ * - Threads. A `shmq *` handle is thread-safe: any number of threads may call any function on
+ *   it at the same time, except shmq_detach, which must be the last call on that handle. A
+ *   reservation or message belongs to one thread at a time (it may be handed to another thread;
+ *   two threads must not use the same one concurrently).
+ * - Processes and fork. Open one handle per process, with shmq_open (or create): the queue file
+ *   is what processes share. A child created by fork() must not use a handle, reservation or
+ *   message inherited from its parent -- not even to detach, commit or release it (that would
+ *   act on the parent's registration) -- and must call shmq_open itself; it may simply forget the
+ *   inherited ones. The parent's handles are unaffected by the fork. After exec() nothing is
+ *   inherited (the file descriptor is close-on-exec).
+ * - Ownership. A reservation (shmq_reservation *) and an in-place message (shmq_message *) keep
+ *   their queue mapped: detaching the handle first is allowed, and the mapping goes when the last
+ *   of them is committed, cancelled or released. Each must be finished exactly once.
+ * - Messages are claimed exactly once, in the order their sends claimed slots: the messages of
+ *   one producer keep their order for every consumer.
+ * - Security. Keep queue files mode 0600 (the default): a process that can write the file can
+ *   make its peers fail (SHMQ_CORRUPT) or, by truncating it, crash them.
+ */
+#ifndef SHMQ_H
+#define SHMQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------------------------- */
+
+/** An open queue: opaque, thread-safe. From shmq_create / shmq_open / shmq_open_or_create;
+ *  released with shmq_detach. */
+typedef struct shmq shmq;
+
+/** A slot reserved by shmq_reserve / shmq_try_reserve and written in place; finished by exactly
+ *  one shmq_commit or shmq_cancel. */
+typedef struct shmq_reservation shmq_reservation;
+
+/** A message received in place by shmq_recv_in_place / shmq_try_recv_in_place; its bytes stay
+ *  valid (and its slot taken) until shmq_release. */
+typedef struct shmq_message shmq_message;
+
+/** One message of a batch send: `len` bytes at `data` (`data` may be NULL when `len` is 0). */
+typedef struct shmq_buf {
+    const void *data;
+    size_t len;
+} shmq_buf;
+
+/** Called by shmq_recv_batch for every message, in order, with the message in place: `data` is
+ *  valid only during the call. Must return normally (no longjmp, no C++ exception). */
+typedef void (*shmq_recv_fn)(void *ctx, const void *data, size_t len);
+
+/** A snapshot of a queue's configuration and counters, filled by shmq_stats(). The tag and the
+ *  function share their name, like `struct stat` and stat(): write `struct shmq_stats`. */
+struct shmq_stats {
+    uint32_t capacity;          /**< number of slots */
+    uint32_t max_message_size;  /**< largest message, in bytes */
+    uint64_t file_len;          /**< bytes of the queue file */
+    uint64_t created_unix_ns;   /**< creation time, ns since the Unix epoch */
+    uint64_t len;               /**< messages queued, approximately (exact when idle) */
+    uint64_t sent;              /**< slots claimed by senders since creation */
+    uint64_t received;          /**< slots claimed by receivers since creation */
+    uint64_t cancelled_sends;   /**< reservations cancelled instead of committed */
+    uint64_t full_waits;        /**< times a sender found the queue full and slept */
+    uint64_t empty_waits;       /**< times a receiver found the queue empty and slept */
+    uint32_t send_sleepers;     /**< senders asleep now */
+    uint32_t recv_sleepers;     /**< receivers asleep now */
+    uint32_t participants;      /**< handles open on the queue, or held by a process that died */
+    uint32_t live_participants; /**< of those, handles whose process is alive */
+    uint32_t closed;            /**< 1 if the queue is closed, else 0 */
+    uint32_t reserved;          /**< always 0 */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes: all distinct, SHMQ_OK == 0. Values never change meaning.
+ * ------------------------------------------------------------------------------------------- */
+
+enum shmq_status {
+    SHMQ_OK = 0,                /**< success */
+    SHMQ_FULL = 1,              /**< the queue holds `capacity` messages; nothing sent */
+    SHMQ_EMPTY = 2,             /**< no message ready; nothing received */
+    SHMQ_TIMEOUT = 3,           /**< the timeout passed first; nothing sent or received */
+    SHMQ_CLOSED = 4,            /**< closed: no sends; receivers get this once it is drained */
+    SHMQ_TOO_LARGE = 5,         /**< message longer than the maximum message size */
+    SHMQ_BUFFER_TOO_SMALL = 6,  /**< buffer shorter than the next message; *msg_len = needed,
+                                     nothing consumed */
+    SHMQ_INVALID_ARGUMENT = 7,  /**< NULL required pointer, empty path, or value out of range */
+    SHMQ_NOT_FOUND = 8,         /**< no queue file at this path */
+    SHMQ_ALREADY_EXISTS = 9,    /**< a file already exists at this path */
+    SHMQ_PERMISSION_DENIED = 10,/**< the operating system refused access to the file */
+    SHMQ_CORRUPT = 11,          /**< not a queue file, or the shared memory holds what no honest
+                                     shmq process writes */
+    SHMQ_INCOMPATIBLE = 12,     /**< a queue file of another layout version or platform */
+    SHMQ_IO = 13,               /**< any other operating-system error */
+    SHMQ_INTERNAL = 14          /**< a bug in the library, caught at the boundary */
+};
+
+/** A static, NUL-terminated description of `status` that starts with its name
+ *  ("SHMQ_FULL: the queue is full"). Never NULL: an unknown value gives "SHMQ_UNKNOWN: ...". */
+const char *shmq_strerror(int status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Opening and closing
+ * ------------------------------------------------------------------------------------------- */
+
+/** Creates a queue file at `path` (mode 0600; usually under /dev/shm) with `capacity` slots (a
+ *  power of two, 2 to 2^24) of up to `max_message_size` bytes (1 to 16 MiB) each, and opens it
+ *  into `*out`. The file appears complete or not at all. SHMQ_ALREADY_EXISTS if `path` exists;
+ *  SHMQ_INVALID_ARGUMENT for out-of-range sizes. On failure `*out` is set to NULL. */
+int shmq_create(const char *path, uint32_t capacity, uint32_t max_message_size, shmq **out);
+
+/** Opens the existing queue file at `path` into `*out`, validating its header. SHMQ_NOT_FOUND,
+ *  SHMQ_PERMISSION_DENIED, SHMQ_CORRUPT (not a queue file), SHMQ_INCOMPATIBLE (another version or
+ *  platform), SHMQ_IO. On failure `*out` is set to NULL. */
+int shmq_open(const char *path, shmq **out);
+
+/** Opens the queue at `path`, creating it as shmq_create does if no file exists. If another
+ *  process creates it at the same moment, opens theirs (whose sizes may differ: check
+ *  shmq_capacity / shmq_max_message_size). On failure `*out` is set to NULL. */
+int shmq_open_or_create(const char *path, uint32_t capacity, uint32_t max_message_size,
+                        shmq **out);
+
+/** Releases this handle (NULL is fine). The queue and its messages stay in the file for other
+ *  handles and processes; outstanding reservations and messages stay usable. Must be the last
+ *  call on `q`, made by one thread. */
+void shmq_detach(shmq *q);
+
+/** Removes the queue file at `path`. Handles already open keep working; new opens get
+ *  SHMQ_NOT_FOUND. */
+int shmq_unlink(const char *path);
+
+/** Closes the queue for every process: sends fail with SHMQ_CLOSED from now on; receivers get
+ *  the messages already sent, then SHMQ_CLOSED. Wakes every waiter. Permanent for the file, and
+ *  idempotent: closing a closed queue returns SHMQ_OK. */
+int shmq_close(shmq *q);
+
+/** 1 if the queue is closed, 0 if not (or if `q` is NULL). */
+int shmq_is_closed(const shmq *q);
+
+/** Number of slots (0 if `q` is NULL). */
+uint32_t shmq_capacity(const shmq *q);
+
+/** Largest message, in bytes (0 if `q` is NULL). */
+uint32_t shmq_max_message_size(const shmq *q);
+
+/** Fills `*out` with a snapshot of the queue's configuration and counters. */
+int shmq_stats(const shmq *q, struct shmq_stats *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sending and receiving by copy
+ * ------------------------------------------------------------------------------------------- */
+
+/** Sends the `len` bytes at `data` (NULL is fine when `len` is 0) if there is room now;
+ *  SHMQ_FULL otherwise. Also SHMQ_CLOSED, SHMQ_TOO_LARGE. */
+int shmq_try_send(shmq *q, const void *data, size_t len);
+
+/** Sends the `len` bytes at `data`, waiting for room as `timeout_ns` allows (< 0: forever;
+ *  0: as shmq_try_send). SHMQ_TIMEOUT, SHMQ_CLOSED, SHMQ_TOO_LARGE. */
+int shmq_send(shmq *q, const void *data, size_t len, int64_t timeout_ns);
+
+/** Receives the next message into `buf` (`buf_len` bytes; NULL is fine when `buf_len` is 0) and
+ *  stores its length in `*msg_len`, if one is ready; SHMQ_EMPTY otherwise. If the message is
+ *  longer than `buf_len`: SHMQ_BUFFER_TOO_SMALL, `*msg_len` = its length, and it stays queued
+ *  (so a call with `buf_len` 0 asks the size of the next message). SHMQ_CLOSED once the queue is
+ *  closed and drained. `*msg_len` is written only on SHMQ_OK and SHMQ_BUFFER_TOO_SMALL. */
+int shmq_try_recv(shmq *q, void *buf, size_t buf_len, size_t *msg_len);
+
+/** As shmq_try_recv, waiting for a message as `timeout_ns` allows (< 0: forever; 0: as
+ *  shmq_try_recv; > 0: then SHMQ_TIMEOUT). */
+int shmq_recv(shmq *q, void *buf, size_t buf_len, size_t *msg_len, int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------------------------------
+ * Batches: many messages for one move of the shared cursor
+ * ------------------------------------------------------------------------------------------- */
+
+/** Sends the longest prefix of the `count` messages in `msgs` that fits now, in order, and
+ *  stores how many were sent (at least 1) in `*sent`; SHMQ_FULL if none fits. Every length is
+ *  checked first: SHMQ_TOO_LARGE sends nothing. `count` 0 returns SHMQ_OK with `*sent` = 0
+ *  (`msgs` may then be NULL). `*sent` is 0 on every failure. */
+int shmq_try_send_batch(shmq *q, const shmq_buf *msgs, size_t count, size_t *sent);
+
+/** As shmq_try_send_batch, first waiting for room for one message as `timeout_ns` allows;
+ *  returns once at least one message is sent (SHMQ_TIMEOUT if none could be). */
+int shmq_send_batch(shmq *q, const shmq_buf *msgs, size_t count, size_t *sent,
+                    int64_t timeout_ns);
+
+/** Receives up to `max` ready messages at once and calls `each(ctx, data, len)` on every one, in
+ *  order, in place (no copy; `data` is valid only during the call). Stores the number of calls
+ *  made in `*received` (also on failure). SHMQ_EMPTY if none is ready, SHMQ_CLOSED once closed
+ *  and drained. `max` 0 returns SHMQ_OK at once with `*received` = 0. `each` may call shmq
+ *  functions, but must not throw or longjmp. */
+int shmq_try_recv_batch(shmq *q, size_t max, shmq_recv_fn each, void *ctx, size_t *received);
+
+/** As shmq_try_recv_batch, waiting for the first message as `timeout_ns` allows. */
+int shmq_recv_batch(shmq *q, size_t max, shmq_recv_fn each, void *ctx, size_t *received,
+                    int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------------------------------
+ * Zero copy: write a message in its slot, read a message in its slot
+ * ------------------------------------------------------------------------------------------- */
+
+/** Reserves the next slot, if there is room now: `*out` is the reservation, `*data` its payload
+ *  area and `*capacity` that area's size (the maximum message size). Write the message there,
+ *  then shmq_commit or shmq_cancel. Receivers wait for this slot while it is reserved, so keep
+ *  reservations short. SHMQ_FULL, SHMQ_CLOSED. On failure `*out` is set to NULL. */
+int shmq_try_reserve(shmq *q, shmq_reservation **out, void **data, size_t *capacity);
+
+/** As shmq_try_reserve, waiting for room as `timeout_ns` allows. */
+int shmq_reserve(shmq *q, shmq_reservation **out, void **data, size_t *capacity,
+                 int64_t timeout_ns);
+
+/** Publishes the first `len` bytes written at the reservation's `data` as one message. Always
+ *  consumes `r`: on SHMQ_TOO_LARGE (`len` > capacity) the slot is given back, as by
+ *  shmq_cancel. SHMQ_INVALID_ARGUMENT if `r` is NULL. */
+int shmq_commit(shmq_reservation *r, size_t len);
+
+/** Gives the reserved slot back unwritten (receivers skip it); NULL is fine. Consumes `r`. */
+void shmq_cancel(shmq_reservation *r);
+
+/** Claims the next message, if one is ready, and lends it in place: `*data` and `*len` are its
+ *  bytes, valid until shmq_release(*out). Producers cannot reuse the slot until then, so
+ *  release promptly. SHMQ_EMPTY, SHMQ_CLOSED. On failure `*out` is set to NULL. */
+int shmq_try_recv_in_place(shmq *q, shmq_message **out, const void **data, size_t *len);
+
+/** As shmq_try_recv_in_place, waiting for a message as `timeout_ns` allows. */
+int shmq_recv_in_place(shmq *q, shmq_message **out, const void **data, size_t *len,
+                       int64_t timeout_ns);
+
+/** How many times a consumer has claimed this message, this delivery included: 1 the first
+ *  time (0 if `m` is NULL). */
+uint32_t shmq_message_deliveries(const shmq_message *m);
+
+/** Frees the message's slot for producers; its bytes are no longer valid. NULL is fine.
+ *  Consumes `m`. */
+void shmq_release(shmq_message *m);
+
+/* ---------------------------------------------------------------------------------------------
+ * Diagnostics
+ * ------------------------------------------------------------------------------------------- */
+
+/** Raises a panic inside the library on purpose and returns what the boundary turned it into:
+ *  SHMQ_INTERNAL (the panic message goes to stderr). Lets a binding's tests check that no panic
+ *  crosses into C; has no other effect. */
+int shmq_debug_panic(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHMQ_H */

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The `shmq *` handle: creating, opening, detaching and closing queues, and `shmq_stats`.
+//!
+//! A handle is an `Arc<shmq>` turned into a raw pointer: `shmq_detach` drops the C caller's
+//! reference, and every reservation and in-place message holds another, so the mapping outlives
+//! whatever still points into it.
+
+use crate::status::{guarded, status_of, SHMQ_INVALID_ARGUMENT};
+use shmq_core::{Options, Queue};
+use std::ffi::{c_char, c_int, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The opaque C handle on one open queue (`typedef struct shmq shmq;`).
+#[allow(non_camel_case_types)]
+pub struct shmq {
+    pub(crate) queue: Queue,
+}
+
+/// The queue behind a handle pointer, or `SHMQ_INVALID_ARGUMENT` for NULL.
+///
+/// # Safety
+/// `q` is NULL or a handle returned by this library and not yet detached; the handle stays live
+/// for `'a` (the C caller promises not to detach it while a call on it runs).
+pub(crate) unsafe fn queue<'a>(q: *const shmq) -> Result<&'a Queue, c_int> {
+    // SAFETY: by the caller's promise, a non-NULL `q` points at the `shmq` inside a live `Arc`.
+    unsafe { q.as_ref() }
+        .map(|h| &h.queue)
+        .ok_or(SHMQ_INVALID_ARGUMENT)
+}
+
+/// A new strong reference to the handle `q`, for guards that must keep the mapping alive.
+///
+/// # Safety
+/// As for [`queue`].
+pub(crate) unsafe fn share(q: *const shmq) -> Result<Arc<shmq>, c_int> {
+    if q.is_null() {
+        return Err(SHMQ_INVALID_ARGUMENT);
+    }
+    // SAFETY: a live handle is a pointer from `Arc::into_raw` whose reference the C caller still
+    // holds, so the count is at least one; we add one and take ownership of that new reference.
+    unsafe {
+        Arc::increment_strong_count(q);
+        Ok(Arc::from_raw(q))
+    }
+}
+
+/// Converts the C path argument.
+///
+/// # Safety
+/// `path` is NULL or points to a NUL-terminated string that lives for `'a`.
+unsafe fn path<'a>(path: *const c_char) -> Result<&'a Path, c_int> {
+    if path.is_null() {
+        return Err(SHMQ_INVALID_ARGUMENT);
+    }
+    // SAFETY: non-NULL, and NUL-terminated and live by the caller's promise.
+    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if bytes.is_empty() {
+        return Err(SHMQ_INVALID_ARGUMENT);
+    }
+    Ok(Path::new(OsStr::from_bytes(bytes)))
+}
+
+/// Validates the arguments of the open calls, runs `open`, and stores the new handle in `*out`
+/// (NULL on failure).
+///
+/// # Safety
+/// `path` as for [`path`]; `out` is NULL or valid for writing a pointer.
+unsafe fn open_with(
+    path_arg: *const c_char,
+    out: *mut *mut shmq,
+    open: impl FnOnce(&Path) -> shmq_core::Result<Queue>,
+) -> c_int {
+    guarded(|| {
+        if out.is_null() {
+            return Err(SHMQ_INVALID_ARGUMENT);
+        }
+        // SAFETY: `out` is non-NULL and writable by the caller's promise.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: by the caller's promise on `path_arg`.
+        let path = unsafe { path(path_arg) }?;
+        let queue = open(path).map_err(|e| status_of(&e))?;
+        let handle = Arc::into_raw(Arc::new(shmq { queue })).cast_mut();
+        // SAFETY: as above.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Creates a queue file at `path` (mode 0600) and opens it. See `shmq.h`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_create(
+    path: *const c_char,
+    capacity: u32,
+    max_message_size: u32,
+    out: *mut *mut shmq,
+) -> c_int {
+    // SAFETY: the caller's promises are those of `open_with`.
+    unsafe {
+        open_with(path, out, |p| {
+            Queue::create(p, Options::new(capacity, max_message_size))
+        })
+    }
+}
+
+/// Opens an existing queue file. See `shmq.h`.
+///
+/// # Safety
+/// As for [`shmq_create`].
+#[no_mangle]
+pub unsafe extern "C" fn shmq_open(path: *const c_char, out: *mut *mut shmq) -> c_int {
+    // SAFETY: the caller's promises are those of `open_with`.
+    unsafe { open_with(path, out, |p| Queue::open(p)) }
+}
+
+/// Opens the queue at `path`, creating it if no file exists. See `shmq.h`.
+///
+/// # Safety
+/// As for [`shmq_create`].
+#[no_mangle]
+pub unsafe extern "C" fn shmq_open_or_create(
+    path: *const c_char,
+    capacity: u32,
+    max_message_size: u32,
+    out: *mut *mut shmq,
+) -> c_int {
+    // SAFETY: the caller's promises are those of `open_with`.
+    unsafe {
+        open_with(path, out, |p| {
+            Queue::open_or_create(p, Options::new(capacity, max_message_size))
+        })
+    }
+}
+
+/// Releases the caller's handle; NULL is ignored. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle that no other thread uses during or after this call.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_detach(q: *mut shmq) {
+    crate::status::boundary((), || {
+        if !q.is_null() {
+            // SAFETY: `q` came from `Arc::into_raw`, and the caller gives its reference back.
+            drop(unsafe { Arc::from_raw(q.cast_const()) });
+        }
+    })
+}
+
+/// Removes the queue file at `path`. See `shmq.h`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_unlink(path: *const c_char) -> c_int {
+    guarded(|| {
+        // SAFETY: by the caller's promise on `path`.
+        let path = unsafe { self::path(path) }?;
+        Queue::unlink(path).map_err(|e| status_of(&e))
+    })
+}
+
+/// Closes the queue for every process. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_close(q: *mut shmq) -> c_int {
+    guarded(|| {
+        // SAFETY: by the caller's promise on `q`.
+        unsafe { queue(q) }?.close();
+        Ok(())
+    })
+}
+
+/// 1 if the queue is closed, 0 if not or if `q` is NULL. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_is_closed(q: *const shmq) -> c_int {
+    crate::status::boundary(0, || {
+        // SAFETY: by the caller's promise on `q`.
+        unsafe { queue(q) }.map_or(0, |q| c_int::from(q.is_closed()))
+    })
+}
+
+/// Number of slots; 0 if `q` is NULL. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_capacity(q: *const shmq) -> u32 {
+    crate::status::boundary(0, || {
+        // SAFETY: by the caller's promise on `q`.
+        unsafe { queue(q) }.map_or(0, |q| q.capacity())
+    })
+}
+
+/// Largest message in bytes; 0 if `q` is NULL. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_max_message_size(q: *const shmq) -> u32 {
+    crate::status::boundary(0, || {
+        // SAFETY: by the caller's promise on `q`.
+        unsafe { queue(q) }.map_or(0, |q| q.max_message_size() as u32)
+    })
+}
+
+/// A snapshot of a queue's configuration and counters (`struct shmq_stats` in C; the struct tag
+/// and the function share the name, as `struct stat` and `stat()` do).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub struct shmq_stats {
+    /// Number of slots.
+    pub capacity: u32,
+    /// Largest message, in bytes.
+    pub max_message_size: u32,
+    /// Bytes of the file.
+    pub file_len: u64,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Messages in the queue, approximately (exact when nothing is in flight).
+    pub len: u64,
+    /// Positions claimed by senders since creation (committed or cancelled).
+    pub sent: u64,
+    /// Positions claimed by receivers since creation.
+    pub received: u64,
+    /// Reservations cancelled instead of committed.
+    pub cancelled_sends: u64,
+    /// Times a sender found the queue full and went to sleep.
+    pub full_waits: u64,
+    /// Times a receiver found the queue empty and went to sleep.
+    pub empty_waits: u64,
+    /// Senders asleep now.
+    pub send_sleepers: u32,
+    /// Receivers asleep now.
+    pub recv_sleepers: u32,
+    /// Handles that have the queue open, or held it when their process died.
+    pub participants: u32,
+    /// Of those, handles whose process is alive.
+    pub live_participants: u32,
+    /// 1 if the queue is closed, else 0.
+    pub closed: u32,
+    /// Always 0; keeps the size a multiple of 8 without hidden padding.
+    pub reserved: u32,
+}
+
+/// Fills `*out` with a snapshot of the queue's counters. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle; `out` is NULL or valid for writing a `struct shmq_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_stats(q: *const shmq, out: *mut shmq_stats) -> c_int {
+    guarded(|| {
+        // SAFETY: by the caller's promise on `q`.
+        let q = unsafe { queue(q) }?;
+        if out.is_null() {
+            return Err(SHMQ_INVALID_ARGUMENT);
+        }
+        let s = q.stats();
+        let stats = shmq_stats {
+            capacity: s.capacity,
+            max_message_size: s.max_message_size,
+            file_len: s.file_len,
+            created_unix_ns: s.created_unix_ns,
+            len: s.len,
+            sent: s.sent,
+            received: s.received,
+            cancelled_sends: s.cancelled_sends,
+            full_waits: s.full_waits,
+            empty_waits: s.empty_waits,
+            send_sleepers: s.send_sleepers,
+            recv_sleepers: s.recv_sleepers,
+            participants: s.participants.len() as u32,
+            live_participants: s.participants.iter().filter(|p| p.alive).count() as u32,
+            closed: u32::from(s.closed),
+            reserved: 0,
+        };
+        // SAFETY: `out` is non-NULL and valid for writing a `struct shmq_stats` (aligned, as C
+        // aligns every object of the type) by the caller's promise; the layouts are equal.
+        unsafe { out.write(stats) };
+        Ok(())
+    })
+}

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The C ABI of shmq: `libshmq.so` and `libshmq.a`, declared by `include/shmq.h`.
+//!
+//! Every exported function:
+//! - returns a status code (`SHMQ_OK` or the reason it did nothing), except the accessors and the
+//!   release calls, whose results cannot fail;
+//! - checks its pointer arguments for NULL and its sizes for range (`SHMQ_INVALID_ARGUMENT`)
+//!   before it does anything;
+//! - runs inside `catch_unwind`, so a panic (a bug) returns `SHMQ_INTERNAL` instead of unwinding
+//!   into C.
+//!
+//! The header is written by hand; `tests/header.rs` fails when the header and the exported symbols,
+//! status values or struct layouts disagree. The contract that C users read (threads, fork,
+//! ownership of guards, timeouts) is documented there, in `include/shmq.h`.
+//!
+//! Modules, by concept: `status` (codes, `shmq_strerror`, the panic boundary), `timeout` (the
+//! `timeout_ns` convention), `handle` (open, create, detach, close, stats), `messages` (copying
+//! sends and receives, one or a batch), `zero_copy` (reserve/commit, receive in place/release).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod handle;
+mod messages;
+mod status;
+mod timeout;
+mod zero_copy;
+
+pub use handle::{
+    shmq, shmq_capacity, shmq_close, shmq_create, shmq_detach, shmq_is_closed,
+    shmq_max_message_size, shmq_open, shmq_open_or_create, shmq_stats, shmq_unlink,
+};
+pub use messages::{
+    shmq_buf, shmq_recv, shmq_recv_batch, shmq_recv_fn, shmq_send, shmq_send_batch, shmq_try_recv,
+    shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
+};
+pub use status::*;
+pub use zero_copy::{
+    shmq_cancel, shmq_commit, shmq_message, shmq_message_deliveries, shmq_recv_in_place,
+    shmq_release, shmq_reservation, shmq_reserve, shmq_try_recv_in_place, shmq_try_reserve,
+};
