@@ -1,0 +1,561 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The `shmq` command's contract, tested by running the built binary as child processes on queue
+//! files in a temporary directory: names, outputs, exit codes, one-line errors, and how `send`
+//! and `recv` behave with real pipes and real peers.
+
+use shmq::{Error, Queue};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shmq");
+/// How long any child may take before the test gives up on it: generous, so that a loaded
+/// machine cannot fail a test, but finite, so that a bug cannot hang the suite.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// What a finished `shmq` run left behind.
+#[derive(Debug)]
+struct Run {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Asserts success with nothing on stderr.
+    fn assert_ok(&self) -> &Self {
+        assert!(self.status.success(), "shmq failed: {self:?}");
+        assert_eq!(self.stderr, "", "unexpected stderr");
+        self
+    }
+
+    /// Asserts exit status `code`, nothing on stdout, and exactly one line `shmq: ...` on stderr
+    /// that contains `needle`.
+    fn assert_one_line_error(&self, code: i32, needle: &str) {
+        assert_eq!(self.status.code(), Some(code), "{self:?}");
+        assert!(self.stdout.is_empty(), "stdout not empty: {self:?}");
+        assert!(
+            self.stderr.starts_with("shmq: ")
+                && self.stderr.ends_with('\n')
+                && self.stderr.lines().count() == 1,
+            "not one `shmq: ` line: {:?}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "{:?} does not mention {needle:?}",
+            self.stderr
+        );
+    }
+}
+
+fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    cmd
+}
+
+/// Waits for `child` to exit, killing it and failing the test after [`LIMIT`].
+fn wait_limited(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shmq did not exit within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `shmq args...` with `stdin` as its input, to completion.
+fn shmq<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Run {
+    let mut child = command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A child that fails early stops reading: ignore the broken pipe that gives the writer.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        out.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut buf = String::new();
+        err.read_to_string(&mut buf).unwrap();
+        buf
+    });
+    let status = wait_limited(&mut child);
+    writer.join().unwrap();
+    Run {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Polls `done` until it holds, failing the test after [`LIMIT`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A temporary directory holding a fresh queue `q` of `capacity` slots of `max` bytes.
+fn queue(capacity: u32, max: u32) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let cap = capacity.to_string();
+    let max = max.to_string();
+    shmq(
+        &[
+            OsStr::new("create"),
+            path.as_os_str(),
+            "--capacity".as_ref(),
+            cap.as_ref(),
+            "--max-message-size".as_ref(),
+            max.as_ref(),
+        ],
+        b"",
+    )
+    .assert_ok();
+    (dir, path)
+}
+
+/// `[cmd, path, rest...]` as arguments.
+fn at<'a>(cmd: &'a str, path: &'a Path, rest: &[&'a str]) -> Vec<&'a OsStr> {
+    let mut args = vec![OsStr::new(cmd), path.as_os_str()];
+    args.extend(rest.iter().map(|s| OsStr::new(*s)));
+    args
+}
+
+fn stat_json(path: &Path) -> serde_json::Value {
+    let run = shmq(&at("stat", path, &["--json"]), b"");
+    run.assert_ok();
+    assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 1);
+    serde_json::from_slice(&run.stdout).expect("stat --json prints JSON")
+}
+
+#[test]
+fn create_makes_a_private_queue_file_and_refuses_an_existing_path() {
+    let (dir, path) = queue(8, 64);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    shmq(
+        &at(
+            "create",
+            &path,
+            &["--capacity", "8", "--max-message-size", "64"],
+        ),
+        b"",
+    )
+    .assert_one_line_error(1, "already exists");
+
+    let shared = dir.path().join("shared");
+    shmq(
+        &at(
+            "create",
+            &shared,
+            &[
+                "--capacity",
+                "8",
+                "--max-message-size",
+                "64",
+                "--mode",
+                "640",
+            ],
+        ),
+        b"",
+    )
+    .assert_ok();
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+#[test]
+fn invalid_options_fail_with_one_line_exit_1_and_unparsable_ones_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let create = |rest: &[&str]| shmq(&at("create", &path, rest), b"");
+    // Parsed, but refused by the queue.
+    create(&["--capacity", "3", "--max-message-size", "64"])
+        .assert_one_line_error(1, "power of two");
+    create(&["--capacity", "0", "--max-message-size", "64"]).assert_one_line_error(1, "invalid");
+    create(&["--capacity", "8", "--max-message-size", "0"]).assert_one_line_error(1, "invalid");
+    // Not parsable.
+    create(&["--capacity", "many", "--max-message-size", "64"])
+        .assert_one_line_error(2, "--capacity");
+    create(&["--capacity", "8"]).assert_one_line_error(2, "--max-message-size");
+    create(&["--capacity", "8", "--max-message-size", "64", "--mode", "9"])
+        .assert_one_line_error(2, "--mode");
+    assert!(!path.exists(), "a failed create left a file");
+
+    shmq(&["frobnicate"], b"").assert_one_line_error(2, "frobnicate");
+    shmq(&["recv"], b"").assert_one_line_error(2, "PATH");
+    shmq(&at("recv", &path, &["--count", "x"]), b"").assert_one_line_error(2, "--count");
+    shmq(&at("recv", &path, &["--timeout", "1x"]), b"").assert_one_line_error(2, "--timeout");
+}
+
+#[test]
+fn help_documents_the_exit_statuses() {
+    let run = shmq(&["--help"], b"");
+    run.assert_ok();
+    let help = run.stdout();
+    for needle in [
+        "Exit status",
+        "1  error",
+        "2  usage error",
+        "create",
+        "stat",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+#[test]
+fn lines_sent_by_one_process_are_received_unchanged_and_in_order_by_another() {
+    let (_dir, path) = queue(8, 64);
+    let input: &[u8] = b"first\n\nthird\r\n\xff\x00binary\nno newline at the end";
+    shmq(&at("send", &path, &[]), input).assert_ok();
+    let run = shmq(&at("recv", &path, &["--count", "5"]), b"");
+    run.assert_ok();
+    assert_eq!(
+        run.stdout,
+        b"first\n\nthird\r\n\xff\x00binary\nno newline at the end\n"
+    );
+    assert_eq!(stat_json(&path)["len"], 0);
+}
+
+#[test]
+fn recv_count_takes_that_many_and_leaves_the_rest_queued() {
+    let (_dir, path) = queue(8, 64);
+    shmq(&at("send", &path, &[]), b"1\n2\n3\n4\n5\n").assert_ok();
+    let run = shmq(&at("recv", &path, &["--count", "2"]), b"");
+    assert_eq!(run.assert_ok().stdout(), "1\n2\n");
+    assert_eq!(stat_json(&path)["len"], 3);
+    let run = shmq(&at("recv", &path, &["--count", "3"]), b"");
+    assert_eq!(run.assert_ok().stdout(), "3\n4\n5\n");
+}
+
+#[test]
+fn more_lines_than_the_capacity_all_arrive_in_order() {
+    let (_dir, path) = queue(4, 16);
+    let input: String = (0..1000).map(|i| format!("{i}\n")).collect();
+    let mut receiver = command(&at("recv", &path, &["--count", "1000"]))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = receiver.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        text
+    });
+    shmq(&at("send", &path, &[]), input.as_bytes()).assert_ok();
+    assert!(wait_limited(&mut receiver).success());
+    assert_eq!(reader.join().unwrap(), input);
+}
+
+#[test]
+fn recv_timeout_exits_successfully_after_waiting_that_long_for_nothing() {
+    let (_dir, path) = queue(8, 64);
+    let start = Instant::now();
+    let run = shmq(&at("recv", &path, &["--timeout", "300ms"]), b"");
+    run.assert_ok();
+    assert!(run.stdout.is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn recv_exits_successfully_once_the_queue_is_closed_and_drained() {
+    let (_dir, path) = queue(8, 64);
+    shmq(&at("send", &path, &[]), b"a\nb\n").assert_ok();
+    shmq(&at("close", &path, &[]), b"").assert_ok();
+    let run = shmq(&at("recv", &path, &[]), b"");
+    assert_eq!(run.assert_ok().stdout(), "a\nb\n");
+    // Closing again is not an error; sending is.
+    shmq(&at("close", &path, &[]), b"").assert_ok();
+    shmq(&at("send", &path, &[]), b"c\nd\n").assert_one_line_error(1, "line 1 not sent");
+}
+
+#[test]
+fn close_wakes_a_waiting_recv_which_exits_successfully() {
+    let (_dir, path) = queue(8, 64);
+    let mut receiver = command(&at("recv", &path, &[]))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = Queue::open(&path).unwrap();
+    wait_until("recv sleeps", || q.stats().recv_sleepers == 1);
+    shmq(&at("close", &path, &[]), b"").assert_ok();
+    assert!(wait_limited(&mut receiver).success());
+}
+
+#[test]
+fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
+    let (_dir, path) = queue(8, 32);
+    shmq(&at("send", &path, &[]), b"a\nb\nc\n").assert_ok();
+    shmq(&at("recv", &path, &["--count", "1"]), b"").assert_ok();
+
+    let json = stat_json(&path);
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = [
+        "capacity",
+        "max_message_size",
+        "file_len",
+        "created_unix_ns",
+        "len",
+        "sent",
+        "received",
+        "cancelled_sends",
+        "full_waits",
+        "empty_waits",
+        "send_sleepers",
+        "recv_sleepers",
+        "closed",
+        "participants",
+    ];
+    expected.sort_unstable();
+    let mut keys_sorted = keys.clone();
+    keys_sorted.sort_unstable();
+    assert_eq!(keys_sorted, expected);
+    assert_eq!(json["capacity"], 8);
+    assert_eq!(json["max_message_size"], 32);
+    assert_eq!(json["file_len"], std::fs::metadata(&path).unwrap().len());
+    assert_eq!((&json["sent"], &json["received"]), (&3.into(), &1.into()));
+    assert_eq!(json["len"], 2);
+    assert_eq!(json["closed"], false);
+    assert!(json["created_unix_ns"].as_u64().unwrap() > 0);
+    assert_eq!(json["participants"], serde_json::json!([]));
+
+    let run = shmq(&at("stat", &path, &[]), b"");
+    let table = run.assert_ok().stdout();
+    let value_of = |name: &str| {
+        table
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for key in expected {
+        let from_json = match &json[key] {
+            serde_json::Value::Array(a) => a.len().to_string(),
+            other => other.to_string(),
+        };
+        assert_eq!(value_of(key), from_json, "row {key}");
+    }
+    // The value column is aligned.
+    let columns: Vec<usize> = table
+        .lines()
+        .filter(|line| !line.starts_with(' '))
+        .map(|line| line.len() - line.split_at(line.find(' ').unwrap()).1.trim_start().len())
+        .collect();
+    assert!(columns.windows(2).all(|w| w[0] == w[1]), "{table}");
+}
+
+#[test]
+fn stat_lists_a_live_participant_and_never_shows_a_killed_one_alive() {
+    let (_dir, path) = queue(8, 32);
+    let mut receiver = command(&at("recv", &path, &[]))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = receiver.id();
+    let entry = |json: &serde_json::Value| {
+        json["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .cloned()
+    };
+    wait_until("recv appears in stat", || {
+        entry(&stat_json(&path)).is_some()
+    });
+    let live = entry(&stat_json(&path)).unwrap();
+    assert_eq!(live["alive"], true);
+    assert!(live["index"].is_u64());
+
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+    // The dead entry is either shown dead or already reused (by `stat`'s own open, which takes
+    // the first free entry); it is never shown alive.
+    if let Some(dead) = entry(&stat_json(&path)) {
+        assert_eq!(dead["alive"], false);
+    }
+    let table = shmq(&at("stat", &path, &[]), b"").stdout();
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains(&format!("pid {pid} ")) && l.ends_with("alive")),
+        "{table}"
+    );
+}
+
+#[test]
+fn rm_removes_a_queue_and_refuses_what_is_not_one() {
+    let (dir, path) = queue(8, 32);
+    shmq(&at("rm", &path, &[]), b"").assert_ok();
+    assert!(!path.exists());
+    shmq(&at("rm", &path, &[]), b"").assert_one_line_error(1, "no queue at");
+
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"precious, not a queue\n").unwrap();
+    shmq(&at("rm", &notes, &[]), b"").assert_one_line_error(1, "not a queue");
+    assert!(notes.exists(), "rm deleted a file that is not a queue");
+    shmq(&at("rm", dir.path(), &[]), b"").assert_one_line_error(1, "not a queue");
+}
+
+#[test]
+fn bad_files_give_one_line_errors_from_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = {
+        let (_d, path) = queue(8, 64);
+        std::fs::read(path).unwrap()
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let random: Vec<u8> = (0..real.len() as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut wrong_version = real.clone();
+    wrong_version[8..12].copy_from_slice(&99u32.to_ne_bytes());
+    let cases = [
+        (write("random", &random), "corrupt"),
+        (write("empty", b""), "corrupt"),
+        (write("header-only", &real[..100]), "corrupt"),
+        (write("truncated", &real[..real.len() / 2]), "corrupt"),
+        (write("wrong-version", &wrong_version), "incompatible"),
+        (dir.path().join("missing"), "no queue at"),
+        (dir.path().to_path_buf(), "directory"),
+    ];
+    for (path, needle) in &cases {
+        for (cmd, rest) in [
+            ("send", &[][..]),
+            ("recv", &["--timeout", "1s"][..]),
+            ("close", &[][..]),
+            ("stat", &[][..]),
+            ("stat", &["--json"][..]),
+        ] {
+            let run = shmq(&at(cmd, path, rest), b"hello\n");
+            println!("{cmd} {}: {}", path.display(), run.stderr.trim_end());
+            run.assert_one_line_error(1, needle);
+        }
+    }
+    // Nothing was changed by the failed commands.
+    assert_eq!(std::fs::read(&cases[4].0).unwrap(), wrong_version);
+}
+
+#[test]
+fn a_line_longer_than_the_maximum_fails_naming_it_after_the_lines_before_were_sent() {
+    let (_dir, path) = queue(8, 8);
+    shmq(&at("send", &path, &[]), b"ok\n12345678\n123456789\nafter\n")
+        .assert_one_line_error(1, "line 3 not sent: message of 9 bytes exceeds");
+    let run = shmq(&at("recv", &path, &["--timeout", "200ms"]), b"");
+    assert_eq!(run.assert_ok().stdout(), "ok\n12345678\n");
+}
+
+#[test]
+fn send_waits_while_full_until_a_recv_in_another_process_frees_room() {
+    let (_dir, path) = queue(2, 16);
+    let mut sender = command(&at("send", &path, &[]))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sender
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1\n2\n3\n4\n5\n6\n")
+        .unwrap(); // dropped here: end of input
+    let q = Queue::open(&path).unwrap();
+    wait_until("send sleeps on the full queue", || {
+        q.stats().send_sleepers == 1
+    });
+    assert!(
+        sender.try_wait().unwrap().is_none(),
+        "send exited while full"
+    );
+    assert_eq!(q.stats().len, 2);
+
+    let run = shmq(&at("recv", &path, &["--count", "6"]), b"");
+    assert_eq!(run.assert_ok().stdout(), "1\n2\n3\n4\n5\n6\n");
+    assert!(wait_limited(&mut sender).success());
+}
+
+#[test]
+fn closed_stdout_stops_recv_quietly_and_the_undelivered_message_is_not_released() {
+    let (_dir, path) = queue(2, 16);
+    shmq(&at("send", &path, &[]), b"one\n").assert_ok();
+    let mut receiver = command(&at("recv", &path, &[]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first line, then go away, as `shmq recv q | head -1` does.
+    let mut stdout = BufReader::new(receiver.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "one\n");
+    drop(stdout);
+
+    // The next message meets the closed pipe: recv exits 0, silently.
+    shmq(&at("send", &path, &[]), b"two\n").assert_ok();
+    let status = wait_limited(&mut receiver);
+    let mut stderr = String::new();
+    receiver
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(stderr, "");
+
+    // Later messages reach the next reader.
+    shmq(&at("send", &path, &[]), b"three\n").assert_ok();
+    let run = shmq(
+        &at("recv", &path, &["--count", "1", "--timeout", "10s"]),
+        b"",
+    );
+    assert_eq!(run.assert_ok().stdout(), "three\n");
+
+    // "two" was claimed but never written, so it was not released: its slot is still taken
+    // (waiting for crash recovery to redeliver it), and the queue of two slots is full with
+    // nothing left to receive. Had it been released, this send would succeed.
+    let q = Queue::open(&path).unwrap();
+    assert_eq!(q.stats().len, 0);
+    assert!(matches!(q.try_send(b"four"), Err(Error::Full)));
+}
