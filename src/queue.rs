@@ -183,6 +183,11 @@ impl Queue {
                 Some(libc::ELOOP) => {
                     Error::corrupt(format!("{} is a symbolic link", path.display()))
                 }
+                // Opening a directory for writing fails before the `is_file` check below.
+                Some(libc::EISDIR) => Error::corrupt(format!(
+                    "{} is a directory, not a queue file",
+                    path.display()
+                )),
                 _ => Error::from_io_at(e, path),
             })?;
         let meta = file.metadata()?;
@@ -531,7 +536,10 @@ impl Queue {
 
     fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
         let capacity = buf.len();
-        let claim = self.claim_recv(1, deadline, |len| len <= capacity)?;
+        let max = self.max_message_size();
+        // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
+        // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
+        let claim = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
