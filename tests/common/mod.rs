@@ -134,8 +134,9 @@ impl Child {
                 let _ = self.process.kill();
                 let _ = self.process.wait();
                 panic!(
-                    "child {} did not exit within {timeout:?}; its log:\n{}",
+                    "child {} did not exit within {timeout:?}; its report so far: {:?}; its log:\n{}",
                     self.label,
+                    self.report_so_far(),
                     self.log_text()
                 );
             }
