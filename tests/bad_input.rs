@@ -121,6 +121,8 @@ fn as_nobody(role: &Role) {
     assert!(matches!(e, Error::PermissionDenied(_)), "{e:?}");
 }
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// In a normal test run it returns at once.
 #[test]
 fn child() {
     common::child_main(|role| match role.name() {

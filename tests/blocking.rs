@@ -42,6 +42,8 @@ fn call(role: &Role) {
     role.report(&format!("{outcome}\n{returned}\n{}", elapsed.as_nanos()));
 }
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// In a normal test run it returns at once.
 #[test]
 fn child() {
     common::child_main(|role| match role.name() {

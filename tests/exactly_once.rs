@@ -168,6 +168,8 @@ fn consume(role: &Role) {
     role.report(&format!("{}", common::monotonic_ns()));
 }
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// In a normal test run it returns at once.
 #[test]
 fn child() {
     common::child_main(|role| match role.name() {

@@ -261,6 +261,8 @@ fn far_future_states(role: &Role) {
     role.report(&outcome);
 }
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// In a normal test run it returns at once.
 #[test]
 fn child() {
     common::child_main(|role| match role.name() {

@@ -82,6 +82,8 @@ fn recv_one(role: &Role) {
     ));
 }
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// In a normal test run it returns at once.
 #[test]
 fn child() {
     common::child_main(|role| match role.name() {
