@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * The C API's promises, one process: argument checking, the zero-copy and batch calls, timeouts,
+ * stats, guards that outlive their handle, and one handle shared by threads.
+ * Usage: api DIR (an empty scratch directory). Exits 0 only if every check held.
+ */
+#define _DEFAULT_SOURCE
+#include "shmq.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int failures;
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                      \
+        }                                                                    \
+    } while (0)
+#define CHECK_RC(call, want)                                                              \
+    do {                                                                                  \
+        int rc_ = (call);                                                                 \
+        if (rc_ != (want)) {                                                              \
+            fprintf(stderr, "FAIL %s:%d: %s returned %s, expected %s\n", __FILE__,        \
+                    __LINE__, #call, shmq_strerror(rc_), shmq_strerror(want));            \
+            failures++;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+static char dir[4096];
+static const char *path_of(const char *name) {
+    static char paths[8][4200];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
+    return p;
+}
+
+static struct shmq_stats stats_of(shmq *q) {
+    struct shmq_stats s;
+    memset(&s, 0xAB, sizeof s);
+    CHECK_RC(shmq_stats(q, &s), SHMQ_OK);
+    return s;
+}
+
+/* ---- every required pointer is checked, and a rejected call does nothing ---- */
+static void null_and_invalid_arguments(void) {
+    shmq *q = (shmq *)&failures; /* not NULL: the calls must overwrite it */
+    CHECK_RC(shmq_create(NULL, 4, 8, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK(q == NULL);
+    CHECK_RC(shmq_create("", 4, 8, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_create(path_of("n"), 4, 8, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_create(path_of("n"), 0, 8, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_create(path_of("n"), 4, 0, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_open(NULL, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_open(path_of("n"), NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_open_or_create(NULL, 4, 8, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_open_or_create(path_of("n"), 4, 8, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_unlink(NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_close(NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_stats(NULL, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK(shmq_capacity(NULL) == 0 && shmq_max_message_size(NULL) == 0);
+    CHECK(shmq_is_closed(NULL) == 0 && shmq_message_deliveries(NULL) == 0);
+    shmq_detach(NULL);
+    shmq_cancel(NULL);
+    shmq_release(NULL);
+    CHECK_RC(shmq_commit(NULL, 0), SHMQ_INVALID_ARGUMENT);
+
+    CHECK_RC(shmq_create(path_of("n"), 4, 8, &q), SHMQ_OK);
+    char buf[8];
+    size_t n = 7;
+    shmq_buf msgs[1] = {{"x", 1}};
+    shmq_reservation *r = NULL;
+    shmq_message *m = NULL;
+    void *data = NULL;
+    const void *cdata = NULL;
+    CHECK_RC(shmq_try_send(q, NULL, 1), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_send(NULL, "x", 1, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_recv(q, NULL, 1, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_recv(q, buf, sizeof buf, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_recv(NULL, buf, sizeof buf, &n, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_send_batch(q, NULL, 1, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK(n == 0);
+    CHECK_RC(shmq_try_send_batch(q, msgs, 1, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_send_batch(NULL, msgs, 1, &n, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_recv_batch(q, 4, NULL, NULL, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_recv_batch(NULL, 4, NULL, NULL, &n, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_reserve(q, NULL, &data, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_reserve(q, &r, NULL, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_reserve(q, &r, &data, NULL, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_recv_in_place(q, NULL, &cdata, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_recv_in_place(q, &m, NULL, &n, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_stats(q, NULL), SHMQ_INVALID_ARGUMENT);
+    struct shmq_stats s = stats_of(q);
+    CHECK(s.sent == 0 && s.received == 0 && s.cancelled_sends == 0);
+    shmq_detach(q);
+    CHECK_RC(shmq_unlink(path_of("n")), SHMQ_OK);
+    CHECK_RC(shmq_unlink(path_of("n")), SHMQ_NOT_FOUND);
+}
+
+/* ---- timeouts: < 0 forever, 0 is a try, > 0 is bounded ---- */
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void timeouts(void) {
+    shmq *q;
+    char buf[8];
+    size_t n;
+    CHECK_RC(shmq_create(path_of("t"), 2, 8, &q), SHMQ_OK);
+    CHECK_RC(shmq_recv(q, buf, sizeof buf, &n, 0), SHMQ_EMPTY);
+    double start = now_s();
+    CHECK_RC(shmq_recv(q, buf, sizeof buf, &n, 20000000), SHMQ_TIMEOUT);
+    CHECK(now_s() - start >= 0.019);
+    CHECK_RC(shmq_send(q, "a", 1, -1), SHMQ_OK);
+    CHECK_RC(shmq_send(q, "b", 1, 0), SHMQ_OK);
+    CHECK_RC(shmq_send(q, "c", 1, 0), SHMQ_FULL);
+    CHECK_RC(shmq_send(q, "c", 1, 1000000), SHMQ_TIMEOUT);
+    shmq_reservation *r;
+    void *data;
+    CHECK_RC(shmq_reserve(q, &r, &data, &n, 0), SHMQ_FULL);
+    CHECK(r == NULL);
+    CHECK_RC(shmq_reserve(q, &r, &data, &n, 1000000), SHMQ_TIMEOUT);
+    CHECK_RC(shmq_recv(q, buf, sizeof buf, &n, -1), SHMQ_OK);
+    CHECK(n == 1 && buf[0] == 'a');
+    struct shmq_stats s = stats_of(q);
+    CHECK(s.empty_waits >= 1); /* the 20 ms receive went to sleep */
+    shmq_detach(q);
+}
+
+/* ---- receive-buffer sizing ---- */
+static void buffer_too_small_consumes_nothing(void) {
+    shmq *q;
+    char buf[8];
+    size_t n = 0;
+    CHECK_RC(shmq_create(path_of("b"), 4, 8, &q), SHMQ_OK);
+    CHECK_RC(shmq_try_send(q, "12345", 5), SHMQ_OK);
+    CHECK_RC(shmq_try_recv(q, NULL, 0, &n), SHMQ_BUFFER_TOO_SMALL); /* asks the size */
+    CHECK(n == 5);
+    n = 0;
+    CHECK_RC(shmq_recv(q, buf, 4, &n, -1), SHMQ_BUFFER_TOO_SMALL);
+    CHECK(n == 5);
+    CHECK(stats_of(q).received == 0);
+    CHECK_RC(shmq_try_recv(q, buf, 5, &n), SHMQ_OK);
+    CHECK(n == 5 && memcmp(buf, "12345", 5) == 0);
+    CHECK_RC(shmq_try_send(q, NULL, 0), SHMQ_OK); /* an empty message */
+    n = 99;
+    CHECK_RC(shmq_try_recv(q, NULL, 0, &n), SHMQ_OK);
+    CHECK(n == 0);
+    shmq_detach(q);
+}
+
+/* ---- zero copy ---- */
+static void zero_copy(void) {
+    shmq *q;
+    shmq_reservation *r;
+    shmq_message *m;
+    void *data;
+    const void *in;
+    size_t cap, len;
+    CHECK_RC(shmq_create(path_of("z"), 4, 16, &q), SHMQ_OK);
+
+    CHECK_RC(shmq_try_reserve(q, &r, &data, &cap), SHMQ_OK);
+    CHECK(r != NULL && data != NULL && cap == 16);
+    memcpy(data, "in place", 8);
+    CHECK_RC(shmq_commit(r, 8), SHMQ_OK);
+
+    CHECK_RC(shmq_reserve(q, &r, &data, &cap, -1), SHMQ_OK);
+    shmq_cancel(r); /* receivers skip it */
+
+    CHECK_RC(shmq_reserve(q, &r, &data, &cap, 0), SHMQ_OK);
+    CHECK_RC(shmq_commit(r, 17), SHMQ_TOO_LARGE); /* consumed: the slot is given back */
+
+    CHECK_RC(shmq_try_send(q, "after", 5), SHMQ_OK);
+    CHECK(stats_of(q).cancelled_sends == 2);
+
+    CHECK_RC(shmq_try_recv_in_place(q, &m, &in, &len), SHMQ_OK);
+    CHECK(len == 8 && memcmp(in, "in place", 8) == 0);
+    CHECK(shmq_message_deliveries(m) == 1);
+    shmq_release(m);
+    CHECK_RC(shmq_recv_in_place(q, &m, &in, &len, 1000000), SHMQ_OK);
+    CHECK(len == 5 && memcmp(in, "after", 5) == 0);
+    shmq_release(m);
+    CHECK_RC(shmq_try_recv_in_place(q, &m, &in, &len), SHMQ_EMPTY);
+    CHECK(m == NULL);
+    CHECK_RC(shmq_recv_in_place(q, &m, &in, &len, 1000000), SHMQ_TIMEOUT);
+
+    /* A message and a reservation outlive the handle that made them. */
+    CHECK_RC(shmq_try_send(q, "kept", 4), SHMQ_OK);
+    CHECK_RC(shmq_try_recv_in_place(q, &m, &in, &len), SHMQ_OK);
+    CHECK_RC(shmq_try_reserve(q, &r, &data, &cap), SHMQ_OK);
+    shmq_detach(q);
+    CHECK(len == 4 && memcmp(in, "kept", 4) == 0);
+    memcpy(data, "late", 4);
+    CHECK_RC(shmq_commit(r, 4), SHMQ_OK);
+    shmq_release(m);
+    CHECK_RC(shmq_open(path_of("z"), &q), SHMQ_OK);
+    char buf[16];
+    CHECK_RC(shmq_try_recv(q, buf, sizeof buf, &len), SHMQ_OK);
+    CHECK(len == 4 && memcmp(buf, "late", 4) == 0);
+    shmq_detach(q);
+}
+
+/* ---- batches ---- */
+struct collected {
+    int count;
+    char bytes[64];
+};
+static void collect(void *ctx, const void *data, size_t len) {
+    struct collected *c = ctx;
+    if (len == 1) c->bytes[c->count] = *(const char *)data;
+    c->count++;
+}
+
+static void batches(void) {
+    shmq *q;
+    size_t sent = 99, got = 99;
+    CHECK_RC(shmq_create(path_of("batch"), 4, 8, &q), SHMQ_OK);
+    shmq_buf msgs[5] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}, {"e", 1}};
+    shmq_buf too_large[2] = {{"f", 1}, {"123456789", 9}};
+    CHECK_RC(shmq_try_send_batch(q, msgs, 0, &sent), SHMQ_OK);
+    CHECK(sent == 0);
+    CHECK_RC(shmq_try_send_batch(q, too_large, 2, &sent), SHMQ_TOO_LARGE);
+    CHECK(sent == 0 && stats_of(q).sent == 0);
+    CHECK_RC(shmq_try_send_batch(q, msgs, 5, &sent), SHMQ_OK);
+    CHECK(sent == 4); /* capacity 4: the longest prefix that fits */
+    CHECK_RC(shmq_try_send_batch(q, msgs + 4, 1, &sent), SHMQ_FULL);
+    CHECK_RC(shmq_send_batch(q, msgs + 4, 1, &sent, 1000000), SHMQ_TIMEOUT);
+    CHECK(sent == 0);
+
+    struct collected c = {0, {0}};
+    CHECK_RC(shmq_try_recv_batch(q, 3, collect, &c, &got), SHMQ_OK);
+    CHECK(got == 3 && c.count == 3 && memcmp(c.bytes, "abc", 3) == 0);
+    CHECK_RC(shmq_send_batch(q, msgs + 4, 1, &sent, -1), SHMQ_OK);
+    CHECK(sent == 1);
+    CHECK_RC(shmq_send_batch(q, msgs, 3, &sent, 1000000000), SHMQ_OK);
+    CHECK(sent == 2); /* waited for room for one, then took what fit */
+    CHECK_RC(shmq_recv_batch(q, 64, collect, &c, &got, -1), SHMQ_OK);
+    CHECK(got == 4 && c.count == 7 && memcmp(c.bytes, "abcdeab", 7) == 0);
+    CHECK_RC(shmq_try_recv_batch(q, 64, collect, &c, &got), SHMQ_EMPTY);
+    CHECK(got == 0);
+    CHECK_RC(shmq_recv_batch(q, 64, collect, &c, &got, 1000000), SHMQ_TIMEOUT);
+    CHECK_RC(shmq_try_recv_batch(q, 0, collect, &c, &got), SHMQ_OK);
+    CHECK(got == 0);
+    CHECK_RC(shmq_close(q), SHMQ_OK);
+    CHECK_RC(shmq_close(q), SHMQ_OK); /* idempotent */
+    CHECK(shmq_is_closed(q) == 1);
+    CHECK_RC(shmq_try_send_batch(q, msgs, 1, &sent), SHMQ_CLOSED);
+    CHECK_RC(shmq_recv_batch(q, 64, collect, &c, &got, -1), SHMQ_CLOSED);
+    shmq_detach(q);
+}
+
+/* ---- stats: every field lands where the header says ---- */
+static void stats_layout(void) {
+    shmq *q, *other;
+    char buf[64];
+    size_t n;
+    CHECK_RC(shmq_create(path_of("s"), 8, 64, &q), SHMQ_OK);
+    CHECK_RC(shmq_open(path_of("s"), &other), SHMQ_OK);
+    CHECK(shmq_capacity(q) == 8 && shmq_max_message_size(other) == 64);
+    for (int i = 0; i < 3; i++) CHECK_RC(shmq_try_send(q, "m", 1), SHMQ_OK);
+    CHECK_RC(shmq_try_recv(other, buf, sizeof buf, &n), SHMQ_OK);
+    shmq_reservation *r;
+    void *data;
+    CHECK_RC(shmq_try_reserve(q, &r, &data, &n), SHMQ_OK);
+    shmq_cancel(r);
+    CHECK_RC(shmq_close(other), SHMQ_OK);
+    struct shmq_stats s = stats_of(q);
+    CHECK(s.capacity == 8);
+    CHECK(s.max_message_size == 64);
+    CHECK(s.file_len >= 8 * 64 && s.file_len < (1u << 20));
+    CHECK(s.created_unix_ns > 1600000000ull * 1000000000ull &&
+          s.created_unix_ns < 4000000000ull * 1000000000ull);
+    CHECK(s.len == 3);
+    CHECK(s.sent == 4);
+    CHECK(s.received == 1);
+    CHECK(s.cancelled_sends == 1);
+    CHECK(s.full_waits == 0 && s.empty_waits == 0);
+    CHECK(s.send_sleepers == 0 && s.recv_sleepers == 0);
+    CHECK(s.participants == 2);
+    CHECK(s.live_participants == 2);
+    CHECK(s.closed == 1);
+    CHECK(s.reserved == 0);
+    shmq_detach(other);
+    CHECK(stats_of(q).participants == 1);
+    shmq_detach(q);
+}
+
+/* ---- one handle, many threads ---- */
+#define PRODUCERS 2
+#define CONSUMERS 2
+#define PER_PRODUCER 20000
+static shmq *shared;
+static unsigned char seen[PRODUCERS][PER_PRODUCER];
+
+static void *produce(void *arg) {
+    uint32_t id = (uint32_t)(uintptr_t)arg;
+    for (uint32_t i = 0; i < PER_PRODUCER; i++) {
+        uint32_t msg[2] = {id, i};
+        if (shmq_send(shared, msg, sizeof msg, 5000000000LL) != SHMQ_OK) return (void *)1;
+    }
+    return NULL;
+}
+
+static void *consume(void *arg) {
+    (void)arg;
+    int64_t last[PRODUCERS] = {-1, -1};
+    for (;;) {
+        uint32_t msg[2];
+        size_t n;
+        int rc = shmq_recv(shared, msg, sizeof msg, &n, 5000000000LL);
+        if (rc == SHMQ_CLOSED) return NULL;
+        if (rc != SHMQ_OK || n != sizeof msg || msg[0] >= PRODUCERS || msg[1] >= PER_PRODUCER)
+            return (void *)1;
+        if ((int64_t)msg[1] <= last[msg[0]]) return (void *)2; /* per-producer order */
+        last[msg[0]] = msg[1];
+        seen[msg[0]][msg[1]]++; /* each (id, i) is written by one consumer only once */
+    }
+}
+
+static void threads_share_one_handle(void) {
+    CHECK_RC(shmq_create(path_of("mt"), 64, 8, &shared), SHMQ_OK);
+    pthread_t p[PRODUCERS], c[CONSUMERS];
+    for (uintptr_t i = 0; i < CONSUMERS; i++) pthread_create(&c[i], NULL, consume, NULL);
+    for (uintptr_t i = 0; i < PRODUCERS; i++) pthread_create(&p[i], NULL, produce, (void *)i);
+    for (int i = 0; i < PRODUCERS; i++) {
+        void *res;
+        pthread_join(p[i], &res);
+        CHECK(res == NULL);
+    }
+    CHECK_RC(shmq_close(shared), SHMQ_OK);
+    for (int i = 0; i < CONSUMERS; i++) {
+        void *res;
+        pthread_join(c[i], &res);
+        CHECK(res == NULL);
+    }
+    int once = 1;
+    for (int id = 0; id < PRODUCERS; id++)
+        for (int i = 0; i < PER_PRODUCER; i++) once &= seen[id][i] == 1;
+    CHECK(once);
+    shmq_detach(shared);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: api DIR\n");
+        return 2;
+    }
+    snprintf(dir, sizeof dir, "%s", argv[1]);
+    null_and_invalid_arguments();
+    timeouts();
+    buffer_too_small_consumes_nothing();
+    zero_copy();
+    batches();
+    stats_layout();
+    threads_share_one_handle();
+    printf("api: %d failures\n", failures);
+    return failures == 0 ? 0 : 1;
+}
