@@ -36,8 +36,9 @@
  *   is what processes share. A child created by fork() must not use a handle, reservation or
  *   message inherited from its parent -- not even to detach, commit or release it (that would
  *   act on the parent's registration) -- and must call shmq_open itself; it may simply forget the
- *   inherited ones. The parent's handles are unaffected by the fork. After exec() nothing is
- *   inherited (the file descriptor is close-on-exec).
+ *   inherited ones. The parent's handles are unaffected by the fork, except that the child's
+ *   copy of the descriptor keeps the parent's registration looking alive until the child exits
+ *   or calls exec() (the descriptor is close-on-exec; nothing else survives exec).
  * - Ownership. A reservation (shmq_reservation *) and an in-place message (shmq_message *) keep
  *   their queue mapped: detaching the handle first is allowed, and the mapping goes when the last
  *   of them is committed, cancelled or released. Each must be finished exactly once.

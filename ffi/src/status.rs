@@ -40,25 +40,6 @@ pub const SHMQ_IO: c_int = 13;
 /// A bug inside the library (a Rust panic, caught at the boundary).
 pub const SHMQ_INTERNAL: c_int = 14;
 
-/// Every status code with its name, in value order.
-pub const ALL: [(c_int, &str); 15] = [
-    (SHMQ_OK, "SHMQ_OK"),
-    (SHMQ_FULL, "SHMQ_FULL"),
-    (SHMQ_EMPTY, "SHMQ_EMPTY"),
-    (SHMQ_TIMEOUT, "SHMQ_TIMEOUT"),
-    (SHMQ_CLOSED, "SHMQ_CLOSED"),
-    (SHMQ_TOO_LARGE, "SHMQ_TOO_LARGE"),
-    (SHMQ_BUFFER_TOO_SMALL, "SHMQ_BUFFER_TOO_SMALL"),
-    (SHMQ_INVALID_ARGUMENT, "SHMQ_INVALID_ARGUMENT"),
-    (SHMQ_NOT_FOUND, "SHMQ_NOT_FOUND"),
-    (SHMQ_ALREADY_EXISTS, "SHMQ_ALREADY_EXISTS"),
-    (SHMQ_PERMISSION_DENIED, "SHMQ_PERMISSION_DENIED"),
-    (SHMQ_CORRUPT, "SHMQ_CORRUPT"),
-    (SHMQ_INCOMPATIBLE, "SHMQ_INCOMPATIBLE"),
-    (SHMQ_IO, "SHMQ_IO"),
-    (SHMQ_INTERNAL, "SHMQ_INTERNAL"),
-];
-
 /// The status code for a core error.
 pub(crate) fn status_of(err: &Error) -> c_int {
     match err {
@@ -100,7 +81,15 @@ pub(crate) fn guarded(body: impl FnOnce() -> Result<(), c_int>) -> c_int {
 /// A static, NUL-terminated description of `status` that starts with its name; never NULL.
 #[no_mangle]
 pub extern "C" fn shmq_strerror(status: c_int) -> *const c_char {
-    let text: &'static std::ffi::CStr = match status {
+    boundary(
+        c"SHMQ_INTERNAL: internal error in the shmq library".as_ptr(),
+        || describe(status).as_ptr(),
+    )
+}
+
+/// The text `shmq_strerror` returns for `status`.
+fn describe(status: c_int) -> &'static std::ffi::CStr {
+    match status {
         SHMQ_OK => c"SHMQ_OK: success",
         SHMQ_FULL => c"SHMQ_FULL: the queue is full",
         SHMQ_EMPTY => c"SHMQ_EMPTY: the queue is empty",
@@ -119,8 +108,7 @@ pub extern "C" fn shmq_strerror(status: c_int) -> *const c_char {
         SHMQ_IO => c"SHMQ_IO: operating-system error",
         SHMQ_INTERNAL => c"SHMQ_INTERNAL: internal error in the shmq library",
         _ => c"SHMQ_UNKNOWN: unknown status code",
-    };
-    text.as_ptr()
+    }
 }
 
 /// Panics inside the library on purpose and returns what the boundary made of it:
@@ -134,6 +122,25 @@ pub extern "C" fn shmq_debug_panic() -> c_int {
 mod tests {
     use super::*;
     use std::ffi::CStr;
+
+    /// Every status code with its name, in value order.
+    const ALL: [(c_int, &str); 15] = [
+        (SHMQ_OK, "SHMQ_OK"),
+        (SHMQ_FULL, "SHMQ_FULL"),
+        (SHMQ_EMPTY, "SHMQ_EMPTY"),
+        (SHMQ_TIMEOUT, "SHMQ_TIMEOUT"),
+        (SHMQ_CLOSED, "SHMQ_CLOSED"),
+        (SHMQ_TOO_LARGE, "SHMQ_TOO_LARGE"),
+        (SHMQ_BUFFER_TOO_SMALL, "SHMQ_BUFFER_TOO_SMALL"),
+        (SHMQ_INVALID_ARGUMENT, "SHMQ_INVALID_ARGUMENT"),
+        (SHMQ_NOT_FOUND, "SHMQ_NOT_FOUND"),
+        (SHMQ_ALREADY_EXISTS, "SHMQ_ALREADY_EXISTS"),
+        (SHMQ_PERMISSION_DENIED, "SHMQ_PERMISSION_DENIED"),
+        (SHMQ_CORRUPT, "SHMQ_CORRUPT"),
+        (SHMQ_INCOMPATIBLE, "SHMQ_INCOMPATIBLE"),
+        (SHMQ_IO, "SHMQ_IO"),
+        (SHMQ_INTERNAL, "SHMQ_INTERNAL"),
+    ];
 
     #[test]
     fn codes_are_distinct_ordered_and_named_by_strerror() {
