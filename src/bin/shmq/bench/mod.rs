@@ -136,13 +136,16 @@ pub fn measurements() -> Vec<Measurement> {
 
 /// Runs `shmq bench`.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
-    run_measurements(args, &measurements())
+    run_measurements(args, &measurements()).map(drop)
 }
 
 /// Measures `rows` (those named by `--only`, if given), then prints the table or the JSON and
-/// draws the plot. Fails if a measurement broke (a mechanism that cannot run here is reported,
-/// not a failure).
-pub fn run_measurements(args: &BenchArgs, rows: &[Measurement]) -> Result<(), String> {
+/// draws the plot; returns the results. Fails if a measurement broke (a mechanism that cannot
+/// run here is reported, not a failure).
+pub fn run_measurements(
+    args: &BenchArgs,
+    rows: &[Measurement],
+) -> Result<Vec<report::Row>, String> {
     for name in &args.only {
         if !rows.iter().any(|m| m.name == name) {
             let known: Vec<_> = rows.iter().map(|m| m.name).collect();
@@ -193,7 +196,7 @@ pub fn run_measurements(args: &BenchArgs, rows: &[Measurement]) -> Result<(), St
         })
         .collect();
     if broken.is_empty() {
-        Ok(())
+        Ok(results)
     } else {
         Err(format!("measurement failed: {}", broken.join("; ")))
     }

@@ -22,7 +22,7 @@ pub struct Row {
 }
 
 impl Row {
-    fn p50(&self) -> Option<u64> {
+    pub fn p50(&self) -> Option<u64> {
         match &self.outcome {
             Ok(Outcome::Rtt(h)) => Some(h.value_at_quantile(0.5)),
             _ => None,

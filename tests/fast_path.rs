@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The non-blocking path neither allocates nor enters the kernel: `try_send`, `try_recv`, their
+//! batch forms and the in-place guards (committed and cancelled), including the `Full` and
+//! `Empty` outcomes, once warmed up.
+//!
+//! - Allocations: a counting global allocator (per thread, so other tests running at the same
+//!   time do not disturb the count).
+//! - Syscalls: a forked child installs a seccomp filter that kills it on any system call but
+//!   `exit_group`, then runs the operations. Nobody sleeps on the queue, so no wake-up is due;
+//!   a syscall anywhere on that path kills the child with SIGSYS and fails the test.
+
+use shmq::{Error, Options, Queue};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    /// Allocations made by this thread (const-initialised: reading it never allocates).
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The system allocator, counting allocations per thread.
+struct CountingAllocator;
+
+fn count_one() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; counting
+// touches only a thread-local `Cell`, which neither allocates nor panics.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Fails with `$what` unless `$cond` (no panic: the seccomp child cannot afford one).
+macro_rules! ensure {
+    ($cond:expr, $what:expr) => {
+        if !$cond {
+            return Err($what);
+        }
+    };
+}
+
+/// Every non-blocking operation, `rounds` times, with every outcome checked. Returns what went
+/// wrong instead of panicking (a panic writes to stderr: a syscall).
+fn exercise(q: &Queue, rounds: usize) -> Result<(), &'static str> {
+    let msg = [7u8; 64];
+    let batch = [&msg[..]; 8];
+    let mut buf = [0u8; 64];
+    for _ in 0..rounds {
+        ensure!(q.try_send(&msg).is_ok(), "try_send");
+        ensure!(matches!(q.try_recv(&mut buf), Ok(64)), "try_recv");
+        ensure!(
+            matches!(q.try_recv(&mut buf), Err(Error::Empty)),
+            "try_recv on empty"
+        );
+
+        ensure!(matches!(q.try_send_batch(&batch), Ok(8)), "try_send_batch");
+        let mut bytes = 0;
+        ensure!(
+            matches!(q.try_recv_batch(8, |m| bytes += m.len()), Ok(8)) && bytes == 8 * 64,
+            "try_recv_batch"
+        );
+        ensure!(
+            matches!(q.try_recv_batch(8, |_| {}), Err(Error::Empty)),
+            "try_recv_batch on empty"
+        );
+
+        match q.try_reserve() {
+            Ok(mut slot) => {
+                slot[..3].copy_from_slice(b"abc");
+                ensure!(slot.commit(3).is_ok(), "commit");
+            }
+            Err(_) => return Err("try_reserve"),
+        }
+        match q.try_recv_in_place() {
+            Ok(got) => ensure!(*got == *b"abc", "try_recv_in_place content"),
+            Err(_) => return Err("try_recv_in_place"),
+        }
+        // A cancelled reservation: receivers skip its slot.
+        ensure!(q.try_reserve().is_ok(), "try_reserve (cancelled)");
+        ensure!(
+            matches!(q.try_recv(&mut buf), Err(Error::Empty)),
+            "try_recv skips the cancelled slot"
+        );
+
+        // Fill to `Full`, then drain to `Empty`.
+        let mut sent = 0;
+        while q.try_send(&msg).is_ok() {
+            sent += 1;
+        }
+        ensure!(sent == q.capacity(), "fill to capacity");
+        ensure!(
+            matches!(q.try_send(&msg), Err(Error::Full)),
+            "try_send on full"
+        );
+        ensure!(
+            matches!(q.try_send_batch(&batch), Err(Error::Full)),
+            "try_send_batch on full"
+        );
+        ensure!(
+            matches!(q.try_reserve(), Err(Error::Full)),
+            "try_reserve on full"
+        );
+        for _ in 0..sent {
+            ensure!(matches!(q.try_recv(&mut buf), Ok(64)), "drain");
+        }
+        ensure!(
+            matches!(q.try_recv_in_place(), Err(Error::Empty)),
+            "try_recv_in_place on empty"
+        );
+    }
+    Ok(())
+}
+
+fn test_queue() -> (tempfile::TempDir, Queue) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let q = Queue::create(dir.path().join("q"), Options::new(8, 64)).expect("create");
+    (dir, q)
+}
+
+#[test]
+fn non_blocking_operations_allocate_nothing_after_warm_up() {
+    let (_dir, q) = test_queue();
+    exercise(&q, 10).expect("warm-up");
+    let before = ALLOCATIONS.with(Cell::get);
+    let result = exercise(&q, 1000);
+    let allocations = ALLOCATIONS.with(Cell::get) - before;
+    result.expect("operations");
+    assert_eq!(
+        allocations, 0,
+        "the non-blocking path allocated {allocations} times"
+    );
+}
+
+/// A seccomp filter that allows `exit_group` and kills the process on any other system call
+/// (or on a system call of another architecture's numbering).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn only_exit_group() -> [libc::sock_filter; 6] {
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // Offsets in `struct seccomp_data`: `nr` (u32) at 0, `arch` (u32) at 4.
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    [
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 2, AUDIT_ARCH), // another architecture: kill
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 1, 0, libc::SYS_exit_group as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn non_blocking_operations_make_no_syscall() {
+    let (_dir, q) = test_queue();
+    exercise(&q, 10).expect("warm-up");
+    let mut filter = only_exit_group();
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: the child runs only code that neither allocates nor takes a lock (that is what
+    // the other test proves), so no lock held by another test thread at the fork can stop it;
+    // it ends with exit_group and never returns into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: prctl and seccomp get constants and a pointer to `program`, which points at
+        // `filter`; both live on this stack until exit.
+        let code = unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                3
+            } else {
+                // From here on, any system call but exit_group kills this process.
+                match exercise(&q, 10_000) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                }
+            }
+        };
+        // SAFETY: exit_group ends the process (the one system call the filter allows).
+        unsafe { libc::syscall(libc::SYS_exit_group, code) };
+        unreachable!();
+    }
+    let status = wait_bounded(pid, Duration::from_secs(60));
+    assert!(
+        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS),
+        "the non-blocking path made a system call (the seccomp filter killed the child)"
+    );
+    assert!(
+        libc::WIFEXITED(status),
+        "the child ended abnormally (status {status:#x})"
+    );
+    match libc::WEXITSTATUS(status) {
+        0 => {}
+        1 => {
+            // Find out which check failed, outside the filter.
+            let (_dir, q) = test_queue();
+            panic!(
+                "an operation failed in the child: {:?}",
+                exercise(&q, 10_000)
+            );
+        }
+        3 => panic!("could not install the seccomp filter"),
+        code => panic!("the child exited with {code}"),
+    }
+}
+
+/// Waits for child `pid` at most `limit`, then kills it; returns its wait status.
+fn wait_bounded(pid: libc::pid_t, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our child and `status` a live int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return status;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: `pid` is our unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child did not finish in {limit:?} (blocked in an allocation or a wait?)");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
