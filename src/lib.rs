@@ -70,5 +70,6 @@ pub use queue::{Options, Queue, RecvGuard, SendGuard, Stats};
 #[doc(hidden)]
 pub mod model {
     pub use crate::ring::{empty_state, Claim, ClaimError, Ring, SlotStates};
+    pub use crate::sync::{AtomicU32, AtomicU64};
     pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline};
 }

@@ -124,12 +124,12 @@ impl SlotState {
 }
 
 /// The state word a slot has when it is free for the producer of `pos`.
-pub(crate) fn empty_state(pos: u64) -> u64 {
+pub fn empty_state(pos: u64) -> u64 {
     SlotState::new(pos, 0, Phase::Empty).encode()
 }
 
 /// Where the slot state words live: in the mapped file in production, on the heap under loom.
-pub(crate) trait SlotStates {
+pub trait SlotStates {
     /// The state word of the slot that holds position `pos`.
     fn state(&self, pos: u64) -> &AtomicU64;
 }
@@ -145,8 +145,8 @@ pub struct Claim {
 
 impl Claim {
     /// The claimed positions.
-    pub fn positions(self) -> std::ops::Range<u64> {
-        self.first..self.first + self.count
+    pub fn positions(self) -> impl Iterator<Item = u64> {
+        (0..self.count).map(move |i| self.first.wrapping_add(i))
     }
 }
 
@@ -215,10 +215,18 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 ) {
                     Ok(_) => {
                         let count = self.claim_more(tail, owner, max, Phase::Empty, Phase::Writing);
-                        return self.advance_tail(Claim { first: tail, count }, owner);
+                        return self.advance_tail(Claim { first: tail, count });
                     }
                     Err(_) => tail = self.tail.load(Ordering::Relaxed),
                 }
+            } else if distance > self.capacity as i64 {
+                // No honest slot is more than a lap ahead of the current tail (position
+                // `tail + cap` can only be claimed once the tail has reached it).
+                tail = self.stale_or_corrupt(
+                    self.tail,
+                    tail,
+                    "slot state is more than a lap ahead of the tail",
+                )?;
             } else if distance >= 0 {
                 // Position `tail` is already claimed (its slot shows it or has moved past it):
                 // help the tail past it, as its claimer may be descheduled.
@@ -243,7 +251,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     fn claim_more(&self, first: u64, owner: u32, max: u64, from: Phase, to: Phase) -> u64 {
         let mut count = 1;
         while count < max.min(self.capacity) {
-            let pos = first + count;
+            let pos = first.wrapping_add(count);
             let expected = SlotState::new(pos, 0, from);
             let word = self.slots.state(pos).load(Ordering::Relaxed);
             match SlotState::decode(word) {
@@ -266,8 +274,8 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Moves `tail` past a freshly claimed run. If the queue was closed first, hands back the
     /// positions at or beyond the closed tail (invariant 2) and keeps the rest.
-    fn advance_tail(&self, claim: Claim, owner: u32) -> Result<Claim, ClaimError> {
-        let end = claim.first + claim.count;
+    fn advance_tail(&self, claim: Claim) -> Result<Claim, ClaimError> {
+        let end = claim.first.wrapping_add(claim.count);
         let mut cur = self.tail.load(Ordering::Relaxed);
         loop {
             let pos = cur & !CLOSED;
@@ -276,15 +284,11 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             }
             if cur & CLOSED != 0 {
                 let kept_end = pos.max(claim.first);
-                for p in kept_end..end {
-                    debug_assert_eq!(
-                        self.load(p).ok(),
-                        Some(SlotState::new(p, owner, Phase::Writing))
-                    );
+                let count = kept_end.wrapping_sub(claim.first);
+                for p in claim.positions().skip(count as usize) {
                     // We own these slots (invariant 3), and nobody may claim them now.
                     self.slots.state(p).store(empty_state(p), Ordering::Release);
                 }
-                let count = kept_end - claim.first;
                 return if count == 0 {
                     Err(ClaimError::Closed)
                 } else {
@@ -306,9 +310,26 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Tries once to move `cursor` from `from` to `from + 1`; returns the cursor's value after.
     fn help_advance(&self, cursor: &AtomicU64, from: u64) -> u64 {
-        match cursor.compare_exchange(from, from + 1, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => from + 1,
+        let next = from.wrapping_add(1);
+        match cursor.compare_exchange(from, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => next,
             Err(now) => now,
+        }
+    }
+
+    /// A slot disagreed with our reading `seen` of `cursor`: if the cursor has moved since, our
+    /// reading was stale and the caller retries with the new value; if not, the slot is corrupt.
+    fn stale_or_corrupt(
+        &self,
+        cursor: &AtomicU64,
+        seen: u64,
+        what: &'static str,
+    ) -> Result<u64, ClaimError> {
+        let now = cursor.load(Ordering::Relaxed);
+        if now == seen {
+            Err(ClaimError::Corrupt(what))
+        } else {
+            Ok(now)
         }
     }
 
@@ -353,14 +374,14 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 ) {
                     Ok(_) => {
                         let count = self.claim_more(head, owner, max, Phase::Full, Phase::Reading);
-                        self.advance_head(head + count);
+                        self.advance_head(head.wrapping_add(count));
                         return Ok(Claim { first: head, count });
                     }
                     Err(_) => head = self.head.load(Ordering::Relaxed),
                 }
             } else if distance == 0 && state.phase == Phase::Skip {
                 // A cancelled send: free the slot for the next lap, as a consumer would.
-                let next_lap = empty_state(head + self.capacity);
+                let next_lap = empty_state(head.wrapping_add(self.capacity));
                 if self
                     .slots
                     .state(head)
@@ -377,6 +398,13 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 } else {
                     head = self.head.load(Ordering::Relaxed);
                 }
+            } else if distance > self.capacity as i64 {
+                // As for the tail: no honest slot is more than a lap ahead of the current head.
+                head = self.stale_or_corrupt(
+                    self.head,
+                    head,
+                    "slot state is more than a lap ahead of the head",
+                )?;
             } else if distance > 0 || (distance == 0 && state.phase == Phase::Reading) {
                 // Position `head` is already claimed by a consumer: help the head past it.
                 head = self.help_advance(self.head, head);
@@ -412,9 +440,10 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Frees a slot after its message was read: the producer one lap later may claim it.
     pub fn release(&self, pos: u64) {
-        self.slots
-            .state(pos)
-            .store(empty_state(pos + self.capacity), Ordering::Release);
+        self.slots.state(pos).store(
+            empty_state(pos.wrapping_add(self.capacity)),
+            Ordering::Release,
+        );
     }
 
     /// Closes the ring: no position at or beyond the current tail will ever hold a message.

@@ -15,7 +15,81 @@
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{fence, Ordering};
+#[cfg(loom)]
+pub use model_atomics::{AtomicU32, AtomicU64};
+
+/// loom's atomics, with every `load` performed as a compare-exchange that cannot succeed.
+///
+/// Why: loom 0.7's partial-order reduction remembers only the *last* access to each atomic and
+/// treats plain loads as independent of one another. When thread B loads a word and then CASes
+/// it, B's own load erases the record of an earlier load of the same word by thread A, so loom
+/// never tries B's CAS before A's load: the "peek, then claim" race at the heart of this queue
+/// went unexplored (a model of one send racing one receive completed in a single iteration, and
+/// a `Relaxed` publish passed unnoticed). A compare-exchange is recorded as a read-modify-write,
+/// so every access becomes dependent and every interleaving is explored. It fails (the expected
+/// value is one no honest participant stores), so it writes nothing and synchronises exactly
+/// as a load of the same ordering would. (A `fetch_add(0)` would also be recorded, but it
+/// *writes*, and loom's modification order lets a concurrent plain store be lost behind it.)
+/// The cost: a modelled load reads only the newest values, never a stale one.
+#[cfg(loom)]
+mod model_atomics {
+    use super::Ordering;
+
+    macro_rules! model_atomic {
+        ($name:ident, $int:ty) => {
+            /// See the module doc.
+            #[derive(Debug)]
+            pub struct $name(loom::sync::atomic::$name);
+
+            impl $name {
+                /// A new atomic.
+                pub fn new(v: $int) -> Self {
+                    $name(loom::sync::atomic::$name::new(v))
+                }
+                /// A load, modelled as a compare-exchange that fails.
+                pub fn load(&self, order: Ordering) -> $int {
+                    const NEVER_STORED: $int = <$int>::MAX;
+                    match self
+                        .0
+                        .compare_exchange(NEVER_STORED, NEVER_STORED, order, order)
+                    {
+                        Ok(v) | Err(v) => v,
+                    }
+                }
+                /// As `std`.
+                pub fn store(&self, v: $int, order: Ordering) {
+                    self.0.store(v, order)
+                }
+                /// As `std`.
+                pub fn compare_exchange(
+                    &self,
+                    current: $int,
+                    new: $int,
+                    success: Ordering,
+                    failure: Ordering,
+                ) -> Result<$int, $int> {
+                    self.0.compare_exchange(current, new, success, failure)
+                }
+                /// As `std`.
+                pub fn fetch_add(&self, v: $int, order: Ordering) -> $int {
+                    self.0.fetch_add(v, order)
+                }
+                /// As `std`.
+                pub fn fetch_sub(&self, v: $int, order: Ordering) -> $int {
+                    self.0.fetch_sub(v, order)
+                }
+                /// As `std`.
+                pub fn fetch_or(&self, v: $int, order: Ordering) -> $int {
+                    self.0.fetch_or(v, order)
+                }
+            }
+        };
+    }
+
+    model_atomic!(AtomicU64, u64);
+    model_atomic!(AtomicU32, u32);
+}
 
 /// A hint to the CPU that we are busy-waiting (a `pause` on x86); under loom, a yield so that the
 /// model lets other threads run.

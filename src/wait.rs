@@ -27,7 +27,7 @@ const EPOCH_ONE: u32 = 1 << 16;
 
 /// How long to wait for an operation that cannot complete now.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Deadline {
+pub enum Deadline {
     /// Do not wait: fail at once.
     Now,
     /// Wait until this instant.
@@ -37,6 +37,7 @@ pub(crate) enum Deadline {
 }
 
 impl Deadline {
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn after(timeout: Duration) -> Self {
         Instant::now()
             .checked_add(timeout)
@@ -53,13 +54,14 @@ const SPIN_TRIES: u32 = 4096;
 const SPIN_TRIES: u32 = 1;
 
 /// Number of sleepers counted in a wait word.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn sleepers(word: &AtomicU32) -> u32 {
     word.load(Ordering::Relaxed) & SLEEPERS_MASK
 }
 
 /// Wakes every sleeper on `word`, if there is one. Call after making progress visible.
 #[inline]
-pub(crate) fn wake_if_sleeping(word: &AtomicU32) {
+pub fn wake_if_sleeping(word: &AtomicU32) {
     // Order the caller's progress (a store) before the read of the sleeper count; pairs with the
     // fence in `wait_for` (see the module doc).
     fence(Ordering::SeqCst);
@@ -69,7 +71,7 @@ pub(crate) fn wake_if_sleeping(word: &AtomicU32) {
 }
 
 /// Wakes every sleeper on `word`, unconditionally (used by `close`).
-pub(crate) fn wake_all(word: &AtomicU32) {
+pub fn wake_all(word: &AtomicU32) {
     word.fetch_add(EPOCH_ONE, Ordering::Release);
     futex_wake_all(word);
 }
@@ -77,7 +79,7 @@ pub(crate) fn wake_all(word: &AtomicU32) {
 /// Calls `attempt` until it returns `Some` or `deadline` passes, spinning first and then sleeping
 /// on `word`. Returns `None` on timeout (or at once for `Deadline::Now` when the first attempt
 /// fails). `on_sleep` is called once, the first time the caller is about to sleep (statistics).
-pub(crate) fn wait_for<T>(
+pub fn wait_for<T>(
     word: &AtomicU32,
     deadline: Deadline,
     on_sleep: impl FnOnce(),
