@@ -53,6 +53,8 @@ pub struct Machine {
     pub cpus: usize,
     pub kernel: String,
     pub pinning: String,
+    /// What one clock read costs here (each round-trip sample includes about one).
+    pub clock_read_ns: u64,
     pub size: usize,
     pub quick: bool,
 }
@@ -76,6 +78,7 @@ impl Machine {
             cpus: settings.cpus,
             kernel,
             pinning: settings.pinning.describe(),
+            clock_read_ns: super::rtt::clock_read_ns(),
             size: settings.size,
             quick,
         }
@@ -108,7 +111,9 @@ pub fn table(machine: &Machine, rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "\nRound trip, ns (two processes; crossbeam: two threads). \
-             × floor = p50 / floor p50, lower is better"
+             × floor = p50 / floor p50, lower is better.\n\
+             Every sample includes one clock read (about {} ns here).",
+            machine.clock_read_ns
         );
         let _ = writeln!(
             out,

@@ -46,6 +46,18 @@ pub fn sample(
     }
 }
 
+/// The median cost of reading the clock the way `sample` does, in nanoseconds.
+pub fn clock_read_ns() -> u64 {
+    let mut deltas: Vec<u64> = (0..1001)
+        .map(|_| {
+            let t0 = Instant::now();
+            t0.elapsed().as_nanos() as u64
+        })
+        .collect();
+    deltas.sort_unstable();
+    deltas[deltas.len() / 2]
+}
+
 /// A message of the run's size stamped with `seq`.
 pub fn stamp(msg: &mut [u8], seq: u64) {
     msg[..8].copy_from_slice(&seq.to_le_bytes());
