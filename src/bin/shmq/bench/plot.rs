@@ -9,6 +9,20 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Line colours (Tableau 10), distinct on white; the floor is black.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
 /// Percentile `q` as a distance in nines: 0.9 → 1, 0.99 → 2, ...
 fn nines(q: f64) -> f64 {
     -(1.0 - q).log10()
@@ -71,6 +85,7 @@ pub fn draw(path: &Path, machine: &Machine, rows: &[Row]) -> Result<(), String> 
             ("sans-serif", 14),
         )
         .margin(16)
+        .margin_right(48)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(x_range, y_range.log_scale())
@@ -84,15 +99,20 @@ pub fn draw(path: &Path, machine: &Machine, rows: &[Row]) -> Result<(), String> 
         .y_label_formatter(&|y| duration_label(*y))
         .draw()
         .map_err(|e| fail(&e))?;
-    for (i, (name, points)) in lines.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+    let mut others = PALETTE.iter().cycle();
+    for (name, points) in lines {
+        let color = match name {
+            "floor" => BLACK,
+            _ => *others.next().unwrap_or(&BLACK),
+        };
+        // shmq's own lines are drawn thicker.
+        let width = if name.starts_with("shmq") { 3 } else { 2 };
+        let style = color.stroke_width(width);
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .draw_series(LineSeries::new(points, style))
             .map_err(|e| fail(&e))?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
     }
     chart
         .configure_series_labels()
