@@ -515,32 +515,48 @@ fn send_waits_while_full_until_a_recv_in_another_process_frees_room() {
     assert!(wait_limited(&mut sender).success());
 }
 
-#[test]
-fn closed_stdout_stops_recv_quietly_and_the_undelivered_message_is_not_released() {
-    let (_dir, path) = queue(2, 16);
-    shmq(&at("send", &path, &[]), b"one\n").assert_ok();
-    let mut receiver = command(&at("recv", &path, &[]))
+/// Spawns `shmq recv PATH` with stdout and stderr piped.
+fn spawn_recv(path: &Path) -> Child {
+    command(&at("recv", path, &[]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    // Read the first line, then go away, as `shmq recv q | head -1` does.
-    let mut stdout = BufReader::new(receiver.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    assert_eq!(first, "one\n");
-    drop(stdout);
+        .unwrap()
+}
 
-    // The next message meets the closed pipe: recv exits 0, silently.
-    shmq(&at("send", &path, &[]), b"two\n").assert_ok();
-    let status = wait_limited(&mut receiver);
+/// Waits for `child` and returns its status and stderr.
+fn finish(mut child: Child) -> (ExitStatus, String) {
+    let status = wait_limited(&mut child);
     let mut stderr = String::new();
-    receiver
+    child
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn closed_stdout_stops_recv_quietly_and_the_message_being_written_is_not_released() {
+    // A message larger than a pipe's buffer (64 KiB) cannot be written before its reader goes.
+    const BIG: usize = 200_000;
+    let (_dir, path) = queue(2, 256 * 1024);
+    shmq(&at("send", &path, &[]), b"one\n").assert_ok();
+    let mut receiver = spawn_recv(&path);
+    // Read the first line, as `shmq recv q | head -1` does...
+    let mut stdout = BufReader::new(receiver.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "one\n");
+    // ...and go away while recv is writing the next message.
+    let mut big = vec![b'2'; BIG];
+    big.push(b'\n');
+    shmq(&at("send", &path, &[]), &big).assert_ok();
+    let q = Queue::open(&path).unwrap();
+    wait_until("recv claims the big message", || q.stats().received == 2);
+    drop(stdout);
+    let (status, stderr) = finish(receiver);
     assert!(status.success(), "{status:?}");
     assert_eq!(stderr, "");
 
@@ -552,10 +568,31 @@ fn closed_stdout_stops_recv_quietly_and_the_undelivered_message_is_not_released(
     );
     assert_eq!(run.assert_ok().stdout(), "three\n");
 
-    // "two" was claimed but never written, so it was not released: its slot is still taken
-    // (waiting for crash recovery to redeliver it), and the queue of two slots is full with
+    // The big message was claimed but not fully written, so it was not released: its slot is
+    // still taken (for crash recovery to redeliver), and the queue of two slots is full with
     // nothing left to receive. Had it been released, this send would succeed.
-    let q = Queue::open(&path).unwrap();
     assert_eq!(q.stats().len, 0);
     assert!(matches!(q.try_send(b"four"), Err(Error::Full)));
+}
+
+#[test]
+fn idle_recv_exits_quietly_when_its_reader_goes_away_and_loses_nothing() {
+    let (_dir, path) = queue(4, 64);
+    shmq(&at("send", &path, &[]), b"one\n").assert_ok();
+    let mut receiver = spawn_recv(&path);
+    let mut stdout = BufReader::new(receiver.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "one\n");
+    drop(stdout);
+    // No further message comes: recv must notice on its own.
+    let (status, stderr) = finish(receiver);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(stderr, "");
+    shmq(&at("send", &path, &[]), b"two\n").assert_ok();
+    let run = shmq(
+        &at("recv", &path, &["--count", "1", "--timeout", "10s"]),
+        b"",
+    );
+    assert_eq!(run.assert_ok().stdout(), "two\n");
 }

@@ -14,7 +14,7 @@ use crate::failure::Failure;
 use shmq::{Error, Queue, RecvGuard};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most lines sent by one claim. Only lines already complete in the input buffer join a batch.
 const SEND_BATCH: usize = 64;
@@ -22,6 +22,8 @@ const SEND_BATCH: usize = 64;
 const RECV_BATCH: usize = 64;
 /// Size of the stdin and stdout buffers.
 const IO_BUFFER: usize = 64 * 1024;
+/// How often a receiver waiting for a message checks that its output still has a reader.
+const READER_CHECK: Duration = Duration::from_millis(250);
 
 /// `shmq send`: each line of stdin (without its `\n`) becomes one message, in order; waits
 /// while the queue is full; returns at the end of input. A final line without `\n` is sent too.
@@ -132,8 +134,10 @@ fn send_in_order(queue: &Queue, lines: &[Vec<u8>], first_line: u64) -> Result<()
 /// `shmq recv`: writes each message and a `\n` to stdout until `count` messages were received,
 /// the queue is closed and drained, or `timeout` passes without a message.
 ///
-/// If stdout's reader goes away (`shmq recv q | head -1`), returns successfully; the messages
-/// that were not written stay claimed by this process, as if it had crashed.
+/// If stdout's reader goes away (`shmq recv q | head -1`), returns successfully, whether that
+/// shows as a failed write or is noticed while waiting; the messages whose write failed stay
+/// claimed by this process, as if it had crashed. (Lines a reader left unread in a pipe's
+/// buffer were written, so their messages were released: a pipe cannot say what was read.)
 pub fn recv(path: &Path, count: Option<u64>, timeout: Option<Duration>) -> Result<(), Failure> {
     let queue = Queue::open(path)?;
     let mut out = BufWriter::with_capacity(IO_BUFFER, io::stdout().lock());
@@ -141,14 +145,9 @@ pub fn recv(path: &Path, count: Option<u64>, timeout: Option<Duration>) -> Resul
     let mut batch: Vec<RecvGuard<'_>> = Vec::with_capacity(RECV_BATCH);
     while remaining > 0 {
         // Wait for one message...
-        let first = match timeout {
-            Some(timeout) => queue.recv_in_place_timeout(timeout),
-            None => queue.recv_in_place(),
-        };
-        match first {
-            Ok(message) => batch.push(message),
-            Err(Error::Timeout | Error::Closed) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        match next_message(&queue, timeout)? {
+            Some(message) => batch.push(message),
+            None => return Ok(()),
         }
         // ...then take the ones that are ready too.
         let mut failure = None;
@@ -178,6 +177,52 @@ pub fn recv(path: &Path, count: Option<u64>, timeout: Option<Duration>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Waits for the next message; `None` once the queue is closed and drained, after `timeout`
+/// without a message, or when stdout has lost its reader.
+///
+/// The wait is cut into slices of [`READER_CHECK`]: between them, an idle receiver checks that
+/// someone still reads its output, so that `shmq recv q | head -1` ends when `head` does
+/// rather than at the next message.
+fn next_message(
+    queue: &Queue,
+    timeout: Option<Duration>,
+) -> Result<Option<RecvGuard<'_>>, Failure> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let slice = match deadline {
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(READER_CHECK),
+            None => READER_CHECK,
+        };
+        match queue.recv_in_place_timeout(slice) {
+            Ok(message) => return Ok(Some(message)),
+            Err(Error::Closed) => return Ok(None),
+            Err(Error::Timeout) => {
+                let expired = deadline.is_some_and(|d| Instant::now() >= d);
+                if expired || stdout_reader_gone() {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether stdout is a pipe or socket whose reader has gone away (or a terminal that hung up):
+/// the next write would fail with `EPIPE`.
+fn stdout_reader_gone() -> bool {
+    let mut stdout = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0, // POLLERR and POLLHUP are reported whatever is asked for
+        revents: 0,
+    };
+    // SAFETY: `stdout` is one valid, exclusively borrowed `pollfd`, matching `nfds = 1`; poll
+    // only writes its `revents`, and a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut stdout, 1, 0) };
+    ready > 0 && stdout.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// Writes each message and a `\n`, then flushes.
