@@ -102,7 +102,7 @@ enum Command {
         json: bool,
     },
     /// Measure latency and throughput against the floor and the alternatives
-    #[command()]
+    #[command(about = "Measure latency and throughput against the floor and the alternatives")]
     Bench(bench::BenchArgs),
 }
 
