@@ -270,6 +270,15 @@ impl Peer {
     pub fn is_gone(&self) -> bool {
         self.gone.load(Ordering::Relaxed)
     }
+
+    /// Says that the peer is gone, if it is, when an operation on it failed with `e`.
+    pub fn explain(&self, e: String) -> String {
+        if self.is_gone() {
+            format!("the peer process exited or stopped answering ({e})")
+        } else {
+            e
+        }
+    }
 }
 
 impl Drop for Peer {
@@ -384,7 +393,7 @@ impl<'a> Patience<'a> {
     #[cold]
     fn check(&self) -> Result<(), String> {
         if self.gone.load(Ordering::Relaxed) {
-            Err("the peer exited (see its message above) or stopped answering".into())
+            Err("the peer process exited or stopped answering".into())
         } else if Instant::now() > self.deadline {
             Err("the peer stopped answering".into())
         } else {

@@ -163,7 +163,7 @@ pub fn futex(s: &Settings) -> Result<Outcome, String> {
                     return Ok(());
                 }
                 if peer.is_gone() {
-                    return Err("the futex peer exited".into());
+                    return Err("the peer process exited or stopped answering".into());
                 }
                 futex_wait(&words.pong.0, v);
             }
@@ -236,7 +236,7 @@ pub fn uds(s: &Settings) -> Result<Outcome, String> {
 /// The parent's side of a ping-pong over byte streams (the peer's death closes them).
 fn stream_ping_pong(
     s: &Settings,
-    _peer: &Peer,
+    peer: &Peer,
     tx: &mut impl std::io::Write,
     rx: &mut impl std::io::Read,
 ) -> Result<Outcome, String> {
@@ -247,8 +247,8 @@ fn stream_ping_pong(
         || Ok(()),
         |seq| {
             stamp(&mut msg, seq);
-            write_all(tx, &msg)?;
-            read_exact(rx, &mut reply)?;
+            write_all(tx, &msg).map_err(|e| peer.explain(e))?;
+            read_exact(rx, &mut reply).map_err(|e| peer.explain(e))?;
             check_echo(&reply, seq)
         },
     )
@@ -346,7 +346,8 @@ pub fn posix_mq(s: &Settings) -> Result<Outcome, String> {
         (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Unavailable(e)),
     };
     let size = s.size;
-    let _peer = Peer::spawn(
+    let pong_mqd = pong.0;
+    let peer = Peer::spawn(
         s,
         || {
             let mut buf = vec![0u8; size];
@@ -355,7 +356,14 @@ pub fn posix_mq(s: &Settings) -> Result<Outcome, String> {
                 pong.send(&buf)?;
             }
         },
-        || {},
+        // Wake the parent if it waits for an echo: a message numbered 0 (never a real one).
+        move || {
+            let zeros = vec![0u8; size];
+            // SAFETY: `pong_mqd` is open until `pong` drops, which is after the peer (and this
+            // action, which runs before `Peer::drop` returns); `zeros` is a live buffer of the
+            // length passed. The queue has room: the parent leaves at most one message in it.
+            unsafe { libc::mq_send(pong_mqd, zeros.as_ptr().cast(), size, 0) };
+        },
     )?;
     // The receive deadline bounds every wait: CLOCK_REALTIME, as mq_timedreceive wants.
     let limit = std::time::SystemTime::now()
@@ -373,8 +381,11 @@ pub fn posix_mq(s: &Settings) -> Result<Outcome, String> {
         || Ok(()),
         |seq| {
             stamp(&mut msg, seq);
-            ping.send(&msg)?;
+            ping.send(&msg).map_err(|e| peer.explain(e))?;
             pong.recv(&mut reply, Some(&deadline))?;
+            if peer.is_gone() {
+                return Err(peer.explain("no echo".into()));
+            }
             check_echo(&reply, seq)
         },
     )
@@ -490,13 +501,13 @@ fn blocking_peer(s: &Settings, queues: &QueuePair) -> Result<Peer, String> {
 /// little before sleeping, and the echo arrives within the spin.
 pub fn shmq_blocking(s: &Settings) -> Result<Outcome, String> {
     let queues = QueuePair::create(s, "blocking")?;
-    let _peer = blocking_peer(s, &queues)?;
+    let peer = blocking_peer(s, &queues)?;
     let mut msg = vec![0u8; s.size];
     let mut reply = vec![0u8; s.size];
     sample(
         s,
         || Ok(()),
-        |seq| blocking_round_trip(&queues, &mut msg, &mut reply, seq),
+        |seq| blocking_round_trip(&queues, &mut msg, &mut reply, seq).map_err(|e| peer.explain(e)),
     )
 }
 
@@ -526,7 +537,7 @@ pub fn shmq_blocking_idle(s: &Settings) -> Result<Outcome, String> {
         || {
             while queues.ping.stats().recv_sleepers == 0 {
                 if peer.is_gone() || Instant::now() > deadline {
-                    return Err("the peer stopped answering".into());
+                    return Err("the peer process exited or stopped answering".into());
                 }
                 std::thread::sleep(Duration::from_micros(20));
             }
@@ -534,7 +545,7 @@ pub fn shmq_blocking_idle(s: &Settings) -> Result<Outcome, String> {
             std::thread::sleep(Duration::from_micros(20));
             Ok(())
         },
-        |seq| blocking_round_trip(&queues, &mut msg, &mut reply, seq),
+        |seq| blocking_round_trip(&queues, &mut msg, &mut reply, seq).map_err(|e| peer.explain(e)),
     )
 }
 
