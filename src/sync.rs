@@ -15,9 +15,11 @@
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(loom)]
+pub use loom::sync::atomic::AtomicU32;
+#[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, Ordering};
 #[cfg(loom)]
-pub use model_atomics::{AtomicU32, AtomicU64};
+pub use model_atomics::AtomicU64;
 
 /// loom's atomics, with every `load` performed as a compare-exchange that cannot succeed.
 ///
@@ -31,7 +33,10 @@ pub use model_atomics::{AtomicU32, AtomicU64};
 /// value is one no honest participant stores), so it writes nothing and synchronises exactly
 /// as a load of the same ordering would. (A `fetch_add(0)` would also be recorded, but it
 /// *writes*, and loom's modification order lets a concurrent plain store be lost behind it.)
-/// The cost: a modelled load reads only the newest values, never a stale one.
+/// The cost: a modelled load reads only the newest values, never a stale one. That is why only
+/// the ring's 64-bit words are wrapped: the 32-bit wait words keep loom's plain loads, so a waker
+/// that reads a stale sleeper count (the lost wake-up that the `SeqCst` fences in `wait` exist
+/// to prevent) is still explored.
 #[cfg(loom)]
 mod model_atomics {
     use super::Ordering;
@@ -88,7 +93,6 @@ mod model_atomics {
     }
 
     model_atomic!(AtomicU64, u64);
-    model_atomic!(AtomicU32, u32);
 }
 
 /// A hint to the CPU that we are busy-waiting (a `pause` on x86); under loom, a yield so that the

@@ -143,7 +143,7 @@ fn threads_share_one_handle() {
             std::thread::spawn(move || {
                 let mut got = vec![];
                 let mut buf = [0u8; 8];
-                while let Ok(_) = q.recv(&mut buf) {
+                while q.recv(&mut buf).is_ok() {
                     got.push(u64::from_le_bytes(buf));
                 }
                 got
