@@ -479,3 +479,7 @@ mod tests {
         assert_eq!(wrapped.distance_from(POS_MASK), 2);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+#[path = "ring_tests.rs"]
+mod heap_tests;
