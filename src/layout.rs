@@ -45,6 +45,8 @@ pub const MAX_CAPACITY: u32 = 1 << 24;
 pub const MAX_MESSAGE_SIZE: u32 = 1 << 24;
 /// Size of the participant table: the most handles that may have one queue open at once.
 pub const PARTICIPANTS: u32 = 512;
+/// Identity flag: a message whose consumer dies is dropped (at-most-once), not redelivered.
+pub const FLAG_DROP_ON_CONSUMER_DEATH: u32 = 1;
 /// Bytes of slot metadata before the payload.
 pub const SLOT_HEADER: usize = 16;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
@@ -79,9 +81,10 @@ pub(crate) struct Identity {
     pub file_len: u64,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
-    /// Option flags; none are defined in version 1 (reserved for crash-recovery modes).
+    /// Option flags: [`FLAG_DROP_ON_CONSUMER_DEATH`]; other bits are refused on open.
     pub flags: u32,
-    /// Reserved for a per-message delivery limit; 0 means unlimited.
+    /// Deliveries after which a message whose consumer died is dropped (dead-lettered) instead
+    /// of redelivered; 0 means unlimited.
     pub max_deliveries: u32,
 }
 
@@ -94,6 +97,16 @@ pub(crate) struct Counters {
     pub empty_waits: AtomicU64,
     /// Sends claimed and then cancelled (a reserve guard dropped without commit).
     pub cancelled_sends: AtomicU64,
+    /// Sends whose producer died between claiming a slot and publishing it (tombstoned).
+    pub abandoned_sends: AtomicU64,
+    /// Messages whose consumer died before releasing them, dropped (`on_consumer_death = drop`).
+    pub abandoned_receives: AtomicU64,
+    /// Messages whose consumer died before releasing them, given back to the queue.
+    pub redelivered: AtomicU64,
+    /// Messages dropped because their consumers died `max_deliveries` times.
+    pub dead_lettered: AtomicU64,
+    /// When the participant table was last swept for the dead (CLOCK_MONOTONIC, ns).
+    pub last_sweep_ns: AtomicU64,
 }
 
 /// The queue header at offset 0. Each hot word is alone on its 128-byte line.
@@ -120,8 +133,11 @@ pub(crate) struct Participant {
     pub token: AtomicU32,
     /// Process id of the holder (informational: liveness is decided by a lock, not by pid).
     pub pid: AtomicU32,
-    /// Reserved (zero).
-    pub reserved: [AtomicU32; 2],
+    /// Sleepers of this participant: receivers in bits 0..15 (bit 15: mid-update), senders in
+    /// bits 16..31 (bit 31: mid-update). Lets a survivor repair the shared sleeper counts.
+    pub sleeping: AtomicU32,
+    /// Roles seen: bit 0 sent, bit 1 received.
+    pub roles: AtomicU32,
     /// When the entry was taken, nanoseconds since the Unix epoch.
     pub since_unix_ns: AtomicU64,
     /// Reserved (zero).
@@ -200,7 +216,12 @@ impl Geometry {
     }
 
     /// The identity block a new file of this geometry gets.
-    pub(crate) fn identity(&self, created_unix_ns: u64) -> Identity {
+    pub(crate) fn identity(
+        &self,
+        created_unix_ns: u64,
+        flags: u32,
+        max_deliveries: u32,
+    ) -> Identity {
         Identity {
             magic: MAGIC,
             version: VERSION,
@@ -213,8 +234,8 @@ impl Geometry {
             slots_offset: self.slots_offset,
             file_len: self.file_len,
             created_unix_ns,
-            flags: 0,
-            max_deliveries: 0,
+            flags,
+            max_deliveries,
         }
     }
 
@@ -269,6 +290,12 @@ impl Geometry {
                     id.capacity, id.max_message_size
                 )));
             }
+        }
+        if id.flags & !FLAG_DROP_ON_CONSUMER_DEATH != 0 {
+            return Err(Error::Incompatible {
+                found: format!("option flags {:#x}", id.flags),
+                expected: format!("flags within {FLAG_DROP_ON_CONSUMER_DEATH:#x}"),
+            });
         }
         if actual_len != geometry.file_len {
             return Err(Error::corrupt(format!(

@@ -52,8 +52,12 @@ mod layout;
 mod participant;
 #[cfg(not(loom))]
 mod queue;
+#[cfg(not(loom))]
+mod recovery;
 mod ring;
 mod sync;
+#[cfg(not(loom))]
+mod test_hooks;
 mod wait;
 
 #[cfg(not(loom))]
@@ -63,7 +67,7 @@ pub use layout::{Geometry, MAGIC, PARTICIPANTS, VERSION};
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]
-pub use queue::{Options, Queue, RecvGuard, SendGuard, Stats};
+pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard, Stats};
 
 /// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
 #[cfg(loom)]
@@ -71,5 +75,5 @@ pub use queue::{Options, Queue, RecvGuard, SendGuard, Stats};
 pub mod model {
     pub use crate::ring::{empty_state, Claim, ClaimError, Ring, SlotStates};
     pub use crate::sync::{AtomicU32, AtomicU64};
-    pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline};
+    pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline, Waiter};
 }

@@ -60,36 +60,49 @@ fn ofd_lock(
     }
 }
 
-/// Takes a free entry of `table` for the open file description `file`.
+/// The owner token of the holder recorded in an entry's `token` word.
+pub(crate) fn token_of(index: u32, token_word: u32) -> u32 {
+    index << GENERATION_BITS | ((token_word >> 1) & GENERATION_MASK)
+}
+
+fn lock_entry(file: &File, index: u32) -> io::Result<bool> {
+    let write_lock = libc::F_WRLCK as libc::c_short;
+    match ofd_lock(file, index, libc::F_OFD_SETLK, write_lock) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes an entry of `table` for the open file description `file`, and returns it with the
+/// token of the dead participant it displaced, if any.
 ///
-/// Returns `Corrupt` if every entry is held by a live process (512 handles at once).
-pub(crate) fn register(file: &File, table: &[Participant]) -> Result<Registration> {
-    for (index, entry) in (0u32..).zip(table) {
-        match ofd_lock(
-            file,
-            index,
-            libc::F_OFD_SETLK,
-            libc::F_WRLCK as libc::c_short,
-        ) {
-            Ok(_) => {
-                // The entry is ours: the lock excludes every other open file description.
-                let old = entry.token.load(Ordering::Relaxed);
-                let generation = ((old >> 1) + 1) & GENERATION_MASK;
-                entry.pid.store(std::process::id(), Ordering::Relaxed);
-                entry.since_unix_ns.store(unix_now_ns(), Ordering::Relaxed);
-                entry.token.store(generation << 1 | 1, Ordering::Release);
-                return Ok(Registration {
-                    index,
-                    token: index << GENERATION_BITS | generation,
-                });
+/// An entry is ours once we hold its lock. Free entries are preferred. An entry whose lock is
+/// free but which is still marked in use belonged to a process that died and whose claims have
+/// not been resolved yet (sweeps resolve them and then free the entry); it is taken only when
+/// no free entry is left, and then the caller must resolve the displaced token's claims.
+/// Returns `Corrupt` if all 512 entries are held by live handles.
+pub(crate) fn register(file: &File, table: &[Participant]) -> Result<(Registration, Option<u32>)> {
+    for take_dead in [false, true] {
+        for (index, entry) in (0u32..).zip(table) {
+            let marked = entry.token.load(Ordering::Acquire) & 1 == 1;
+            if marked != take_dead || !lock_entry(file, index)? {
+                continue;
             }
-            Err(e)
-                if e.raw_os_error() == Some(libc::EAGAIN)
-                    || e.raw_os_error() == Some(libc::EACCES) =>
-            {
-                continue
-            }
-            Err(e) => return Err(Error::Io(e)),
+            // The entry is ours: the lock excludes every other open file description.
+            let old = entry.token.load(Ordering::Acquire);
+            let displaced = (old & 1 == 1).then(|| token_of(index, old));
+            let generation = ((old >> 1) + 1) & GENERATION_MASK;
+            entry.sleeping.store(0, Ordering::Relaxed);
+            entry.roles.store(0, Ordering::Relaxed);
+            entry.pid.store(std::process::id(), Ordering::Relaxed);
+            entry.since_unix_ns.store(unix_now_ns(), Ordering::Relaxed);
+            entry.token.store(generation << 1 | 1, Ordering::Release);
+            let me = Registration {
+                index,
+                token: index << GENERATION_BITS | generation,
+            };
+            return Ok((me, displaced));
         }
     }
     Err(Error::corrupt(format!(
@@ -118,6 +131,31 @@ pub(crate) fn is_held(probe: &File, index: u32) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// Whether the participant that made a claim with owner `token` is gone: its entry has been
+/// released or taken by a later holder, or nobody holds the entry's lock (the kernel dropped it
+/// when the holder died). Decided by the kernel's lock table, never by a timeout.
+pub(crate) fn is_dead(probe: &File, table: &[Participant], me: Registration, token: u32) -> bool {
+    if token == me.token {
+        return false;
+    }
+    let index = token >> GENERATION_BITS;
+    let Some(entry) = table.get(index as usize) else {
+        return true; // no such entry: not a token an honest participant has
+    };
+    let word = entry.token.load(Ordering::Acquire);
+    if word & 1 == 0 || token_of(index, word) != token {
+        return true;
+    }
+    // A probe error (F_OFD_GETLK does not fail on a valid descriptor) is no proof of death:
+    // say alive, and look again later.
+    !is_held(probe, index).unwrap_or(true)
+}
+
+/// Role bit in an entry's `roles` word: the holder has sent.
+pub(crate) const ROLE_SENDER: u32 = 1;
+/// Role bit in an entry's `roles` word: the holder has received.
+pub(crate) const ROLE_RECEIVER: u32 = 2;
+
 /// A row of the participant table, for `stats` and the `stat` command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParticipantInfo {
@@ -127,6 +165,10 @@ pub struct ParticipantInfo {
     pub pid: u32,
     /// Whether the kernel still holds the entry's lock (the holder is alive).
     pub alive: bool,
+    /// Whether the holder has sent (claimed a slot to write).
+    pub sender: bool,
+    /// Whether the holder has received (claimed a message).
+    pub receiver: bool,
 }
 
 /// The entries in use, or left marked in use by a holder that died.
@@ -134,10 +176,15 @@ pub(crate) fn list(probe: &File, table: &[Participant], me: Registration) -> Vec
     (0u32..)
         .zip(table)
         .filter(|(_, e)| e.token.load(Ordering::Acquire) & 1 == 1)
-        .map(|(index, e)| ParticipantInfo {
-            index,
-            pid: e.pid.load(Ordering::Relaxed),
-            alive: index == me.index || is_held(probe, index).unwrap_or(false),
+        .map(|(index, e)| {
+            let roles = e.roles.load(Ordering::Relaxed);
+            ParticipantInfo {
+                index,
+                pid: e.pid.load(Ordering::Relaxed),
+                alive: index == me.index || is_held(probe, index).unwrap_or(false),
+                sender: roles & ROLE_SENDER != 0,
+                receiver: roles & ROLE_RECEIVER != 0,
+            }
         })
         .collect()
 }

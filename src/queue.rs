@@ -8,10 +8,14 @@
 //! length checked, payload copied out → `Ring::release` → `wait::wake_if_sleeping`.
 
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, Header, Participant, SlotHeader, SLOT_HEADER};
+use crate::layout::{
+    Geometry, Header, Participant, SlotHeader, FLAG_DROP_ON_CONSUMER_DEATH, SLOT_HEADER,
+};
 use crate::participant::{self, ParticipantInfo, Registration};
+use crate::recovery;
 use crate::ring::{self, Claim, ClaimError, Ring, SlotStates};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::test_hooks::pause_point;
 use crate::wait::{self, Deadline};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
@@ -33,6 +37,24 @@ pub struct Options {
     pub max_message_size: u32,
     /// Permission bits of the new file (before the umask); 0o600 by default.
     pub mode: u32,
+    /// What happens to a message whose consumer dies before releasing it.
+    pub on_consumer_death: OnConsumerDeath,
+    /// With [`OnConsumerDeath::Redeliver`]: a message already delivered this many times is
+    /// dropped (counted in `dead_lettered`) instead of redelivered when its consumer dies, so a
+    /// poison message cannot kill consumers forever. 0 (the default) means unlimited.
+    pub max_deliveries: u32,
+}
+
+/// What a queue does with a message whose consumer died after claiming it and before releasing
+/// it (fixed when the queue is created).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnConsumerDeath {
+    /// Give the message back to the queue with its delivery count raised (at-least-once
+    /// delivery; the default). A message is gone only once a consumer released it.
+    #[default]
+    Redeliver,
+    /// Drop the message and count it in `abandoned_receives` (at-most-once delivery).
+    Drop,
 }
 
 impl Options {
@@ -42,12 +64,26 @@ impl Options {
             capacity,
             max_message_size,
             mode: 0o600,
+            on_consumer_death: OnConsumerDeath::Redeliver,
+            max_deliveries: 0,
         }
     }
 
     /// Sets the permission bits of the file.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Sets what happens to a message whose consumer dies before releasing it.
+    pub fn on_consumer_death(mut self, policy: OnConsumerDeath) -> Self {
+        self.on_consumer_death = policy;
+        self
+    }
+
+    /// Sets the delivery limit for messages whose consumers die (0: unlimited).
+    pub fn max_deliveries(mut self, limit: u32) -> Self {
+        self.max_deliveries = limit;
         self
     }
 }
@@ -79,6 +115,18 @@ pub struct Stats {
     pub received: u64,
     /// Sends cancelled after claiming a slot (a reserve guard dropped without commit).
     pub cancelled_sends: u64,
+    /// Sends whose producer died between claiming a slot and publishing it (skipped).
+    pub abandoned_sends: u64,
+    /// Messages dropped because their consumer died (`OnConsumerDeath::Drop`).
+    pub abandoned_receives: u64,
+    /// Messages given back to the queue because their consumer died.
+    pub redelivered: u64,
+    /// Messages dropped after `max_deliveries` deliveries to consumers that died.
+    pub dead_lettered: u64,
+    /// The queue's policy for messages of dead consumers.
+    pub on_consumer_death: OnConsumerDeath,
+    /// The queue's delivery limit (0: unlimited).
+    pub max_deliveries: u32,
     /// Times a sender found the queue full and went to sleep.
     pub full_waits: u64,
     /// Times a receiver found the queue empty and went to sleep.
@@ -111,12 +159,28 @@ pub struct Queue {
     /// The open file description that holds our participant lock; also the liveness probe.
     file: File,
     geometry: Geometry,
+    /// The queue's crash policy, read once from the validated header.
+    on_consumer_death: OnConsumerDeath,
+    max_deliveries: u32,
     me: Registration,
+    /// Roles already recorded in our participant entry (bit 0 sender, bit 1 receiver), so the
+    /// shared entry is written once per role, not once per message.
+    roles_noted: AtomicU32,
     path: PathBuf,
 }
 
+/// A message received by copy, with its metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Length of the message copied into the buffer.
+    pub len: usize,
+    /// How many times a consumer has claimed this message, this delivery included: 1 unless
+    /// earlier consumers died holding it.
+    pub deliveries: u32,
+}
+
 /// The slot state words of a mapped queue.
-struct MappedSlots<'a> {
+pub(crate) struct MappedSlots<'a> {
     queue: &'a Queue,
 }
 
@@ -163,7 +227,7 @@ impl Queue {
             // SAFETY: the mapping is `file_len` bytes of a file only we can see (it has a random
             // name, and is unlinked if we fail); it is page-aligned, so suitably aligned for
             // `Header` and the slot headers, and every byte is zero after `set_len`.
-            unsafe { init_file(map.as_mut_ptr(), &geometry) };
+            unsafe { init_file(map.as_mut_ptr(), &geometry, &options) };
             map.flush()?;
         }
         std::fs::hard_link(temp.path(), path).map_err(|e| Error::from_io_at(e, path))?;
@@ -208,18 +272,33 @@ impl Queue {
         // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked above) and
         // page-aligned; `Identity` is plain integers and bytes, valid for any bit pattern. The
         // fields are read once here and validated before anything else is trusted.
-        let geometry = unsafe {
-            let header = &*(map.as_ptr() as *const Header);
-            Geometry::validate(&header.identity.0, actual_len)?
+        let (geometry, flags, max_deliveries) = unsafe {
+            let id = &(*(map.as_ptr() as *const Header)).identity.0;
+            (
+                Geometry::validate(id, actual_len)?,
+                id.flags,
+                id.max_deliveries,
+            )
         };
         let mut queue = Queue {
             map,
             file,
             geometry,
-            me: Registration { index: 0, token: 0 },
+            on_consumer_death: if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
+                OnConsumerDeath::Drop
+            } else {
+                OnConsumerDeath::Redeliver
+            },
+            max_deliveries,
+            // Not registered yet: an index outside the table, which `Drop` leaves alone.
+            me: Registration {
+                index: u32::MAX,
+                token: u32::MAX,
+            },
+            roles_noted: AtomicU32::new(0),
             path: path.to_path_buf(),
         };
-        queue.me = participant::register(&queue.file, queue.participants())?;
+        queue.me = recovery::register(&queue)?;
         Ok(queue)
     }
 
@@ -259,14 +338,14 @@ impl Queue {
         self.geometry.max_message_size as usize
     }
 
-    fn header(&self) -> &Header {
+    pub(crate) fn header(&self) -> &Header {
         // SAFETY: `open` checked that the mapping holds at least a `Header` and is page-aligned;
         // every field is an atomic or plain integer (valid for any bits) and the mapping lives as
         // long as `self`. Other processes mutate only the atomic fields.
         unsafe { &*(self.map.as_ptr() as *const Header) }
     }
 
-    fn participants(&self) -> &[Participant] {
+    pub(crate) fn participants(&self) -> &[Participant] {
         // SAFETY: `Geometry::validate` checked that the table lies inside the mapping at a
         // 128-aligned offset; entries are atomics (valid for any bits), living as long as `self`.
         unsafe {
@@ -301,7 +380,7 @@ impl Queue {
     }
 
     #[inline]
-    fn ring(&self) -> Ring<'_, MappedSlots<'_>> {
+    pub(crate) fn ring(&self) -> Ring<'_, MappedSlots<'_>> {
         let header = self.header();
         Ring::new(
             &header.tail.0,
@@ -309,6 +388,77 @@ impl Queue {
             MappedSlots { queue: self },
             u64::from(self.geometry.capacity),
         )
+    }
+
+    /// The open file description holding our participant lock (also the liveness probe).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// This handle's participant entry and owner token.
+    pub(crate) fn registration(&self) -> Registration {
+        self.me
+    }
+
+    /// The queue's policy for messages of dead consumers.
+    pub(crate) fn on_consumer_death_policy(&self) -> OnConsumerDeath {
+        self.on_consumer_death
+    }
+
+    /// The queue's delivery limit (0: unlimited).
+    pub(crate) fn max_deliveries_limit(&self) -> u32 {
+        self.max_deliveries
+    }
+
+    /// The delivery count stored in the slot of position `pos`.
+    pub(crate) fn deliveries_at(&self, pos: u64) -> u32 {
+        self.slot(pos).deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Copies a message (payload, length, delivery count) between two slots we both own,
+    /// for redelivery. A corrupt length is clamped to the maximum: the bytes are copied as they
+    /// are, and the receiver's length check reports what it finds.
+    pub(crate) fn copy_message(&self, from: u64, to: u64) {
+        let len =
+            (self.slot(from).len.load(Ordering::Relaxed) as usize).min(self.max_message_size());
+        // SAFETY: we own both claimed slots (ring invariant 3), which are distinct (two
+        // positions less than a lap apart map to different slots when the tail has not come
+        // round to `from`); each payload area holds `max_message_size >= len` bytes inside the
+        // mapping.
+        unsafe { std::ptr::copy_nonoverlapping(self.payload(from), self.payload(to), len) };
+        let dst = self.slot(to);
+        dst.len.store(
+            self.slot(from).len.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        dst.deliveries.store(
+            self.slot(from).deliveries.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Records a role in our participant entry, once per role.
+    #[inline]
+    fn note_role(&self, role: u32) {
+        if self.roles_noted.load(Ordering::Relaxed) & role == 0 {
+            self.roles_noted.fetch_or(role, Ordering::Relaxed);
+            if let Some(entry) = self.participants().get(self.me.index as usize) {
+                entry.roles.fetch_or(role, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How a blocked call on `word` waits: with our sleeper record (receivers at shift 0,
+    /// senders at 16) and sleep slices, so that it runs crash recovery while it waits.
+    fn waiter<'a>(&'a self, word: &'a AtomicU32, shift: u32) -> wait::Waiter<'a> {
+        wait::Waiter {
+            word,
+            mine: self
+                .participants()
+                .get(self.me.index as usize)
+                .map(|entry| (&entry.sleeping, shift)),
+            slice: Some(recovery::SLEEP_SLICE),
+        }
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
@@ -326,23 +476,35 @@ impl Queue {
         let header = self.header();
         let ring = self.ring();
         let mut failure = None;
-        let claim = wait::wait_for(
-            &header.send_wait.0,
+        let mut attempt = || match ring.claim_send(self.me.token, max) {
+            Ok(claim) => Some(Ok(claim)),
+            Err(ClaimError::WouldBlock) => None,
+            Err(e) => {
+                failure = Some(e);
+                Some(Err(()))
+            }
+        };
+        let mut claim = wait::wait_for(
+            &self.waiter(&header.send_wait.0, 16),
             deadline,
             || {
                 header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
             },
-            || match ring.claim_send(self.me.token, max) {
-                Ok(claim) => Some(Ok(claim)),
-                Err(ClaimError::WouldBlock) => None,
-                Err(e) => {
-                    failure = Some(e);
-                    Some(Err(()))
-                }
+            || {
+                recovery::maybe_sweep(self);
             },
+            &mut attempt,
         );
+        if claim.is_none() && matches!(deadline, Deadline::Now) && recovery::maybe_sweep(self) {
+            // Full, but maybe because of the dead: recovery freed something, look again.
+            claim = attempt();
+        }
         match claim {
-            Some(Ok(claim)) => Ok(claim),
+            Some(Ok(claim)) => {
+                self.note_role(participant::ROLE_SENDER);
+                pause_point("send-claimed");
+                Ok(claim)
+            }
             Some(Err(())) => Err(claim_error(failure)),
             None if matches!(deadline, Deadline::Now) => Err(Error::Full),
             None => Err(Error::Timeout),
@@ -462,8 +624,27 @@ impl Queue {
         let header = self.header();
         let ring = self.ring();
         let mut failure = None;
-        let claim = wait::wait_for(
-            &header.recv_wait.0,
+        let mut attempt = || {
+            let result = ring.claim_recv(self.me.token, max, |pos| {
+                accept(self.slot(pos).len.load(Ordering::Relaxed) as usize)
+            });
+            if ring.recycled.replace(0) > 0 {
+                wait::wake_if_sleeping(&header.send_wait.0);
+            }
+            match result {
+                Ok(claim) => Some(Ok(claim)),
+                Err(ClaimError::WouldBlock) => None,
+                // Closed only once nothing is left, including messages held by dead consumers:
+                // recover them first (a forced sweep), and look again if it found any.
+                Err(ClaimError::Closed) if recovery::sweep(self) => None,
+                Err(e) => {
+                    failure = Some(e);
+                    Some(Err(()))
+                }
+            }
+        };
+        let mut claim = wait::wait_for(
+            &self.waiter(&header.recv_wait.0, 0),
             deadline,
             || {
                 header
@@ -473,24 +654,20 @@ impl Queue {
                     .fetch_add(1, Ordering::Relaxed);
             },
             || {
-                let result = ring.claim_recv(self.me.token, max, |pos| {
-                    accept(self.slot(pos).len.load(Ordering::Relaxed) as usize)
-                });
-                if ring.recycled.replace(0) > 0 {
-                    wait::wake_if_sleeping(&header.send_wait.0);
-                }
-                match result {
-                    Ok(claim) => Some(Ok(claim)),
-                    Err(ClaimError::WouldBlock) => None,
-                    Err(e) => {
-                        failure = Some(e);
-                        Some(Err(()))
-                    }
-                }
+                recovery::maybe_sweep(self);
             },
+            &mut attempt,
         );
+        if claim.is_none() && matches!(deadline, Deadline::Now) && recovery::maybe_sweep(self) {
+            // Empty, but maybe because of the dead: recovery changed something, look again.
+            claim = attempt();
+        }
         match claim {
-            Some(Ok(claim)) => Ok(claim),
+            Some(Ok(claim)) => {
+                self.note_role(participant::ROLE_RECEIVER);
+                pause_point("recv-claimed");
+                Ok(claim)
+            }
             Some(Err(())) => Err(match failure {
                 Some(ClaimError::Rejected(pos)) => Error::BufferTooSmall {
                     needed: self.slot(pos).len.load(Ordering::Relaxed) as usize,
@@ -534,7 +711,7 @@ impl Queue {
         wait::wake_if_sleeping(&self.header().send_wait.0);
     }
 
-    fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
+    fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
         let capacity = buf.len();
         let max = self.max_message_size();
         // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
@@ -542,6 +719,7 @@ impl Queue {
         let claim = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
+        let deliveries = self.slot(claim.first).deliveries.load(Ordering::Relaxed);
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
         let fits = len <= buf.len();
         if fits {
@@ -549,7 +727,7 @@ impl Queue {
         }
         self.release(claim);
         if fits {
-            Ok(len)
+            Ok(Received { len, deliveries })
         } else {
             Err(Error::corrupt(
                 "message length changed while the message was committed",
@@ -562,17 +740,33 @@ impl Queue {
     /// If `buf` is too short, returns `BufferTooSmall { needed }` and the message stays queued.
     /// Never blocks, never makes a syscall (unless it must wake a sleeping sender).
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize> {
-        self.recv_with(buf, Deadline::Now)
+        self.recv_with(buf, Deadline::Now).map(|r| r.len)
     }
 
     /// Receives the next message into `buf`, waiting while the queue is empty. Returns `Closed`
     /// once the queue is closed and drained.
     pub fn recv(&self, buf: &mut [u8]) -> Result<usize> {
-        self.recv_with(buf, Deadline::Never)
+        self.recv_with(buf, Deadline::Never).map(|r| r.len)
     }
 
     /// Receives the next message into `buf`, waiting at most `timeout`.
     pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_with(buf, Deadline::after(timeout)).map(|r| r.len)
+    }
+
+    /// Like [`try_recv`](Self::try_recv), and also says how many times the message has been
+    /// delivered (more than 1 when earlier consumers died holding it).
+    pub fn try_recv_meta(&self, buf: &mut [u8]) -> Result<Received> {
+        self.recv_with(buf, Deadline::Now)
+    }
+
+    /// Like [`recv`](Self::recv), with the message's delivery count.
+    pub fn recv_meta(&self, buf: &mut [u8]) -> Result<Received> {
+        self.recv_with(buf, Deadline::Never)
+    }
+
+    /// Like [`recv_timeout`](Self::recv_timeout), with the message's delivery count.
+    pub fn recv_meta_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<Received> {
         self.recv_with(buf, Deadline::after(timeout))
     }
 
@@ -697,6 +891,12 @@ impl Queue {
             sent,
             received: head,
             cancelled_sends: counters.cancelled_sends.load(Ordering::Relaxed),
+            abandoned_sends: counters.abandoned_sends.load(Ordering::Relaxed),
+            abandoned_receives: counters.abandoned_receives.load(Ordering::Relaxed),
+            redelivered: counters.redelivered.load(Ordering::Relaxed),
+            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+            on_consumer_death: self.on_consumer_death,
+            max_deliveries: self.max_deliveries,
             full_waits: counters.full_waits.load(Ordering::Relaxed),
             empty_waits: counters.empty_waits.load(Ordering::Relaxed),
             send_sleepers: wait::sleepers(&header.send_wait.0),
@@ -739,13 +939,18 @@ fn claim_error(e: Option<ClaimError>) -> Error {
 /// # Safety
 /// `base` must point to a writable, page-aligned mapping of at least `geometry.file_len` bytes
 /// that no other process can see yet.
-unsafe fn init_file(base: *mut u8, geometry: &Geometry) {
+unsafe fn init_file(base: *mut u8, geometry: &Geometry, options: &Options) {
     // SAFETY (for the whole body): the caller guarantees exclusive access to a large enough,
     // aligned mapping; `Header` and `SlotHeader` lie inside it at the geometry's offsets, and
     // the zero bytes written by `set_len` are valid atomics and integers.
     unsafe {
         let header = &mut *(base as *mut Header);
-        header.identity.0 = geometry.identity(participant::unix_now_ns());
+        let flags = match options.on_consumer_death {
+            OnConsumerDeath::Redeliver => 0,
+            OnConsumerDeath::Drop => FLAG_DROP_ON_CONSUMER_DEATH,
+        };
+        header.identity.0 =
+            geometry.identity(participant::unix_now_ns(), flags, options.max_deliveries);
         for index in 0..u64::from(geometry.capacity) {
             let slot = &*(base.add(
                 geometry.slots_offset as usize + index as usize * geometry.slot_stride as usize,

@@ -67,7 +67,7 @@ pub(crate) const OWNER_MAX: u32 = (1 << OWNER_BITS) - 1;
 /// What a slot holds for the position in its state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Phase {
+pub enum Phase {
     Empty = 0,
     Writing = 1,
     Full = 2,
@@ -77,7 +77,7 @@ pub(crate) enum Phase {
 
 /// A decoded slot state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SlotState {
+pub struct SlotState {
     /// The position, truncated to 40 bits.
     pub pos: u64,
     /// The participant token of the claimer (meaningful in `Writing` and `Reading`).
@@ -444,6 +444,152 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             empty_state(pos.wrapping_add(self.capacity)),
             Ordering::Release,
         );
+    }
+
+    // Crash recovery. The caller has proved that participant `dead` is gone (see `recovery`);
+    // that makes the caller the owner of `dead`'s claims (invariant 3), and every repair below is
+    // one CAS from the exact state `dead` left, so two survivors repairing at once cannot both
+    // succeed.
+
+    /// The full position of a slot state, from its truncated `pos` and the current tail.
+    fn full_position(&self, state: SlotState, tail: u64) -> u64 {
+        tail.wrapping_add(state.distance_from(tail) as u64)
+    }
+
+    /// Resolves a claim to write, `WRITING(pos, dead)`, left by a dead producer: a position below
+    /// the tail becomes `SKIP` (receivers pass over it); one at or beyond a closed tail is handed
+    /// back to `EMPTY` (invariant 2). Returns `Some(true)` if a send was abandoned, `Some(false)`
+    /// if a doomed claim was handed back, `None` if the slot had changed.
+    pub fn abandon_send(&self, state: SlotState) -> Option<bool> {
+        debug_assert_eq!(state.phase, Phase::Writing);
+        let tail = self.tail.load(Ordering::Acquire);
+        let pos = self.full_position(state, tail & !CLOSED);
+        let doomed = tail & CLOSED != 0 && pos >= tail & !CLOSED;
+        let to = if doomed {
+            empty_state(pos)
+        } else {
+            SlotState::new(pos, state.owner, Phase::Skip).encode()
+        };
+        self.slots
+            .state(pos)
+            .compare_exchange(state.encode(), to, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        if !doomed {
+            // The producer may have died before moving the tail past its claim.
+            self.help_advance(self.tail, pos);
+        }
+        Some(!doomed)
+    }
+
+    /// Frees the slot of a message claimed by a dead consumer, dropping the message.
+    pub fn drop_claimed(&self, state: SlotState) -> bool {
+        debug_assert_eq!(state.phase, Phase::Reading);
+        let head = self.head.load(Ordering::Relaxed);
+        let pos = self.full_position(state, head);
+        let next_lap = empty_state(pos.wrapping_add(self.capacity));
+        self.slots
+            .state(pos)
+            .compare_exchange(
+                state.encode(),
+                next_lap,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Gives a message claimed by a dead consumer back to the queue without moving it, when the
+    /// tail has come round to its very slot (the queue is full because of it): the slot is
+    /// claimed for the tail's position as a send would, and published again with its payload,
+    /// length and delivery count untouched. Returns the new position, or `None` if the tail is
+    /// elsewhere or the slot changed.
+    ///
+    /// The tail may be extended past a closed tail here: the message was sent before the close,
+    /// and we own the slot at the tail, so no doomed send can be there (invariant 2 holds for
+    /// every *new* send).
+    pub fn redeliver_in_place(&self, state: SlotState, owner: u32) -> Option<u64> {
+        debug_assert_eq!(state.phase, Phase::Reading);
+        let tail = self.tail.load(Ordering::Acquire);
+        let t = tail & !CLOSED;
+        let pos = self.full_position(state, t);
+        if pos.wrapping_add(self.capacity) != t {
+            return None;
+        }
+        let claimed = SlotState::new(t, owner, Phase::Writing).encode();
+        self.slots
+            .state(pos)
+            .compare_exchange(state.encode(), claimed, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        self.extend_tail_past(t);
+        self.publish(t, owner);
+        Some(t)
+    }
+
+    /// Claims the slot at the tail to redeliver a dead consumer's message into it (even if the
+    /// queue is closed, for the reason given at `redeliver_in_place`). `None` if the queue is
+    /// full. The caller then copies the message, publishes, and frees the old slot.
+    pub fn claim_for_redelivery(&self, owner: u32) -> Option<u64> {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let t = tail & !CLOSED;
+            let state = self.load(t).ok()?;
+            let distance = state.distance_from(t);
+            if distance == 0 && state.phase == Phase::Empty {
+                let claimed = SlotState::new(t, owner, Phase::Writing).encode();
+                if self
+                    .slots
+                    .state(t)
+                    .compare_exchange(
+                        state.encode(),
+                        claimed,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    self.extend_tail_past(t);
+                    return Some(t);
+                }
+                tail = self.tail.load(Ordering::Relaxed);
+            } else if (0..=self.capacity as i64).contains(&distance) && tail & CLOSED == 0 {
+                tail = self.help_advance(self.tail, tail);
+            } else {
+                // Full, or a doomed send sits at a closed tail (it will hand its slot back).
+                return None;
+            }
+        }
+    }
+
+    /// Takes over a dead consumer's claim: `READING(pos, dead)` becomes `READING(pos, owner)`.
+    pub fn take_over(&self, state: SlotState, owner: u32) -> Option<u64> {
+        let head = self.head.load(Ordering::Relaxed);
+        let pos = self.full_position(state, head);
+        let mine = SlotState::new(pos, owner, Phase::Reading).encode();
+        self.slots
+            .state(pos)
+            .compare_exchange(state.encode(), mine, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(pos)
+    }
+
+    /// Moves the tail past position `t`, keeping the closed flag as it is.
+    fn extend_tail_past(&self, t: u64) {
+        let mut cur = self.tail.load(Ordering::Relaxed);
+        while (cur & !CLOSED) <= t {
+            let next = t.wrapping_add(1) | (cur & CLOSED);
+            match self
+                .tail
+                .compare_exchange(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// The decoded state of the slot at index `index`, for scans.
+    pub fn state_at(&self, index: u64) -> Option<SlotState> {
+        SlotState::decode(self.slots.state(index).load(Ordering::Acquire))
     }
 
     /// Closes the ring: no position at or beyond the current tail will ever hold a message.

@@ -76,13 +76,78 @@ pub fn wake_all(word: &AtomicU32) {
     futex_wake_all(word);
 }
 
+/// Bits of one side (receivers or senders) in a participant's `sleeping` word: a 15-bit count
+/// of its threads asleep on that side, and a flag set while it changes the shared count.
+const MINE_ONE: u32 = 1;
+const MINE_TRANSIT: u32 = 1 << 15;
+/// Mask of one side's count in a participant's `sleeping` word (before shifting).
+pub(crate) const MINE_COUNT_MASK: u32 = MINE_TRANSIT - 1;
+/// Mask of one side's mid-update flag in a participant's `sleeping` word (before shifting).
+pub(crate) const MINE_TRANSIT_FLAG: u32 = MINE_TRANSIT;
+
+/// Who waits, and on what.
+pub struct Waiter<'a> {
+    /// The shared futex word of this side.
+    pub word: &'a AtomicU32,
+    /// This participant's own record of its sleepers (its `sleeping` word) and the shift of this
+    /// side in it (0 receivers, 16 senders). A survivor recounts the shared sleeper count from
+    /// these records when a participant dies asleep; `None` in models that need no repair.
+    pub mine: Option<(&'a AtomicU32, u32)>,
+    /// The longest single sleep: between sleeps the waiter runs `maintain` (crash recovery), so
+    /// that a claim left behind by a dead process cannot keep it asleep forever.
+    pub slice: Option<Duration>,
+}
+
+impl<'a> Waiter<'a> {
+    /// A waiter on `word` with no participant record and no slice (the loom models).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub fn on(word: &'a AtomicU32) -> Self {
+        Waiter {
+            word,
+            mine: None,
+            slice: None,
+        }
+    }
+
+    /// Counts this thread as a sleeper, in the shared word and in the participant's record.
+    /// Returns the shared word after the increment.
+    ///
+    /// The record is updated around the shared count with a mid-update flag set, so that a
+    /// recount never reads a record that disagrees with the shared word without knowing it.
+    fn register(&self) -> u32 {
+        if let Some((mine, shift)) = self.mine {
+            mine.fetch_add((MINE_TRANSIT | MINE_ONE) << shift, Ordering::SeqCst);
+        }
+        let registered = self.word.fetch_add(SLEEPER_ONE, Ordering::SeqCst) + SLEEPER_ONE;
+        if let Some((mine, shift)) = self.mine {
+            mine.fetch_and(!(MINE_TRANSIT << shift), Ordering::SeqCst);
+        }
+        registered
+    }
+
+    /// Undoes `register`.
+    fn deregister(&self) {
+        if let Some((mine, shift)) = self.mine {
+            // Sets the mid-update flag and takes one off the count in one step (the flag is
+            // clear and the count at least 1, so nothing borrows across the fields).
+            mine.fetch_add((MINE_TRANSIT - MINE_ONE) << shift, Ordering::SeqCst);
+        }
+        self.word.fetch_sub(SLEEPER_ONE, Ordering::SeqCst);
+        if let Some((mine, shift)) = self.mine {
+            mine.fetch_and(!(MINE_TRANSIT << shift), Ordering::SeqCst);
+        }
+    }
+}
+
 /// Calls `attempt` until it returns `Some` or `deadline` passes, spinning first and then sleeping
-/// on `word`. Returns `None` on timeout (or at once for `Deadline::Now` when the first attempt
-/// fails). `on_sleep` is called once, the first time the caller is about to sleep (statistics).
+/// on the waiter's word. Returns `None` on timeout (or at once for `Deadline::Now` when the first
+/// attempt fails). `on_sleep` is called once, the first time the caller is about to sleep
+/// (statistics); `maintain` before every sleep (crash recovery).
 pub fn wait_for<T>(
-    word: &AtomicU32,
+    waiter: &Waiter<'_>,
     deadline: Deadline,
     on_sleep: impl FnOnce(),
+    mut maintain: impl FnMut(),
     mut attempt: impl FnMut() -> Option<T>,
 ) -> Option<T> {
     if let Some(done) = attempt() {
@@ -100,30 +165,42 @@ pub fn wait_for<T>(
         }
     }
     on_sleep();
+    let word = waiter.word;
     loop {
+        maintain();
         // Register as a sleeper, then look once more (see the module doc).
-        let registered = word.fetch_add(SLEEPER_ONE, Ordering::Relaxed) + SLEEPER_ONE;
+        let registered = waiter.register();
         fence(Ordering::SeqCst);
         if let Some(done) = attempt() {
-            word.fetch_sub(SLEEPER_ONE, Ordering::Relaxed);
+            waiter.deregister();
             return Some(done);
         }
         let epoch = registered & !SLEEPERS_MASK;
+        let slice_end = waiter.slice.map(|slice| Instant::now() + slice);
         let timed_out = loop {
+            let now = Instant::now();
             let remaining = match until {
                 None => None,
-                Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(at) => match at.checked_duration_since(now) {
                     Some(left) if !left.is_zero() => Some(left),
                     _ => break true,
                 },
             };
-            let now = word.load(Ordering::Acquire);
-            if now & !SLEEPERS_MASK != epoch {
+            let remaining = match slice_end {
+                None => remaining,
+                Some(end) => match end.checked_duration_since(now) {
+                    // The slice is over: wake up to run `maintain`.
+                    Some(left) if !left.is_zero() => Some(remaining.map_or(left, |r| r.min(left))),
+                    _ => break false,
+                },
+            };
+            let current = word.load(Ordering::Acquire);
+            if current & !SLEEPERS_MASK != epoch {
                 break false;
             }
-            futex_wait(word, now, remaining);
+            futex_wait(word, current, remaining);
         };
-        word.fetch_sub(SLEEPER_ONE, Ordering::Relaxed);
+        waiter.deregister();
         if timed_out {
             // One last look: the deadline is not a reason to miss what is already there.
             return attempt();

@@ -13,6 +13,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmq::model::{
     empty_state, wait_for, wake_all, wake_if_sleeping, ClaimError, Deadline, Ring, SlotStates,
+    Waiter,
 };
 use shmq::model::{AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering;
@@ -267,8 +268,9 @@ fn sleeping_receiver_is_woken_by_send() {
             let m = m.clone();
             thread::spawn(move || {
                 wait_for(
-                    &m.recv_wait,
+                    &Waiter::on(&m.recv_wait),
                     Deadline::Never,
+                    || {},
                     || {},
                     || m.try_recv(OWNER_B).ok(),
                 )
@@ -295,8 +297,9 @@ fn sleeping_sender_is_woken_by_recv() {
             let m = m.clone();
             thread::spawn(move || {
                 wait_for(
-                    &m.send_wait,
+                    &Waiter::on(&m.send_wait),
                     Deadline::Never,
+                    || {},
                     || {},
                     || m.try_send(OWNER_A, 3).ok(),
                 )
@@ -316,8 +319,9 @@ fn close_wakes_a_sleeping_receiver() {
             let m = m.clone();
             thread::spawn(move || {
                 wait_for(
-                    &m.recv_wait,
+                    &Waiter::on(&m.recv_wait),
                     Deadline::Never,
+                    || {},
                     || {},
                     || match m.try_recv(OWNER_B) {
                         Err(ClaimError::WouldBlock) => None,

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Crash recovery: finding participants that died and resolving what they left behind.
+//!
+//! A process can die at any instant. What it can leave in the mapping:
+//! - a slot claimed to write and never published (`WRITING(p, dead)`): receivers would wait at
+//!   `p` forever. It becomes a tombstone (`SKIP`) that receivers pass over (`abandoned_sends`),
+//!   or, if `p` is at or beyond a closed tail, is simply handed back.
+//! - a message claimed and never released (`READING(p, dead)`): the message is still in the slot.
+//!   By default it is given back to the queue with its delivery count kept (the next receiver
+//!   sees one more delivery; `redelivered`), or dropped once it has been delivered
+//!   `max_deliveries` times (`dead_lettered`); a queue created with `OnConsumerDeath::Drop`
+//!   drops it (`abandoned_receives`).
+//! - sleeper counts that include threads that will never wake up: recounted from the live
+//!   participants' own records, so wakers stop paying for `FUTEX_WAKE` and none is skipped.
+//!
+//! Who is dead is decided by the kernel (the participant's lock, see `participant`), never by a
+//! timeout: a slow or stopped process is never declared dead. Recovery runs on slow paths only:
+//! when a call finds the queue full or empty (at most every [`SWEEP_INTERVAL_NS`] across all
+//! processes), between the slices of a blocked call's sleep, before a receiver reports
+//! `Closed`, and when a new handle takes over a dead participant's table entry. A death is
+//! therefore noticed within a sweep interval plus a sleep slice of anyone waiting on the queue.
+//!
+//! Giving a message back needs a slot: normally the one at the tail, into which the message is
+//! copied. If the queue is full, it may be full *because* of this very slot; then the tail has
+//! come round to it and the message is published again in place (no copy, no extra space). If
+//! the queue is full of other messages, the message waits for a later sweep, and the dead
+//! participant's table entry stays marked until it is resolved, so nothing is forgotten.
+
+use crate::participant::{self, Registration};
+use crate::queue::{OnConsumerDeath, Queue};
+use crate::ring::{Phase, SlotState};
+use crate::sync::Ordering;
+use crate::wait;
+use std::collections::HashMap;
+
+/// Least time between two sweeps started by slow paths (shared by all processes).
+pub(crate) const SWEEP_INTERVAL_NS: u64 = 20_000_000;
+/// Longest single sleep of a blocked call before it runs a sweep.
+pub(crate) const SLEEP_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host (and read through
+/// the vDSO, so not a system call).
+pub(crate) fn monotonic_ns() -> u64 {
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Registers a new handle. If every table entry was taken and it had to displace a dead
+/// participant whose claims were not resolved yet, it resolves them now, as a sweep would.
+/// (Should some message of the displaced participant still find no room, it stays claimed by a
+/// token that no entry names any more; that needs 512 dead participants and a full queue.)
+pub(crate) fn register(queue: &Queue) -> crate::Result<Registration> {
+    let (me, displaced) = participant::register(queue.file(), queue.participants())?;
+    if let Some(dead) = displaced {
+        resolve_claims(queue, me, dead);
+    }
+    Ok(me)
+}
+
+/// Runs a sweep if none ran in the last [`SWEEP_INTERVAL_NS`] (by any process). Returns whether
+/// the sweep changed anything.
+pub(crate) fn maybe_sweep(queue: &Queue) -> bool {
+    let last = &queue.header().counters.0.last_sweep_ns;
+    let now = monotonic_ns();
+    let before = last.load(Ordering::Relaxed);
+    now.wrapping_sub(before) >= SWEEP_INTERVAL_NS
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        && sweep(queue)
+}
+
+/// Looks for dead participants and resolves everything they left. Returns whether it changed
+/// anything (a claim resolved, or a sleeper count repaired).
+pub(crate) fn sweep(queue: &Queue) -> bool {
+    let me = queue.registration();
+    let mut repaired = false;
+    let mut someone_died = false;
+    for (index, entry) in (0u32..).zip(queue.participants()) {
+        let word = entry.token.load(Ordering::Acquire);
+        if word & 1 == 0 || index == me.index {
+            continue;
+        }
+        let token = participant::token_of(index, word);
+        if !participant::is_dead(queue.file(), queue.participants(), me, token) {
+            continue;
+        }
+        someone_died = true;
+        let outcome = resolve_claims(queue, me, token);
+        repaired |= outcome.changed;
+        if outcome.all_resolved {
+            // Nothing of it is left: free the entry. (A new holder that took the lock meanwhile
+            // has changed the word, and then this does nothing.)
+            let _ =
+                entry
+                    .token
+                    .compare_exchange(word, word & !1, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+    if someone_died {
+        repaired |= recount_sleepers(queue);
+    }
+    repaired
+}
+
+/// What `resolve_claims` did.
+struct Outcome {
+    /// No claim of the dead participant is left.
+    all_resolved: bool,
+    /// Some claim was resolved.
+    changed: bool,
+}
+
+/// Resolves every claim that the dead participant `dead` holds. A message it held may have to
+/// wait for room (the queue full of other messages); then `all_resolved` is false.
+fn resolve_claims(queue: &Queue, me: Registration, dead: u32) -> Outcome {
+    let ring = queue.ring();
+    let counters = &queue.header().counters.0;
+    let mut all_resolved = true;
+    let mut changed = false;
+    for index in 0..u64::from(queue.capacity()) {
+        let Some(state) = ring.state_at(index) else {
+            continue;
+        };
+        if state.owner != dead {
+            continue;
+        }
+        match state.phase {
+            Phase::Writing => {
+                if let Some(abandoned) = ring.abandon_send(state) {
+                    changed = true;
+                    if abandoned {
+                        counters.abandoned_sends.fetch_add(1, Ordering::Relaxed);
+                    }
+                    wait::wake_if_sleeping(&queue.header().recv_wait.0);
+                }
+            }
+            Phase::Reading => match resolve_message(queue, me, state) {
+                Some(done) => changed |= done,
+                None => all_resolved = false,
+            },
+            _ => {}
+        }
+    }
+    Outcome {
+        all_resolved,
+        changed,
+    }
+}
+
+/// Gives back or drops the message of a dead consumer. Returns `Some(true)` if this call did it,
+/// `Some(false)` if someone else did first, `None` if it must wait for room.
+fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<bool> {
+    let ring = queue.ring();
+    let counters = &queue.header().counters.0;
+    let header = queue.header();
+    let deliveries = queue.deliveries_at(state.pos);
+    let limit = queue.max_deliveries_limit();
+    let drop_it = queue.on_consumer_death_policy() == OnConsumerDeath::Drop
+        || (limit != 0 && deliveries >= limit);
+    if drop_it {
+        if !ring.drop_claimed(state) {
+            return Some(false);
+        }
+        let counter = if queue.on_consumer_death_policy() == OnConsumerDeath::Drop {
+            &counters.abandoned_receives
+        } else {
+            &counters.dead_lettered
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        wait::wake_if_sleeping(&header.send_wait.0);
+        return Some(true);
+    }
+    // The tail has come round to this very slot: publish it again where it is.
+    if ring.redeliver_in_place(state, me.token).is_some() {
+        counters.redelivered.fetch_add(1, Ordering::Relaxed);
+        wait::wake_if_sleeping(&header.recv_wait.0);
+        return Some(true);
+    }
+    // Otherwise copy it into the slot at the tail, then free its old slot.
+    let to = ring.claim_for_redelivery(me.token)?; // None: full of other messages, for later
+    let Some(from) = ring.take_over(state, me.token) else {
+        // Someone else resolved it first: give our claim back as a tombstone.
+        ring.cancel(to, me.token);
+        wait::wake_if_sleeping(&header.recv_wait.0);
+        return Some(false);
+    };
+    queue.copy_message(from, to);
+    ring.publish(to, me.token);
+    ring.release(from);
+    counters.redelivered.fetch_add(1, Ordering::Relaxed);
+    wait::wake_if_sleeping(&header.recv_wait.0);
+    wait::wake_if_sleeping(&header.send_wait.0);
+    Some(true)
+}
+
+/// Recomputes both shared sleeper counts from the live participants' records, lowering a count
+/// that includes sleepers who died. Returns whether it changed a count.
+///
+/// Exact without locks: every live sleeper marks its record "mid-update" around its change of
+/// the shared count, so a record read while unmarked agrees with the shared word; the shared
+/// word is read first and replaced by CAS, so any change made meanwhile makes the CAS fail and
+/// the repair wait for the next sweep. The count is only ever lowered, and only to what the live
+/// records say, so no live sleeper is ever forgotten (which would lose its wake-up).
+fn recount_sleepers(queue: &Queue) -> bool {
+    let header = queue.header();
+    let me = queue.registration();
+    let mut changed = false;
+    for (word, shift) in [(&header.recv_wait.0, 0u32), (&header.send_wait.0, 16u32)] {
+        let shared = word.load(Ordering::SeqCst);
+        let mut live = 0u32;
+        let mut alive_cache = HashMap::new();
+        let mut consistent = true;
+        for (index, entry) in (0u32..).zip(queue.participants()) {
+            let token_word = entry.token.load(Ordering::SeqCst);
+            if token_word & 1 == 0 {
+                continue;
+            }
+            let token = participant::token_of(index, token_word);
+            let alive = *alive_cache.entry(token).or_insert_with(|| {
+                !participant::is_dead(queue.file(), queue.participants(), me, token)
+            });
+            if !alive {
+                continue;
+            }
+            let mine = entry.sleeping.load(Ordering::SeqCst) >> shift;
+            if mine & wait::MINE_TRANSIT_FLAG != 0 {
+                consistent = false;
+                break;
+            }
+            live += mine & wait::MINE_COUNT_MASK;
+        }
+        let counted = wait::sleepers(word);
+        if consistent && counted > live {
+            let repaired = (shared & !0xFFFF) | live;
+            changed |= word
+                .compare_exchange(shared, repaired, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        }
+    }
+    changed
+}
