@@ -73,7 +73,7 @@ pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard,
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod model {
-    pub use crate::ring::{empty_state, Claim, ClaimError, Ring, SlotStates};
+    pub use crate::ring::{empty_state, Claim, ClaimError, Phase, Ring, SlotState, SlotStates};
     pub use crate::sync::{AtomicU32, AtomicU64};
     pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline, Waiter};
 }

@@ -68,10 +68,15 @@ pub(crate) const OWNER_MAX: u32 = (1 << OWNER_BITS) - 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
+    /// Free for the producer of `pos`.
     Empty = 0,
+    /// Claimed by producer `owner`, who is writing the message of `pos`.
     Writing = 1,
+    /// Holds the committed message of `pos`.
     Full = 2,
+    /// Claimed by consumer `owner`, who is reading the message of `pos`.
     Reading = 3,
+    /// `pos` was claimed but holds no message (cancelled or abandoned send).
     Skip = 4,
 }
 
@@ -82,6 +87,7 @@ pub struct SlotState {
     pub pos: u64,
     /// The participant token of the claimer (meaningful in `Writing` and `Reading`).
     pub owner: u32,
+    /// What the slot holds for `pos`.
     pub phase: Phase,
 }
 

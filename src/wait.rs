@@ -81,8 +81,10 @@ pub fn wake_all(word: &AtomicU32) {
 const MINE_ONE: u32 = 1;
 const MINE_TRANSIT: u32 = 1 << 15;
 /// Mask of one side's count in a participant's `sleeping` word (before shifting).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MINE_COUNT_MASK: u32 = MINE_TRANSIT - 1;
 /// Mask of one side's mid-update flag in a participant's `sleeping` word (before shifting).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MINE_TRANSIT_FLAG: u32 = MINE_TRANSIT;
 
 /// Who waits, and on what.
