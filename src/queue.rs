@@ -624,24 +624,24 @@ impl Queue {
         let header = self.header();
         let ring = self.ring();
         let mut failure = None;
-        let mut attempt = || {
+        let mut attempt = || loop {
             let result = ring.claim_recv(self.me.token, max, |pos| {
                 accept(self.slot(pos).len.load(Ordering::Relaxed) as usize)
             });
             if ring.recycled.replace(0) > 0 {
                 wait::wake_if_sleeping(&header.send_wait.0);
             }
-            match result {
+            return match result {
                 Ok(claim) => Some(Ok(claim)),
                 Err(ClaimError::WouldBlock) => None,
                 // Closed only once nothing is left, including messages held by dead consumers:
-                // recover them first (a forced sweep), and look again if it found any.
-                Err(ClaimError::Closed) if recovery::sweep(self) => None,
+                // recover them first (a forced sweep), and look again if it gave any back.
+                Err(ClaimError::Closed) if recovery::sweep(self) => continue,
                 Err(e) => {
                     failure = Some(e);
                     Some(Err(()))
                 }
-            }
+            };
         };
         let mut claim = wait::wait_for(
             &self.waiter(&header.recv_wait.0, 0),
@@ -909,6 +909,10 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        // Claims still held now belong to guards that were leaked (`mem::forget`): once the
+        // entry is released nobody could tell they are dead, so resolve them as a survivor
+        // would (the sends abandoned, the messages given back).
+        recovery::abandon_own_claims(self);
         participant::deregister(self.participants(), self.me);
         // Closing `file` (dropped after this) releases the participant lock.
     }

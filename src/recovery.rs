@@ -62,6 +62,14 @@ pub(crate) fn register(queue: &Queue) -> crate::Result<Registration> {
     Ok(me)
 }
 
+/// Resolves the claims this handle still holds as it closes (see `Queue::drop`).
+pub(crate) fn abandon_own_claims(queue: &Queue) {
+    let me = queue.registration();
+    if (me.index as usize) < queue.participants().len() {
+        resolve_claims(queue, me, me.token);
+    }
+}
+
 /// Runs a sweep if none ran in the last [`SWEEP_INTERVAL_NS`] (by any process). Returns whether
 /// the sweep changed anything.
 pub(crate) fn maybe_sweep(queue: &Queue) -> bool {
