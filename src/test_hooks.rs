@@ -19,7 +19,11 @@ pub(crate) fn pause_point(point: &str) {
         return;
     }
     if let Some(path) = std::env::var_os("SHMQ_TEST_PAUSE_FILE") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{point} {}", std::process::id());
         }
     }
