@@ -3,7 +3,7 @@
 //! files in a temporary directory: names, outputs, exit codes, one-line errors, and how `send`
 //! and `recv` behave with real pipes and real peers.
 
-use shmq::{Error, Queue};
+use shmq::{OnConsumerDeath, Queue};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -334,6 +334,12 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         "sent",
         "received",
         "cancelled_sends",
+        "abandoned_sends",
+        "abandoned_receives",
+        "redelivered",
+        "dead_lettered",
+        "on_consumer_death",
+        "max_deliveries",
         "full_waits",
         "empty_waits",
         "send_sleepers",
@@ -353,6 +359,16 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
     assert_eq!(json["closed"], false);
     assert!(json["created_unix_ns"].as_u64().unwrap() > 0);
     assert_eq!(json["participants"], serde_json::json!([]));
+    for counter in [
+        "abandoned_sends",
+        "abandoned_receives",
+        "redelivered",
+        "dead_lettered",
+    ] {
+        assert_eq!(json[counter], 0, "{counter}");
+    }
+    assert_eq!(json["on_consumer_death"], "redeliver");
+    assert_eq!(json["max_deliveries"], 0);
 
     let run = shmq(&at("stat", &path, &[]), b"");
     let table = run.assert_ok().stdout();
@@ -369,6 +385,7 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
     for key in expected {
         let from_json = match &json[key] {
             serde_json::Value::Array(a) => a.len().to_string(),
+            serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
         };
         assert_eq!(value_of(key), from_json, "row {key}");
@@ -380,6 +397,12 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         .map(|line| line.len() - line.split_at(line.find(' ').unwrap()).1.trim_start().len())
         .collect();
     assert!(columns.windows(2).all(|w| w[0] == w[1]), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l == format!("{:<20}0 (unlimited)", "max_deliveries")),
+        "{table}"
+    );
 }
 
 #[test]
@@ -538,7 +561,7 @@ fn finish(mut child: Child) -> (ExitStatus, String) {
 }
 
 #[test]
-fn closed_stdout_stops_recv_quietly_and_the_message_being_written_is_not_released() {
+fn closed_stdout_stops_recv_quietly_and_the_message_being_written_is_redelivered_later() {
     // A message larger than a pipe's buffer (64 KiB) cannot be written before its reader goes.
     const BIG: usize = 200_000;
     let (_dir, path) = queue(2, 256 * 1024);
@@ -560,19 +583,27 @@ fn closed_stdout_stops_recv_quietly_and_the_message_being_written_is_not_release
     assert!(status.success(), "{status:?}");
     assert_eq!(stderr, "");
 
-    // Later messages reach the next reader.
+    // The big message was claimed but not fully written, so it was not released as consumed:
+    // it stayed claimed by the receiver that went away, which gave it back to the queue (as
+    // crash recovery would have, had it been killed). The next reader gets it whole, on its
+    // second delivery; later messages reach it too.
     shmq(&at("send", &path, &[]), b"three\n").assert_ok();
-    let run = shmq(
-        &at("recv", &path, &["--count", "1", "--timeout", "10s"]),
-        b"",
-    );
-    assert_eq!(run.assert_ok().stdout(), "three\n");
-
-    // The big message was claimed but not fully written, so it was not released: its slot is
-    // still taken (for crash recovery to redeliver), and the queue of two slots is full with
-    // nothing left to receive. Had it been released, this send would succeed.
-    assert_eq!(q.stats().len, 0);
-    assert!(matches!(q.try_send(b"four"), Err(Error::Full)));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let meta = q
+            .recv_meta_timeout(&mut buf, Duration::from_secs(10))
+            .expect("the unwritten message and the later one both arrive");
+        got.push((buf[..meta.len].to_vec(), meta.deliveries));
+    }
+    got.sort_by_key(|(_, deliveries)| *deliveries);
+    assert_eq!(got[0], (b"three".to_vec(), 1));
+    assert_eq!(got[1], (vec![b'2'; BIG], 2));
+    let stats = q.stats();
+    assert_eq!((stats.redelivered, stats.len), (1, 0));
+    // Nothing else is held: both slots are free again.
+    q.try_send(b"four").unwrap();
+    q.try_send(b"five").unwrap();
 }
 
 #[test]
@@ -595,4 +626,366 @@ fn idle_recv_exits_quietly_when_its_reader_goes_away_and_loses_nothing() {
         b"",
     );
     assert_eq!(run.assert_ok().stdout(), "two\n");
+}
+
+/// A temporary directory holding a fresh queue `q` created with the extra `create` flags.
+fn queue_with(capacity: u32, max: u32, flags: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let (cap, max) = (capacity.to_string(), max.to_string());
+    let mut rest = vec!["--capacity", &cap, "--max-message-size", &max];
+    rest.extend_from_slice(flags);
+    shmq(&at("create", &path, &rest), b"").assert_ok();
+    (dir, path)
+}
+
+/// The participant entry of `pid` in `stat --json`, if listed.
+fn participant(json: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
+    json["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .cloned()
+}
+
+#[test]
+fn create_takes_the_consumer_death_policy_and_delivery_limit_and_stat_shows_them() {
+    let (_d, default) = queue(8, 32);
+    let json = stat_json(&default);
+    assert_eq!(
+        (&json["on_consumer_death"], &json["max_deliveries"]),
+        (&"redeliver".into(), &0.into())
+    );
+
+    let (_d, drop) = queue_with(8, 32, &["--on-consumer-death", "drop"]);
+    let json = stat_json(&drop);
+    assert_eq!(
+        (&json["on_consumer_death"], &json["max_deliveries"]),
+        (&"drop".into(), &0.into())
+    );
+    let stats = Queue::open(&drop).unwrap().stats();
+    assert_eq!(stats.on_consumer_death, OnConsumerDeath::Drop);
+
+    let (_d, limited) = queue_with(
+        8,
+        32,
+        &["--on-consumer-death", "redeliver", "--max-deliveries", "3"],
+    );
+    let json = stat_json(&limited);
+    assert_eq!(
+        (&json["on_consumer_death"], &json["max_deliveries"]),
+        (&"redeliver".into(), &3.into())
+    );
+    let stats = Queue::open(&limited).unwrap().stats();
+    assert_eq!(
+        (stats.on_consumer_death, stats.max_deliveries),
+        (OnConsumerDeath::Redeliver, 3)
+    );
+    let table = shmq(&at("stat", &limited, &[]), b"").assert_ok().stdout();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().eq(["on_consumer_death", "redeliver"])),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().eq(["max_deliveries", "3"])),
+        "{table}"
+    );
+
+    // Bad values and a limit that a dropping queue would ignore are usage errors; no file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let create = |rest: &[&str]| {
+        let mut args = vec!["--capacity", "8", "--max-message-size", "32"];
+        args.extend_from_slice(rest);
+        shmq(&at("create", &path, &args), b"")
+    };
+    create(&["--on-consumer-death", "requeue"]).assert_one_line_error(2, "--on-consumer-death");
+    create(&["--max-deliveries", "x"]).assert_one_line_error(2, "--max-deliveries");
+    create(&["--on-consumer-death", "drop", "--max-deliveries", "2"])
+        .assert_one_line_error(2, "--max-deliveries applies only with");
+    assert!(!path.exists(), "a refused create left a file");
+}
+
+#[test]
+fn stat_lists_each_participant_with_its_role_and_liveness() {
+    let (_dir, path) = queue(2, 32);
+    // A receiver that has received (and waits for more)...
+    shmq(&at("send", &path, &[]), b"hello\n").assert_ok();
+    let mut receiver = command(&at("recv", &path, &[]))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(receiver.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+    // ...and a sender that has sent and now waits on the full queue.
+    let mut sender = command(&at("send", &path, &[]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = sender.stdin.take().unwrap();
+    input.write_all(b"1\n2\n3\n4\n5\n6\n").unwrap();
+    let (rpid, spid) = (receiver.id(), sender.id());
+    wait_until("both roles show", || {
+        let json = stat_json(&path);
+        participant(&json, rpid).is_some_and(|p| p["role"] == "receiver")
+            && participant(&json, spid).is_some_and(|p| p["role"] == "sender")
+    });
+    let json = stat_json(&path);
+    let r = participant(&json, rpid).unwrap();
+    let s = participant(&json, spid).unwrap();
+    assert_eq!(
+        (&r["alive"], &r["sender"], &r["receiver"]),
+        (&true.into(), &false.into(), &true.into())
+    );
+    assert_eq!(
+        (&s["alive"], &s["sender"], &s["receiver"]),
+        (&true.into(), &true.into(), &false.into())
+    );
+    for p in [&r, &s] {
+        let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["alive", "index", "pid", "receiver", "role", "sender"],
+            "{p}"
+        );
+    }
+    let table = shmq(&at("stat", &path, &[]), b"").assert_ok().stdout();
+    let row = |pid: u32| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("pid {pid} ")))
+            .unwrap_or_else(|| panic!("no row for pid {pid}:\n{table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row(rpid)[4..], ["role", "receiver", "alive"]);
+    assert_eq!(row(spid)[4..], ["role", "sender", "alive"]);
+
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    drop(input);
+    // Dead and not yet swept (nobody has waited on the queue since): listed dead, with its role.
+    let json = stat_json(&path);
+    if let Some(dead) = participant(&json, spid) {
+        assert_eq!(
+            (&dead["alive"], &dead["role"]),
+            (&false.into(), &"sender".into())
+        );
+        let table = shmq(&at("stat", &path, &[]), b"").assert_ok().stdout();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains(&format!("pid {spid} ")) && l.ends_with(" dead")),
+            "{table}"
+        );
+    }
+    drop(lines);
+    let _ = receiver.kill();
+    receiver.wait().unwrap();
+}
+
+/// Spawns `shmq args...` with `SHMQ_TEST_PAUSE=point` (the `test-hooks` pause points the tests
+/// build into the binary) and waits until it has stopped there, holding its claim; returns it
+/// and its pid. Feeds `stdin` (then closes it).
+fn spawn_paused(args: &[&OsStr], point: &str, stdin: &[u8], dir: &Path) -> Child {
+    let file = dir.join(format!("paused-{point}"));
+    let _ = std::fs::remove_file(&file);
+    let mut child = command(args)
+        .env("SHMQ_TEST_PAUSE", point)
+        .env("SHMQ_TEST_PAUSE_FILE", &file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let want = format!("{point} {}\n", child.id());
+    wait_until(&format!("shmq pauses at {point}"), || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "shmq exited instead of pausing at {point}: is it built without `test-hooks`?"
+        );
+        std::fs::read_to_string(&file).is_ok_and(|text| text == want)
+    });
+    child
+}
+
+#[test]
+fn a_recv_killed_holding_a_message_loses_nothing_the_next_recv_gets_it() {
+    let (dir, path) = queue(8, 32);
+    shmq(&at("send", &path, &[]), b"precious\nnext\n").assert_ok();
+    let mut victim = spawn_paused(&at("recv", &path, &[]), "recv-claimed", b"", dir.path());
+    let pid = victim.id();
+    let json = stat_json(&path);
+    assert_eq!(json["received"], 1, "the victim claimed the first message");
+    victim.kill().unwrap(); // SIGKILL, holding "precious" claimed
+    victim.wait().unwrap();
+
+    // Both messages reach the next receiver; "next" was never blocked behind the dead claim.
+    let run = shmq(
+        &at("recv", &path, &["--count", "2", "--timeout", "10s"]),
+        b"",
+    );
+    let mut got: Vec<String> = run.assert_ok().stdout().lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["next", "precious"]);
+    let json = stat_json(&path);
+    assert_eq!(json["redelivered"], 1);
+    assert_eq!(json["len"], 0);
+    for counter in ["abandoned_sends", "abandoned_receives", "dead_lettered"] {
+        assert_eq!(json[counter], 0, "{counter}");
+    }
+    // The dead receiver's entry was freed once nothing of it was left.
+    assert!(participant(&json, pid).is_none(), "{json}");
+}
+
+/// Starts `shmq recv PATH` and returns it once it is blocked writing a message too large for
+/// its stdout pipe: it holds that message, was handed its bytes (so the delivery counts), and
+/// has not released it. The caller keeps the returned pipe unread.
+fn recv_stuck_writing(path: &Path) -> (Child, std::process::ChildStdout) {
+    let mut receiver = command(&at("recv", path, &[]))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = receiver.stdout.take().unwrap();
+    // Its first byte on the pipe shows the write has begun; the rest cannot fit in the pipe.
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    (receiver, stdout)
+}
+
+#[test]
+fn a_dead_receivers_message_is_dropped_with_drop_policy_or_past_max_deliveries() {
+    const BIG: usize = 200_000;
+    let mut big = vec![b'p'; BIG];
+    big.push(b'\n');
+    for (flags, counter) in [
+        (&["--on-consumer-death", "drop"][..], "abandoned_receives"),
+        (&["--max-deliveries", "1"][..], "dead_lettered"),
+    ] {
+        let (_dir, path) = queue_with(4, 256 * 1024, flags);
+        shmq(&at("send", &path, &[]), &big).assert_ok();
+        let (mut victim, pipe) = recv_stuck_writing(&path);
+        shmq(&at("send", &path, &[]), b"fine\n").assert_ok();
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        drop(pipe);
+        // "fine" comes; the poison message is gone, and waiting longer shows nothing else.
+        let run = shmq(
+            &at("recv", &path, &["--count", "2", "--timeout", "500ms"]),
+            b"",
+        );
+        assert_eq!(run.assert_ok().stdout(), "fine\n", "{flags:?}");
+        wait_until("the dead receiver's message is counted", || {
+            stat_json(&path)[counter] == 1
+        });
+        let json = stat_json(&path);
+        assert_eq!(json["redelivered"], 0, "{flags:?}");
+        assert_eq!(json["len"], 0, "{flags:?}");
+    }
+
+    // Without a limit the same death redelivers it, to a receiver that sees the second delivery.
+    let (_dir, path) = queue_with(4, 256 * 1024, &["--max-deliveries", "2"]);
+    shmq(&at("send", &path, &[]), &big).assert_ok();
+    let (mut victim, pipe) = recv_stuck_writing(&path);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    drop(pipe);
+    let q = Queue::open(&path).unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let got = q
+        .recv_meta_timeout(&mut buf, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((got.len, got.deliveries), (BIG, 2));
+    assert_eq!(q.stats().redelivered, 1);
+}
+
+#[test]
+fn a_send_killed_between_claim_and_publish_leaves_a_skipped_slot_not_a_stuck_queue() {
+    let (dir, path) = queue(4, 32);
+    let mut victim = spawn_paused(
+        &at("send", &path, &[]),
+        "send-claimed",
+        b"lost\n",
+        dir.path(),
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    // Later senders and receivers carry on: the receiver waiting at the dead claim's position
+    // finds its sender dead and skips it (a tombstone)...
+    shmq(&at("send", &path, &[]), b"a\nb\nc\n").assert_ok();
+    let run = shmq(
+        &at("recv", &path, &["--count", "3", "--timeout", "10s"]),
+        b"",
+    );
+    assert_eq!(run.assert_ok().stdout(), "a\nb\nc\n");
+    // ...and every slot is usable again: a full queue's worth goes round.
+    shmq(&at("send", &path, &[]), b"d\ne\nf\ng\n").assert_ok();
+    let run = shmq(
+        &at("recv", &path, &["--count", "4", "--timeout", "10s"]),
+        b"",
+    );
+    assert_eq!(run.assert_ok().stdout(), "d\ne\nf\ng\n");
+    let json = stat_json(&path);
+    assert_eq!(json["abandoned_sends"], 1, "{json}");
+    assert_eq!((&json["sent"], &json["len"]), (&8.into(), &0.into()));
+}
+
+#[test]
+fn a_send_killed_while_blocked_on_a_full_queue_does_not_wedge_it() {
+    let (_dir, path) = queue(2, 16);
+    let mut sender = command(&at("send", &path, &[]))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = sender.stdin.take().unwrap();
+    input.write_all(b"1\n2\n3\n").unwrap();
+    let pid = sender.id();
+    let q = Queue::open(&path).unwrap();
+    wait_until("send sleeps on the full queue", || {
+        q.stats().send_sleepers == 1
+    });
+    sender.kill().unwrap(); // SIGKILL while asleep, its count in the sleeper word
+    sender.wait().unwrap();
+    drop(input);
+
+    // Shown dead (or already swept), never alive.
+    if let Some(entry) = participant(&stat_json(&path), pid) {
+        assert_eq!(
+            (&entry["alive"], &entry["role"]),
+            (&false.into(), &"sender".into())
+        );
+    }
+    // The others go on: what it sent arrives, and new messages go both ways.
+    let run = shmq(
+        &at("recv", &path, &["--count", "2", "--timeout", "10s"]),
+        b"",
+    );
+    assert_eq!(run.assert_ok().stdout(), "1\n2\n");
+    shmq(&at("send", &path, &[]), b"x\ny\n").assert_ok();
+    let run = shmq(
+        &at("recv", &path, &["--count", "2", "--timeout", "10s"]),
+        b"",
+    );
+    assert_eq!(run.assert_ok().stdout(), "x\ny\n");
+    // A receiver that waits on the empty queue sweeps: the dead sender's entry is freed and its
+    // sleeper count repaired, so senders stop paying for wake-ups nobody needs.
+    let run = shmq(&at("recv", &path, &["--timeout", "300ms"]), b"");
+    assert_eq!(run.assert_ok().stdout(), "");
+    wait_until("the dead sender is swept", || {
+        let json = stat_json(&path);
+        participant(&json, pid).is_none() && json["send_sleepers"] == 0
+    });
+    let json = stat_json(&path);
+    assert_eq!(
+        (&json["abandoned_sends"], &json["len"]),
+        (&0.into(), &0.into())
+    );
 }

@@ -2,14 +2,40 @@
 //! A queue file's life: `shmq create`, `shmq close`, `shmq rm`.
 
 use crate::failure::Failure;
-use shmq::{Options, Queue};
+use shmq::{OnConsumerDeath, Options, Queue};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+/// `--on-consumer-death`: the command-line names of [`OnConsumerDeath`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Give the message back to the queue with its delivery count raised (at-least-once).
+    Redeliver,
+    /// Drop the message and count it in abandoned_receives (at-most-once).
+    Drop,
+}
+
+impl From<Policy> for OnConsumerDeath {
+    fn from(policy: Policy) -> Self {
+        match policy {
+            Policy::Redeliver => OnConsumerDeath::Redeliver,
+            Policy::Drop => OnConsumerDeath::Drop,
+        }
+    }
+}
+
+/// The name of a policy as `--on-consumer-death` and `shmq stat` spell it.
+pub fn policy_name(policy: OnConsumerDeath) -> &'static str {
+    match policy {
+        OnConsumerDeath::Redeliver => "redeliver",
+        OnConsumerDeath::Drop => "drop",
+    }
+}
+
 /// `shmq create`: a new queue file at `path`; fails if anything exists there.
-pub fn create(path: &Path, capacity: u32, max_message_size: u32, mode: u32) -> Result<(), Failure> {
-    Queue::create(path, Options::new(capacity, max_message_size).mode(mode))?;
+pub fn create(path: &Path, options: Options) -> Result<(), Failure> {
+    Queue::create(path, options)?;
     Ok(())
 }
 

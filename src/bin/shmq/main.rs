@@ -13,8 +13,9 @@ mod lifecycle;
 mod stat;
 mod transfer;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use failure::Failure;
+use shmq::Options;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,6 +63,15 @@ enum Command {
         /// Permission bits of the new file, in octal
         #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_octal_mode)]
         mode: u32,
+        /// What happens to a message whose receiver dies before releasing it: `redeliver` gives
+        /// it back to the queue (at-least-once), `drop` discards it (at-most-once)
+        #[arg(long, value_name = "POLICY", value_enum, default_value_t = lifecycle::Policy::Redeliver)]
+        on_consumer_death: lifecycle::Policy,
+        /// With `redeliver`: a message whose receiver dies on its Nth delivery is dropped instead
+        /// of redelivered (counted as dead_lettered), so a poison message cannot kill receivers
+        /// forever; 0 means unlimited
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        max_deliveries: u32,
     },
     /// Send each line of stdin (without its newline) as one message; waits while the queue is full
     Send {
@@ -93,7 +103,12 @@ enum Command {
         /// The queue
         path: PathBuf,
     },
-    /// Print the queue's header fields and counters
+    /// Print the queue's header fields, counters and participants
+    ///
+    /// Lists the processes that have the queue open (or held it when they died, until a
+    /// survivor has resolved what they left behind) with their role and whether they are alive,
+    /// and the crash-recovery counters: abandoned_sends, abandoned_receives, redelivered,
+    /// dead_lettered.
     Stat {
         /// The queue
         path: PathBuf,
@@ -126,7 +141,21 @@ fn main() -> ExitCode {
             capacity,
             max_message_size,
             mode,
-        } => lifecycle::create(&path, capacity, max_message_size, mode),
+            on_consumer_death,
+            max_deliveries,
+        } => {
+            if on_consumer_death == lifecycle::Policy::Drop && max_deliveries != 0 {
+                return usage_error(Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--max-deliveries applies only with --on-consumer-death redeliver",
+                ));
+            }
+            let options = Options::new(capacity, max_message_size)
+                .mode(mode)
+                .on_consumer_death(on_consumer_death.into())
+                .max_deliveries(max_deliveries);
+            lifecycle::create(&path, options)
+        }
         Command::Send { path } => transfer::send(&path),
         Command::Recv {
             path,
@@ -175,7 +204,6 @@ fn usage_error(e: clap::Error) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn command_line_definition_is_consistent() {

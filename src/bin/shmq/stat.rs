@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `shmq stat`: a queue's header fields and counters ([`shmq::Stats`]), as an aligned table or
 //! as one JSON object whose keys are the `Stats` field names.
+//!
+//! The participants are listed after the counters: each handle that has the queue open, or that
+//! held it when its process died and whose claims no survivor has resolved yet (a sweep frees
+//! such an entry once nothing of it is left), with its role and whether it is alive.
 
 use crate::failure::Failure;
+use crate::lifecycle::policy_name;
 use serde_json::json;
-use shmq::{Queue, Stats};
+use shmq::{ParticipantInfo, Queue, Stats};
 use std::io::Write;
 use std::path::Path;
 
@@ -40,6 +45,12 @@ fn to_json(s: &Stats) -> serde_json::Value {
         "sent": s.sent,
         "received": s.received,
         "cancelled_sends": s.cancelled_sends,
+        "abandoned_sends": s.abandoned_sends,
+        "abandoned_receives": s.abandoned_receives,
+        "redelivered": s.redelivered,
+        "dead_lettered": s.dead_lettered,
+        "on_consumer_death": policy_name(s.on_consumer_death),
+        "max_deliveries": s.max_deliveries,
         "full_waits": s.full_waits,
         "empty_waits": s.empty_waits,
         "send_sleepers": s.send_sleepers,
@@ -49,13 +60,20 @@ fn to_json(s: &Stats) -> serde_json::Value {
             "index": p.index,
             "pid": p.pid,
             "alive": p.alive,
+            "sender": p.sender,
+            "receiver": p.receiver,
+            "role": role(p),
         })).collect::<Vec<_>>(),
     })
 }
 
 /// The stats as `name  value` rows, names aligned, then one row per participant.
 fn table(s: &Stats) -> String {
-    let rows: [(&str, String); 14] = [
+    let max_deliveries = match s.max_deliveries {
+        0 => "0 (unlimited)".to_string(),
+        n => n.to_string(),
+    };
+    let rows: [(&str, String); 20] = [
         ("capacity", s.capacity.to_string()),
         ("max_message_size", s.max_message_size.to_string()),
         ("file_len", s.file_len.to_string()),
@@ -71,6 +89,15 @@ fn table(s: &Stats) -> String {
         ("sent", s.sent.to_string()),
         ("received", s.received.to_string()),
         ("cancelled_sends", s.cancelled_sends.to_string()),
+        ("abandoned_sends", s.abandoned_sends.to_string()),
+        ("abandoned_receives", s.abandoned_receives.to_string()),
+        ("redelivered", s.redelivered.to_string()),
+        ("dead_lettered", s.dead_lettered.to_string()),
+        (
+            "on_consumer_death",
+            policy_name(s.on_consumer_death).to_string(),
+        ),
+        ("max_deliveries", max_deliveries),
         ("full_waits", s.full_waits.to_string()),
         ("empty_waits", s.empty_waits.to_string()),
         ("send_sleepers", s.send_sleepers.to_string()),
@@ -86,12 +113,26 @@ fn table(s: &Stats) -> String {
     for p in &s.participants {
         let state = if p.alive { "alive" } else { "dead" };
         out.push_str(&format!(
-            "  index {:<4} pid {:<8} {state}\n",
-            p.index, p.pid
+            "  index {:<4} pid {:<8} role {:<8} {state}\n",
+            p.index,
+            p.pid,
+            role(p)
         ));
     }
     out.pop(); // the caller ends the last line
     out
+}
+
+/// What a participant has done so far: `sender`, `receiver`, `both`, or `none` (a handle that
+/// has only opened the queue, such as `shmq stat`'s or a consumer still waiting for its first
+/// message).
+fn role(p: &ParticipantInfo) -> &'static str {
+    match (p.sender, p.receiver) {
+        (true, true) => "both",
+        (true, false) => "sender",
+        (false, true) => "receiver",
+        (false, false) => "none",
+    }
 }
 
 /// `YYYY-MM-DD hh:mm:ss.mmm UTC` for nanoseconds since the Unix epoch.

@@ -8,7 +8,13 @@
 //!
 //! `recv` releases a message from the queue only after its line has been written to stdout and
 //! flushed: a receiver that dies, or whose reader goes away, leaves the messages it had not
-//! delivered claimed rather than freed, so that crash recovery can hand them to another one.
+//! delivered claimed rather than freed, and crash recovery gives them back to the queue once the
+//! process is gone (with their delivery count raised), so a `shmq recv` killed at any instant
+//! loses nothing: at most the lines in flight are printed twice.
+//!
+//! `send` holds a claimed slot only between claiming it and publishing it, inside one library
+//! call; a `send` killed there leaves a slot that recovery turns into a tombstone receivers skip
+//! (`abandoned_sends`), so it never wedges the queue.
 
 use crate::failure::Failure;
 use shmq::{Error, Queue, RecvGuard};
@@ -136,8 +142,9 @@ fn send_in_order(queue: &Queue, lines: &[Vec<u8>], first_line: u64) -> Result<()
 ///
 /// If stdout's reader goes away (`shmq recv q | head -1`), returns successfully, whether that
 /// shows as a failed write or is noticed while waiting; the messages whose write failed stay
-/// claimed by this process, as if it had crashed. (Lines a reader left unread in a pipe's
-/// buffer were written, so their messages were released: a pipe cannot say what was read.)
+/// claimed by this process, as if it had crashed, and are given back to the queue for another
+/// receiver when the handle is dropped (or, had it been killed, by crash recovery). (Lines a reader left unread in a pipe's buffer were written, so their
+/// messages were released: a pipe cannot say what was read.)
 pub fn recv(path: &Path, count: Option<u64>, timeout: Option<Duration>) -> Result<(), Failure> {
     let queue = Queue::open(path)?;
     let mut out = BufWriter::with_capacity(IO_BUFFER, io::stdout().lock());
@@ -163,7 +170,10 @@ pub fn recv(path: &Path, count: Option<u64>, timeout: Option<Duration>) -> Resul
         }
         // Write and flush; only then release.
         if let Err(e) = write_lines(&mut out, &batch) {
-            // Not delivered: keep the messages claimed instead of freeing unread messages.
+            // Not delivered: do not release (that would consume unread messages). The guards
+            // are leaked, so the messages stay claimed; when `queue` is dropped on return, the
+            // library gives a dropped handle's leaked claims back to the queue, as crash
+            // recovery would had this process died, for another receiver (delivery count 2).
             batch.drain(..).for_each(std::mem::forget);
             return match e.kind() {
                 io::ErrorKind::BrokenPipe => Ok(()),
