@@ -88,6 +88,17 @@ pub struct Child {
 impl Child {
     /// Starts a process that runs `role` with `args`; its log and report files go in `dir`.
     pub fn spawn(dir: &Path, role: &str, args: &[(&str, &dyn Display)]) -> Child {
+        Child::spawn_with_env(dir, role, args, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables for the child (for example
+    /// the crash-recovery pause point, `SHMQ_TEST_PAUSE`).
+    pub fn spawn_with_env(
+        dir: &Path,
+        role: &str,
+        args: &[(&str, &dyn Display)],
+        env: &[(&str, &str)],
+    ) -> Child {
         let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
         let label = format!("{role}#{n}");
         let log = dir.join(format!("child-{n}-{role}.log"));
@@ -100,6 +111,7 @@ impl Child {
             .env(ARGS_VAR, encoded.join("\n"))
             .env(REPORT_VAR, &report)
             .env_remove("RUST_TEST_THREADS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("dup log"))
             .stderr(log_file)
@@ -166,6 +178,11 @@ impl Child {
     pub fn kill(mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+
+    /// The child's log so far (its stdout and stderr), for failure messages.
+    pub fn log_so_far(&self) -> String {
+        self.log_text()
     }
 
     fn log_text(&self) -> String {
