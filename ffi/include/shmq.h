@@ -44,6 +44,15 @@
  *   of them is committed, cancelled or released. Each must be finished exactly once.
  * - Messages are claimed exactly once, in the order their sends claimed slots: the messages of
  *   one producer keep their order for every consumer.
+ * - Processes that die. A process killed at any instant (SIGKILL included) never wedges the
+ *   queue: the others notice through a kernel lock that dies with it (never by a timeout) while
+ *   they wait on the queue, and repair what it left. A slot it had reserved and not committed is
+ *   skipped (counted in abandoned_sends). A message it had received in place (or was receiving)
+ *   and not released is, by default, given back to the queue and delivered again, with its
+ *   delivery count raised (shmq_message_deliveries, shmq_recv_meta; counted in redelivered):
+ *   at-least-once delivery. A queue created with SHMQ_ON_CONSUMER_DEATH_DROP drops it instead
+ *   (abandoned_receives; at-most-once), and one created with max_deliveries N drops a message
+ *   whose consumer dies on its Nth delivery (dead_lettered). See struct shmq_options.
  * - Security. Keep queue files mode 0600 (the default): a process that can write the file can
  *   make its peers fail (SHMQ_CORRUPT) or, by truncating it, crash them.
  */
@@ -83,8 +92,39 @@ typedef struct shmq_buf {
  *  valid only during the call. Must return normally (no longjmp, no C++ exception). */
 typedef void (*shmq_recv_fn)(void *ctx, const void *data, size_t len);
 
+/** What a queue does with a message whose consumer dies after receiving it and before
+ *  releasing it (fixed when the queue is created; see struct shmq_options). */
+enum shmq_on_consumer_death {
+    /** Give it back to the queue; the next receiver sees its delivery count one higher
+     *  (at-least-once delivery; the default). */
+    SHMQ_ON_CONSUMER_DEATH_REDELIVER = 0,
+    /** Drop it and count it in abandoned_receives (at-most-once delivery). */
+    SHMQ_ON_CONSUMER_DEATH_DROP = 1
+};
+
+/** How to create a queue, for shmq_create_ex and shmq_open_or_create_ex. Zero-initialize it and
+ *  set capacity and max_message_size; the zero value of every other field is the default:
+ *
+ *      struct shmq_options opts = {0};
+ *      opts.capacity = 1024;
+ *      opts.max_message_size = 256;
+ *      opts.max_deliveries = 5;      // a message whose consumer dies 5 times is dropped
+ *      rc = shmq_create_ex("/dev/shm/jobs", &opts, &q);
+ */
+struct shmq_options {
+    uint32_t capacity;          /**< number of slots: a power of two, 2 to 2^24 */
+    uint32_t max_message_size;  /**< largest message in bytes, 1 to 16 MiB */
+    uint32_t mode;              /**< permission bits of a new file; 0 means 0600 */
+    uint32_t on_consumer_death; /**< an enum shmq_on_consumer_death value; 0 is REDELIVER */
+    uint32_t max_deliveries;    /**< with REDELIVER: a message whose consumer dies on this
+                                     delivery is dropped (dead_lettered) instead of given back,
+                                     so a poison message cannot kill consumers forever;
+                                     0 = unlimited. Must be 0 with DROP. */
+};
+
 /** A snapshot of a queue's configuration and counters, filled by shmq_stats(). The tag and the
- *  function share their name, like `struct stat` and stat(): write `struct shmq_stats`. */
+ *  function share their name, like `struct stat` and stat(): write `struct shmq_stats`. Fields
+ *  are only ever appended (the crash-recovery ones come after `reserved`). */
 struct shmq_stats {
     uint32_t capacity;          /**< number of slots */
     uint32_t max_message_size;  /**< largest message, in bytes */
@@ -102,6 +142,16 @@ struct shmq_stats {
     uint32_t live_participants; /**< of those, handles whose process is alive */
     uint32_t closed;            /**< 1 if the queue is closed, else 0 */
     uint32_t reserved;          /**< always 0 */
+    uint64_t abandoned_sends;   /**< reservations whose process died before commit or cancel
+                                     (skipped by receivers) */
+    uint64_t abandoned_receives;/**< messages dropped because their consumer died
+                                     (SHMQ_ON_CONSUMER_DEATH_DROP) */
+    uint64_t redelivered;       /**< messages given back to the queue because their consumer
+                                     died */
+    uint64_t dead_lettered;     /**< messages dropped because their consumer died on delivery
+                                     max_deliveries */
+    uint32_t on_consumer_death; /**< the queue's enum shmq_on_consumer_death */
+    uint32_t max_deliveries;    /**< the queue's delivery limit; 0 = unlimited */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -142,6 +192,13 @@ const char *shmq_strerror(int status);
  *  SHMQ_INVALID_ARGUMENT for out-of-range sizes. On failure `*out` is set to NULL. */
 int shmq_create(const char *path, uint32_t capacity, uint32_t max_message_size, shmq **out);
 
+/** As shmq_create, with every creation option in `*opts` (see struct shmq_options): also the
+ *  permission bits and what happens to the messages of consumers that die. SHMQ_INVALID_ARGUMENT
+ *  if `opts` is NULL, a size is out of range, the mode has bits outside 07777,
+ *  `on_consumer_death` is not an enum shmq_on_consumer_death value, or `max_deliveries` is not 0
+ *  with SHMQ_ON_CONSUMER_DEATH_DROP. On failure `*out` is set to NULL. */
+int shmq_create_ex(const char *path, const struct shmq_options *opts, shmq **out);
+
 /** Opens the existing queue file at `path` into `*out`, validating its header. SHMQ_NOT_FOUND,
  *  SHMQ_PERMISSION_DENIED, SHMQ_CORRUPT (not a queue file), SHMQ_INCOMPATIBLE (another version or
  *  platform), SHMQ_IO. On failure `*out` is set to NULL. */
@@ -152,6 +209,11 @@ int shmq_open(const char *path, shmq **out);
  *  shmq_capacity / shmq_max_message_size). On failure `*out` is set to NULL. */
 int shmq_open_or_create(const char *path, uint32_t capacity, uint32_t max_message_size,
                         shmq **out);
+
+/** As shmq_open_or_create, creating the queue with `*opts` (checked as by shmq_create_ex, even
+ *  when the file exists). An existing queue keeps the options it was created with: read them
+ *  with shmq_stats (on_consumer_death, max_deliveries). On failure `*out` is set to NULL. */
+int shmq_open_or_create_ex(const char *path, const struct shmq_options *opts, shmq **out);
 
 /** Releases this handle (NULL is fine). The queue and its messages stay in the file for other
  *  handles and processes; outstanding reservations and messages stay usable. Must be the last
@@ -201,6 +263,13 @@ int shmq_try_recv(shmq *q, void *buf, size_t buf_len, size_t *msg_len);
 /** As shmq_try_recv, waiting for a message as `timeout_ns` allows (< 0: forever; 0: as
  *  shmq_try_recv; > 0: then SHMQ_TIMEOUT). */
 int shmq_recv(shmq *q, void *buf, size_t buf_len, size_t *msg_len, int64_t timeout_ns);
+
+/** As shmq_recv, and on SHMQ_OK also stores the message's delivery count in `*deliveries` (NULL
+ *  is fine): how many times a consumer has received this message, this time included -- 1
+ *  unless earlier consumers died holding it (see "Processes that die" above). `timeout_ns` 0
+ *  makes it a try. `*deliveries` is written only on SHMQ_OK. */
+int shmq_recv_meta(shmq *q, void *buf, size_t buf_len, size_t *msg_len, uint32_t *deliveries,
+                   int64_t timeout_ns);
 
 /* ---------------------------------------------------------------------------------------------
  * Batches: many messages for one move of the shared cursor
@@ -259,8 +328,8 @@ int shmq_try_recv_in_place(shmq *q, shmq_message **out, const void **data, size_
 int shmq_recv_in_place(shmq *q, shmq_message **out, const void **data, size_t *len,
                        int64_t timeout_ns);
 
-/** How many times a consumer has claimed this message, this delivery included: 1 the first
- *  time (0 if `m` is NULL). */
+/** How many times a consumer has received this message, this delivery included: 1 the first
+ *  time, more if consumers died holding it and it was redelivered (0 if `m` is NULL). */
 uint32_t shmq_message_deliveries(const shmq_message *m);
 
 /** Frees the message's slot for producers; its bytes are no longer valid. NULL is fine.

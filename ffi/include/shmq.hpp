@@ -96,6 +96,41 @@ inline void opened(int rc, const char *call, const std::string &path) {
 }
 }  // namespace detail
 
+/// What a queue does with the message of a consumer that dies holding it (shmq.h's
+/// enum shmq_on_consumer_death).
+enum class on_consumer_death : std::uint32_t {
+    redeliver = SHMQ_ON_CONSUMER_DEATH_REDELIVER,  ///< give it back, count raised (default)
+    drop = SHMQ_ON_CONSUMER_DEATH_DROP,            ///< drop it (at-most-once)
+};
+
+/// Creation options (shmq.h's struct shmq_options) with chainable setters:
+///   shmqpp::queue::create(path, shmqpp::options(1024, 256).max_deliveries(5));
+class options {
+public:
+    options(std::uint32_t capacity, std::uint32_t max_message_size) noexcept : o_{} {
+        o_.capacity = capacity;
+        o_.max_message_size = max_message_size;
+    }
+    /// Permission bits of a new file (0: the default 0600).
+    options &mode(std::uint32_t bits) noexcept {
+        o_.mode = bits;
+        return *this;
+    }
+    options &on_consumer_death(shmqpp::on_consumer_death p) noexcept {
+        o_.on_consumer_death = static_cast<std::uint32_t>(p);
+        return *this;
+    }
+    /// With redeliver: drop a message whose consumer dies on this delivery (0: unlimited).
+    options &max_deliveries(std::uint32_t n) noexcept {
+        o_.max_deliveries = n;
+        return *this;
+    }
+    const struct shmq_options &c() const noexcept { return o_; }
+
+private:
+    struct shmq_options o_;
+};
+
 /// A reserved slot: write up to capacity() bytes at data(), then commit(len). Move-only;
 /// destroying it without committing cancels the send.
 class reservation {
@@ -162,7 +197,7 @@ public:
     const char *chars() const noexcept { return static_cast<const char *>(data_); }
     std::size_t size() const noexcept { return size_; }
     std::string_view view() const noexcept { return {chars(), size_}; }
-    /// 1 on the first delivery of this message.
+    /// 1 on the first delivery of this message; more if consumers died holding it.
     std::uint32_t deliveries() const noexcept { return shmq_message_deliveries(m_); }
 
 private:
@@ -184,6 +219,12 @@ public:
                        path);
         return queue(q);
     }
+    /// Creates a queue with every option (see shmqpp::options).
+    static queue create(const std::string &path, const options &opts) {
+        shmq *q = nullptr;
+        detail::opened(shmq_create_ex(path.c_str(), &opts.c(), &q), "shmq_create_ex", path);
+        return queue(q);
+    }
     static queue open(const std::string &path) {
         shmq *q = nullptr;
         detail::opened(shmq_open(path.c_str(), &q), "shmq_open", path);
@@ -194,6 +235,13 @@ public:
         shmq *q = nullptr;
         detail::opened(shmq_open_or_create(path.c_str(), capacity, max_message_size, &q),
                        "shmq_open_or_create", path);
+        return queue(q);
+    }
+    /// Opens the queue, creating it with `opts` if it does not exist.
+    static queue open_or_create(const std::string &path, const options &opts) {
+        shmq *q = nullptr;
+        detail::opened(shmq_open_or_create_ex(path.c_str(), &opts.c(), &q),
+                       "shmq_open_or_create_ex", path);
         return queue(q);
     }
     /// Removes the queue file; open handles keep working.
@@ -242,6 +290,13 @@ public:
     [[nodiscard]] status recv(void *buf, std::size_t cap, std::size_t &len,
                               timeout t = forever) noexcept {
         return detail::st(shmq_recv(q_, buf, cap, &len, detail::ns(t)));
+    }
+
+    /// As recv(), and on ok also sets `deliveries`: 1, or more if consumers died holding the
+    /// message and it was redelivered. A zero timeout makes it a try.
+    [[nodiscard]] status recv_meta(void *buf, std::size_t cap, std::size_t &len,
+                                   std::uint32_t &deliveries, timeout t = forever) noexcept {
+        return detail::st(shmq_recv_meta(q_, buf, cap, &len, &deliveries, detail::ns(t)));
     }
 
     /// Reserves a slot to write in place; empty if there is no room now (or on another error:

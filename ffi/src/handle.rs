@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The `shmq *` handle: creating, opening, detaching and closing queues, and `shmq_stats`.
+//! The `shmq *` handle: creating (with `struct shmq_options` for the `_ex` forms), opening,
+//! detaching and closing queues, and `shmq_stats`.
 //!
 //! A handle is an `Arc<shmq>` turned into a raw pointer: `shmq_detach` drops the C caller's
 //! reference, and every reservation and in-place message holds another, so the mapping outlives
 //! whatever still points into it.
 
 use crate::status::{guarded, status_of, SHMQ_INVALID_ARGUMENT};
-use shmq_core::{Options, Queue};
+use shmq_core::{OnConsumerDeath, Options, Queue};
 use std::ffi::{c_char, c_int, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -105,6 +106,101 @@ pub unsafe extern "C" fn shmq_create(
             Queue::create(p, Options::new(capacity, max_message_size))
         })
     }
+}
+
+/// `SHMQ_ON_CONSUMER_DEATH_REDELIVER`: a dead consumer's message is given back to the queue.
+pub const SHMQ_ON_CONSUMER_DEATH_REDELIVER: u32 = 0;
+/// `SHMQ_ON_CONSUMER_DEATH_DROP`: a dead consumer's message is dropped.
+pub const SHMQ_ON_CONSUMER_DEATH_DROP: u32 = 1;
+
+/// How to create a queue (`struct shmq_options` in C), for the `_ex` calls.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub struct shmq_options {
+    /// Number of slots: a power of two from 2 to 2^24.
+    pub capacity: u32,
+    /// Largest message, in bytes (1 to 16 MiB).
+    pub max_message_size: u32,
+    /// Permission bits of a new file; 0 means the default, 0600.
+    pub mode: u32,
+    /// `SHMQ_ON_CONSUMER_DEATH_REDELIVER` (0) or `SHMQ_ON_CONSUMER_DEATH_DROP` (1).
+    pub on_consumer_death: u32,
+    /// With redeliver: drop a message whose consumer dies on this delivery; 0 is unlimited.
+    pub max_deliveries: u32,
+}
+
+/// The core's options for a C `struct shmq_options`, or `SHMQ_INVALID_ARGUMENT` for a NULL
+/// pointer, an unknown policy, or a delivery limit on a queue that drops.
+///
+/// # Safety
+/// `opts` is NULL or valid for reading a `struct shmq_options`.
+unsafe fn options(opts: *const shmq_options) -> Result<Options, c_int> {
+    // SAFETY: a non-NULL `opts` is readable by the caller's promise.
+    let o = unsafe { opts.as_ref() }.ok_or(SHMQ_INVALID_ARGUMENT)?;
+    let policy = match o.on_consumer_death {
+        SHMQ_ON_CONSUMER_DEATH_REDELIVER => OnConsumerDeath::Redeliver,
+        SHMQ_ON_CONSUMER_DEATH_DROP if o.max_deliveries == 0 => OnConsumerDeath::Drop,
+        _ => return Err(SHMQ_INVALID_ARGUMENT),
+    };
+    let mode = if o.mode == 0 { 0o600 } else { o.mode };
+    Ok(Options::new(o.capacity, o.max_message_size)
+        .mode(mode)
+        .on_consumer_death(policy)
+        .max_deliveries(o.max_deliveries))
+}
+
+/// As [`open_with`], with the creation options read from `opts`: a NULL `opts`, an unknown
+/// policy or a delivery limit with `SHMQ_ON_CONSUMER_DEATH_DROP` gives `SHMQ_INVALID_ARGUMENT`
+/// (and `*out` NULL, as on every failure).
+///
+/// # Safety
+/// As for [`open_with`]; `opts` is NULL or valid for reading a `struct shmq_options`.
+unsafe fn open_with_options(
+    path_arg: *const c_char,
+    opts: *const shmq_options,
+    out: *mut *mut shmq,
+    open: impl FnOnce(&Path, Options) -> shmq_core::Result<Queue>,
+) -> c_int {
+    // SAFETY: the caller's promises are those of `open_with`, and the one on `opts` is that of
+    // `options`.
+    unsafe {
+        open_with(path_arg, out, |p| match options(opts) {
+            Ok(options) => open(p, options),
+            Err(_) => Err(shmq_core::Error::InvalidOptions(
+                "invalid struct shmq_options".into(),
+            )),
+        })
+    }
+}
+
+/// Creates a queue file at `path` with the options in `*opts`, and opens it. See `shmq.h`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `opts` is NULL or valid for reading a
+/// `struct shmq_options`; `out` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_create_ex(
+    path: *const c_char,
+    opts: *const shmq_options,
+    out: *mut *mut shmq,
+) -> c_int {
+    // SAFETY: the same promises.
+    unsafe { open_with_options(path, opts, out, |p, o| Queue::create(p, o)) }
+}
+
+/// Opens the queue at `path`, creating it with `*opts` if no file exists. See `shmq.h`.
+///
+/// # Safety
+/// As for [`shmq_create_ex`].
+#[no_mangle]
+pub unsafe extern "C" fn shmq_open_or_create_ex(
+    path: *const c_char,
+    opts: *const shmq_options,
+    out: *mut *mut shmq,
+) -> c_int {
+    // SAFETY: the same promises.
+    unsafe { open_with_options(path, opts, out, |p, o| Queue::open_or_create(p, o)) }
 }
 
 /// Opens an existing queue file. See `shmq.h`.
@@ -250,7 +346,34 @@ pub struct shmq_stats {
     pub closed: u32,
     /// Always 0; keeps the size a multiple of 8 without hidden padding.
     pub reserved: u32,
+    // Appended with crash recovery; the fields above keep their offsets.
+    /// Sends whose producer died between claiming a slot and publishing it (skipped).
+    pub abandoned_sends: u64,
+    /// Messages dropped because their consumer died (`SHMQ_ON_CONSUMER_DEATH_DROP`).
+    pub abandoned_receives: u64,
+    /// Messages given back to the queue because their consumer died.
+    pub redelivered: u64,
+    /// Messages dropped because their consumer died on delivery `max_deliveries`.
+    pub dead_lettered: u64,
+    /// The queue's policy: `SHMQ_ON_CONSUMER_DEATH_REDELIVER` or `SHMQ_ON_CONSUMER_DEATH_DROP`.
+    pub on_consumer_death: u32,
+    /// The queue's delivery limit; 0 is unlimited.
+    pub max_deliveries: u32,
 }
+
+// The layout `shmq.h` declares (checked from C by `tests/c/api.c` against the same numbers).
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(shmq_stats, closed) == 88);
+    assert!(offset_of!(shmq_stats, reserved) == 92);
+    assert!(offset_of!(shmq_stats, abandoned_sends) == 96);
+    assert!(offset_of!(shmq_stats, dead_lettered) == 120);
+    assert!(offset_of!(shmq_stats, on_consumer_death) == 128);
+    assert!(offset_of!(shmq_stats, max_deliveries) == 132);
+    assert!(size_of::<shmq_stats>() == 136);
+    assert!(offset_of!(shmq_options, max_deliveries) == 16);
+    assert!(size_of::<shmq_options>() == 20);
+};
 
 /// Fills `*out` with a snapshot of the queue's counters. See `shmq.h`.
 ///
@@ -282,6 +405,15 @@ pub unsafe extern "C" fn shmq_stats(q: *const shmq, out: *mut shmq_stats) -> c_i
             live_participants: s.participants.iter().filter(|p| p.alive).count() as u32,
             closed: u32::from(s.closed),
             reserved: 0,
+            abandoned_sends: s.abandoned_sends,
+            abandoned_receives: s.abandoned_receives,
+            redelivered: s.redelivered,
+            dead_lettered: s.dead_lettered,
+            on_consumer_death: match s.on_consumer_death {
+                OnConsumerDeath::Redeliver => SHMQ_ON_CONSUMER_DEATH_REDELIVER,
+                OnConsumerDeath::Drop => SHMQ_ON_CONSUMER_DEATH_DROP,
+            },
+            max_deliveries: s.max_deliveries,
         };
         // SAFETY: `out` is non-NULL and valid for writing a `struct shmq_stats` (aligned, as C
         // aligns every object of the type) by the caller's promise; the layouts are equal.

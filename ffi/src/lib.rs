@@ -14,8 +14,9 @@
 //! ownership of guards, timeouts) is documented there, in `include/shmq.h`.
 //!
 //! Modules, by concept: `status` (codes, `shmq_strerror`, the panic boundary), `timeout` (the
-//! `timeout_ns` convention), `handle` (open, create, detach, close, stats), `messages` (copying
-//! sends and receives, one or a batch), `zero_copy` (reserve/commit, receive in place/release).
+//! `timeout_ns` convention), `handle` (open, create with options, detach, close, stats),
+//! `messages` (copying sends and receives, one or a batch, and the receive with its delivery
+//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -26,12 +27,13 @@ mod timeout;
 mod zero_copy;
 
 pub use handle::{
-    shmq, shmq_capacity, shmq_close, shmq_create, shmq_detach, shmq_is_closed,
-    shmq_max_message_size, shmq_open, shmq_open_or_create, shmq_stats, shmq_unlink,
+    shmq, shmq_capacity, shmq_close, shmq_create, shmq_create_ex, shmq_detach, shmq_is_closed,
+    shmq_max_message_size, shmq_open, shmq_open_or_create, shmq_open_or_create_ex, shmq_options,
+    shmq_stats, shmq_unlink, SHMQ_ON_CONSUMER_DEATH_DROP, SHMQ_ON_CONSUMER_DEATH_REDELIVER,
 };
 pub use messages::{
-    shmq_buf, shmq_recv, shmq_recv_batch, shmq_recv_fn, shmq_send, shmq_send_batch, shmq_try_recv,
-    shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
+    shmq_buf, shmq_recv, shmq_recv_batch, shmq_recv_fn, shmq_recv_meta, shmq_send, shmq_send_batch,
+    shmq_try_recv, shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
 };
 pub use status::*;
 pub use zero_copy::{

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Sending and receiving by copy: one message (`shmq_send`, `shmq_recv` and their `try_` forms)
-//! or many at once (`shmq_send_batch`, `shmq_recv_batch`).
+//! Sending and receiving by copy: one message (`shmq_send`, `shmq_recv` and their `try_` forms,
+//! and `shmq_recv_meta`, which also reports the delivery count) or many at once
+//! (`shmq_send_batch`, `shmq_recv_batch`).
 
 use crate::handle::{queue, shmq};
 use crate::status::{guarded, status_of, SHMQ_BUFFER_TOO_SMALL, SHMQ_INVALID_ARGUMENT};
 use crate::timeout::Wait;
-use shmq_core::{Error, Queue};
+use shmq_core::{Error, Queue, Received};
 use std::ffi::{c_int, c_void};
 
 /// One message to send in a batch (`shmq_buf` in C).
@@ -98,21 +99,25 @@ pub unsafe extern "C" fn shmq_send(
     unsafe { send_c(q, data, len, Wait::from_ns(timeout_ns)) }
 }
 
-fn recv(q: &Queue, buf: &mut [u8], wait: Wait) -> shmq_core::Result<usize> {
+fn recv(q: &Queue, buf: &mut [u8], wait: Wait) -> shmq_core::Result<Received> {
     match wait {
-        Wait::No => q.try_recv(buf),
-        Wait::For(timeout) => q.recv_timeout(buf, timeout),
-        Wait::Forever => q.recv(buf),
+        Wait::No => q.try_recv_meta(buf),
+        Wait::For(timeout) => q.recv_meta_timeout(buf, timeout),
+        Wait::Forever => q.recv_meta(buf),
     }
 }
 
+/// Receives into `buf`; writes the length to `*msg_len` (on success and on
+/// `SHMQ_BUFFER_TOO_SMALL`) and the delivery count to `*deliveries` (on success, if not NULL).
+///
 /// # Safety
-/// As for [`shmq_recv`].
+/// As for [`shmq_recv_meta`].
 unsafe fn recv_c(
     q: *mut shmq,
     buf: *mut c_void,
     buf_len: usize,
     msg_len: *mut usize,
+    deliveries: *mut u32,
     wait: Wait,
 ) -> c_int {
     guarded(|| {
@@ -122,7 +127,13 @@ unsafe fn recv_c(
             return Err(SHMQ_INVALID_ARGUMENT);
         }
         let (len, result) = match recv(q, buf, wait) {
-            Ok(len) => (len, Ok(())),
+            Ok(received) => {
+                if !deliveries.is_null() {
+                    // SAFETY: non-NULL, so writable by the caller's promise.
+                    unsafe { deliveries.write(received.deliveries) };
+                }
+                (received.len, Ok(()))
+            }
             Err(Error::BufferTooSmall { needed }) => (needed, Err(SHMQ_BUFFER_TOO_SMALL)),
             Err(e) => return Err(status_of(&e)),
         };
@@ -145,7 +156,7 @@ pub unsafe extern "C" fn shmq_try_recv(
     msg_len: *mut usize,
 ) -> c_int {
     // SAFETY: the same promises.
-    unsafe { recv_c(q, buf, buf_len, msg_len, Wait::No) }
+    unsafe { recv_c(q, buf, buf_len, msg_len, std::ptr::null_mut(), Wait::No) }
 }
 
 /// Receives one message into `buf`, waiting up to `timeout_ns`. See `shmq.h`.
@@ -161,7 +172,43 @@ pub unsafe extern "C" fn shmq_recv(
     timeout_ns: i64,
 ) -> c_int {
     // SAFETY: the same promises.
-    unsafe { recv_c(q, buf, buf_len, msg_len, Wait::from_ns(timeout_ns)) }
+    unsafe {
+        recv_c(
+            q,
+            buf,
+            buf_len,
+            msg_len,
+            std::ptr::null_mut(),
+            Wait::from_ns(timeout_ns),
+        )
+    }
+}
+
+/// As [`shmq_recv`], also storing the message's delivery count in `*deliveries` (NULL is fine).
+/// See `shmq.h`.
+///
+/// # Safety
+/// As for [`shmq_try_recv`]; `deliveries` is NULL or valid for writing a `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_recv_meta(
+    q: *mut shmq,
+    buf: *mut c_void,
+    buf_len: usize,
+    msg_len: *mut usize,
+    deliveries: *mut u32,
+    timeout_ns: i64,
+) -> c_int {
+    // SAFETY: the same promises.
+    unsafe {
+        recv_c(
+            q,
+            buf,
+            buf_len,
+            msg_len,
+            deliveries,
+            Wait::from_ns(timeout_ns),
+        )
+    }
 }
 
 /// Sends a prefix of `msgs`: as many as there is room for once room for the first one came.

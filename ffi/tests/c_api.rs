@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! C and C++ programs compiled against `shmq.h` / `shmq.hpp` and linked against both
-//! `libshmq.a` and `libshmq.so` keep the contract: every status code, the API's behaviour, the
-//! C++ wrapper, and the examples.
+//! `libshmq.a` and `libshmq.so` keep the contract: every status code, the API's behaviour,
+//! crash recovery (consumers and producers SIGKILLed mid-claim), the C++ wrapper, and the
+//! examples.
 
 mod common;
 
@@ -59,6 +60,20 @@ fn c_api_checks_arguments_and_keeps_its_promises_with_both_libraries() {
         let exe = compile("api", &[c_test_source("api.c")], link);
         let out = run_in_scratch_dir(exe);
         assert!(out.contains("api: 0 failures"), "{out}");
+    }
+}
+
+#[test]
+fn c_consumers_killed_holding_a_message_lose_nothing_with_both_libraries() {
+    for link in Link::BOTH {
+        let exe = compile("recovery", &[c_test_source("recovery.c")], link);
+        let out = run_in_scratch_dir(exe);
+        assert!(
+            out.contains("redeliver: message back with deliveries 2"),
+            "{out}"
+        );
+        assert!(out.contains("recovery: 0 failures"), "{out}");
+        print!("{out}");
     }
 }
 

@@ -8,10 +8,12 @@
 #include "shmq.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static int failures;
@@ -288,8 +290,109 @@ static void stats_layout(void) {
     CHECK(s.live_participants == 2);
     CHECK(s.closed == 1);
     CHECK(s.reserved == 0);
+    CHECK(s.abandoned_sends == 0 && s.abandoned_receives == 0);
+    CHECK(s.redelivered == 0 && s.dead_lettered == 0);
+    CHECK(s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_REDELIVER && s.max_deliveries == 0);
     shmq_detach(other);
     CHECK(stats_of(q).participants == 1);
+    shmq_detach(q);
+}
+
+/* ---- the layouts the library writes (the same numbers are asserted in ffi/src/handle.rs) ---- */
+_Static_assert(offsetof(struct shmq_stats, closed) == 88, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, reserved) == 92, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, abandoned_sends) == 96, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, dead_lettered) == 120, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, on_consumer_death) == 128, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, max_deliveries) == 132, "stats layout");
+_Static_assert(sizeof(struct shmq_stats) == 136, "stats layout");
+_Static_assert(offsetof(struct shmq_options, max_deliveries) == 16, "options layout");
+_Static_assert(sizeof(struct shmq_options) == 20, "options layout");
+
+static mode_t umask_now(void) {
+    mode_t mask = umask(0);
+    umask(mask);
+    return mask;
+}
+
+/* ---- creation options, the receive with metadata, the crash-recovery fields of stats ---- */
+static void options_and_metadata(void) {
+    shmq *q = (shmq *)&failures;
+    struct shmq_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.capacity = 4;
+    opts.max_message_size = 16;
+    CHECK_RC(shmq_create_ex(NULL, &opts, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK(q == NULL);
+    CHECK_RC(shmq_create_ex(path_of("o"), NULL, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_open_or_create_ex(path_of("o"), NULL, &q), SHMQ_INVALID_ARGUMENT);
+    opts.on_consumer_death = 2; /* no such policy */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.on_consumer_death = SHMQ_ON_CONSUMER_DEATH_DROP;
+    opts.max_deliveries = 3; /* a limit means nothing when messages are dropped */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.max_deliveries = 0;
+    opts.mode = 010000; /* not a permission mode */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.mode = 0;
+    opts.capacity = 3;
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK(q == NULL);
+    opts.capacity = 4;
+
+    /* A dropping queue; the zero mode is the default 0600; stats report the policy. */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_OK);
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_ALREADY_EXISTS);
+    CHECK(q == NULL);
+    CHECK_RC(shmq_open(path_of("o"), &q), SHMQ_OK);
+    struct shmq_stats s = stats_of(q);
+    CHECK(s.capacity == 4 && s.max_message_size == 16);
+    CHECK(s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_DROP && s.max_deliveries == 0);
+    CHECK(s.abandoned_sends == 0 && s.abandoned_receives == 0);
+    CHECK(s.redelivered == 0 && s.dead_lettered == 0);
+    shmq_detach(q);
+    struct stat st;
+    CHECK(stat(path_of("o"), &st) == 0 && (st.st_mode & 07777) == 0600);
+
+    /* open_or_create_ex opens an existing queue with its own options... */
+    struct shmq_options other;
+    memset(&other, 0, sizeof other);
+    other.capacity = 8;
+    other.max_message_size = 32;
+    other.max_deliveries = 5;
+    CHECK_RC(shmq_open_or_create_ex(path_of("o"), &other, &q), SHMQ_OK);
+    s = stats_of(q);
+    CHECK(s.capacity == 4 && s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_DROP);
+    shmq_detach(q);
+    /* ...and creates a missing one with the given ones (mode included). */
+    other.mode = 0640;
+    CHECK_RC(shmq_open_or_create_ex(path_of("o2"), &other, &q), SHMQ_OK);
+    s = stats_of(q);
+    CHECK(s.capacity == 8 && s.max_message_size == 32);
+    CHECK(s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_REDELIVER && s.max_deliveries == 5);
+    CHECK(stat(path_of("o2"), &st) == 0 && (st.st_mode & 0777) == (0640 & ~umask_now()));
+
+    /* shmq_recv_meta: the delivery count, NULL allowed, sizing as shmq_recv, 0 is a try. */
+    char buf[32];
+    size_t n = 0;
+    uint32_t deliveries = 99;
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, &deliveries, 0), SHMQ_EMPTY);
+    CHECK(deliveries == 99);
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, &deliveries, 1000000), SHMQ_TIMEOUT);
+    CHECK_RC(shmq_recv_meta(NULL, buf, sizeof buf, &n, &deliveries, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, NULL, &deliveries, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_recv_meta(q, NULL, 1, &n, &deliveries, 0), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_try_send(q, "first", 5), SHMQ_OK);
+    CHECK_RC(shmq_try_send(q, "second", 6), SHMQ_OK);
+    CHECK_RC(shmq_recv_meta(q, buf, 2, &n, &deliveries, -1), SHMQ_BUFFER_TOO_SMALL);
+    CHECK(n == 5 && deliveries == 99);
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, &deliveries, 0), SHMQ_OK);
+    CHECK(n == 5 && memcmp(buf, "first", 5) == 0 && deliveries == 1);
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, NULL, 1000000000), SHMQ_OK);
+    CHECK(n == 6 && memcmp(buf, "second", 6) == 0);
+    CHECK_RC(shmq_close(q), SHMQ_OK);
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, &deliveries, -1), SHMQ_CLOSED);
     shmq_detach(q);
 }
 
@@ -360,6 +463,7 @@ int main(int argc, char **argv) {
     zero_copy();
     batches();
     stats_layout();
+    options_and_metadata();
     threads_share_one_handle();
     printf("api: %d failures\n", failures);
     return failures == 0 ? 0 : 1;

@@ -98,6 +98,34 @@ int main(int argc, char **argv) {
     }  // both handles detached here
     CHECK(shmqpp::queue::unlink(path) == status::ok);
     CHECK(shmqpp::queue::unlink(path) == status::not_found);
+
+    {  // creation options and the receive with its delivery count
+        const std::string opt_path = std::string(argv[1]) + "/cpp-options";
+        auto q = shmqpp::queue::create(
+            opt_path, shmqpp::options(8, 16).on_consumer_death(shmqpp::on_consumer_death::drop));
+        struct shmq_stats s = q.stats();
+        CHECK(s.capacity == 8 && s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_DROP);
+        try {
+            auto bad = shmqpp::options(8, 16)
+                           .on_consumer_death(shmqpp::on_consumer_death::drop)
+                           .max_deliveries(3);  // a limit means nothing when dropping
+            shmqpp::queue::create(opt_path + "-bad", bad);
+            CHECK(false);
+        } catch (const shmqpp::error &e) {
+            CHECK(e.code() == status::invalid_argument);
+        }
+        auto limited = shmqpp::queue::open_or_create(opt_path + "-limited",
+                                                     shmqpp::options(4, 16).max_deliveries(3));
+        CHECK(limited.stats().max_deliveries == 3);
+        CHECK(limited.try_send("meta") == status::ok);
+        char buf[16];
+        std::size_t n = 0;
+        std::uint32_t deliveries = 0;
+        CHECK(limited.recv_meta(buf, sizeof buf, n, deliveries) == status::ok);
+        CHECK(std::string(buf, n) == "meta" && deliveries == 1);
+        CHECK(limited.recv_meta(buf, sizeof buf, n, deliveries, shmqpp::timeout::zero()) ==
+              status::empty);
+    }
     CHECK(std::strncmp(shmqpp::to_string(status::full), "SHMQ_FULL", 9) == 0);
     std::printf("wrapper: %d failures\n", failures);
     return failures == 0 ? 0 : 1;
