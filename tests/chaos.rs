@@ -344,6 +344,14 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
         "the consumers left messages behind"
     );
     let stats = q.stats();
+    // The dead were swept out of the participant table (the consumers' last receives sweep
+    // before they report Closed), and the live ones left it: only we are left.
+    assert_eq!(
+        stats.participants.len(),
+        1,
+        "participants left behind: {:?}",
+        stats.participants
+    );
 
     let mut ledger = Ledger::default();
     for m in members.iter().filter(|m| m.role == "producer") {
