@@ -7,7 +7,8 @@
 //! slots_offset        Slot × capacity, each `slot_stride` bytes:
 //!                        state: u64   the claim state word (see `ring`)
 //!                        len: u32     length of the message in the slot
-//!                        deliveries: u32  how many times a consumer has claimed this message
+//!                        deliveries: u32  deliveries of this message that ended with the
+//!                                         consumer's death (a receiver sees this + 1)
 //!                        payload: [u8; max_message_size], padded to a multiple of 64 bytes
 //! ```
 //!
@@ -151,7 +152,8 @@ pub(crate) struct SlotHeader {
     pub state: AtomicU64,
     /// Length of the message; trusted only after checking it against `max_message_size`.
     pub len: AtomicU32,
-    /// How many times consumers have claimed the message in this slot.
+    /// How many deliveries of this message ended with the consumer's death (0 for a new
+    /// message; raised by recovery before it publishes the message again).
     pub deliveries: AtomicU32,
 }
 

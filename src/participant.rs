@@ -165,9 +165,9 @@ pub struct ParticipantInfo {
     pub pid: u32,
     /// Whether the kernel still holds the entry's lock (the holder is alive).
     pub alive: bool,
-    /// Whether the holder has sent (claimed a slot to write).
+    /// Whether the holder has sent, or waited to send.
     pub sender: bool,
-    /// Whether the holder has received (claimed a message).
+    /// Whether the holder has received, or waited to receive.
     pub receiver: bool,
 }
 

@@ -200,6 +200,12 @@ impl Queue {
     pub fn create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
         let path = path.as_ref();
         let geometry = Geometry::new(options.capacity, options.max_message_size)?;
+        if options.on_consumer_death == OnConsumerDeath::Drop && options.max_deliveries != 0 {
+            return Err(Error::InvalidOptions(
+                "max_deliveries applies to redelivered messages; with OnConsumerDeath::Drop it must be 0"
+                    .into(),
+            ));
+        }
         if options.mode & !0o7777 != 0 {
             return Err(Error::InvalidOptions(format!(
                 "mode {:o} is not a permission mode",
@@ -410,9 +416,18 @@ impl Queue {
         self.max_deliveries
     }
 
-    /// The delivery count stored in the slot of position `pos`.
-    pub(crate) fn deliveries_at(&self, pos: u64) -> u32 {
+    /// How many times the message at position `pos` has been delivered to consumers that
+    /// died holding it (the slot's `deliveries` word; untrusted, like all of the mapping).
+    pub(crate) fn failed_deliveries(&self, pos: u64) -> u32 {
         self.slot(pos).deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Records one more delivery that ended with its consumer's death, in a slot we own before
+    /// publishing it again.
+    pub(crate) fn count_failed_delivery(&self, pos: u64) {
+        let slot = self.slot(pos);
+        let failed = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
+        slot.deliveries.store(failed, Ordering::Relaxed);
     }
 
     /// Copies a message (payload, length, delivery count) between two slots we both own,
@@ -473,6 +488,7 @@ impl Queue {
 
     /// Claims up to `max` positions to write, waiting for room until `deadline`.
     fn claim_send(&self, max: u64, deadline: Deadline) -> Result<Claim> {
+        self.note_role(participant::ROLE_SENDER);
         let header = self.header();
         let ring = self.ring();
         let mut failure = None;
@@ -501,7 +517,6 @@ impl Queue {
         }
         match claim {
             Some(Ok(claim)) => {
-                self.note_role(participant::ROLE_SENDER);
                 pause_point("send-claimed");
                 Ok(claim)
             }
@@ -621,6 +636,7 @@ impl Queue {
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
     ) -> Result<Claim> {
+        self.note_role(participant::ROLE_RECEIVER);
         let header = self.header();
         let ring = self.ring();
         let mut failure = None;
@@ -664,7 +680,6 @@ impl Queue {
         }
         match claim {
             Some(Ok(claim)) => {
-                self.note_role(participant::ROLE_RECEIVER);
                 pause_point("recv-claimed");
                 Ok(claim)
             }
@@ -686,7 +701,6 @@ impl Queue {
     fn message(&self, pos: u64) -> Result<&[u8]> {
         let slot = self.slot(pos);
         let len = slot.len.load(Ordering::Relaxed) as usize;
-        slot.deliveries.fetch_add(1, Ordering::Relaxed);
         if len > self.max_message_size() {
             self.ring().release(pos);
             wait::wake_if_sleeping(&self.header().send_wait.0);
@@ -719,7 +733,7 @@ impl Queue {
         let claim = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
-        let deliveries = self.slot(claim.first).deliveries.load(Ordering::Relaxed);
+        let deliveries = self.failed_deliveries(claim.first).saturating_add(1);
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
         let fits = len <= buf.len();
         if fits {
@@ -1043,7 +1057,7 @@ impl RecvGuard<'_> {
     /// How many times a consumer has claimed this message, this delivery included (1 on the
     /// first delivery).
     pub fn deliveries(&self) -> u32 {
-        self.queue.slot(self.pos).deliveries.load(Ordering::Relaxed)
+        self.queue.failed_deliveries(self.pos).saturating_add(1)
     }
 }
 

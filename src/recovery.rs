@@ -6,8 +6,8 @@
 //!   `p` forever. It becomes a tombstone (`SKIP`) that receivers pass over (`abandoned_sends`),
 //!   or, if `p` is at or beyond a closed tail, is simply handed back.
 //! - a message claimed and never released (`READING(p, dead)`): the message is still in the slot.
-//!   By default it is given back to the queue with its delivery count kept (the next receiver
-//!   sees one more delivery; `redelivered`), or dropped once it has been delivered
+//!   By default it is given back to the queue with its delivery count raised (the next
+//!   receiver sees one more delivery; `redelivered`), or dropped once it has been delivered
 //!   `max_deliveries` times (`dead_lettered`); a queue created with `OnConsumerDeath::Drop`
 //!   drops it (`abandoned_receives`).
 //! - sleeper counts that include threads that will never wake up: recounted from the live
@@ -167,7 +167,8 @@ fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<
     let ring = queue.ring();
     let counters = &queue.header().counters.0;
     let header = queue.header();
-    let deliveries = queue.deliveries_at(state.pos);
+    // Deliveries so far: the earlier ones that ended in death, and the dead consumer's.
+    let deliveries = queue.failed_deliveries(state.pos).saturating_add(1);
     let limit = queue.max_deliveries_limit();
     let drop_it = queue.on_consumer_death_policy() == OnConsumerDeath::Drop
         || (limit != 0 && deliveries >= limit);
@@ -185,7 +186,9 @@ fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<
         return Some(true);
     }
     // The tail has come round to this very slot: publish it again where it is.
-    if ring.redeliver_in_place(state, me.token).is_some() {
+    if let Some(pos) = ring.reclaim_in_place(state, me.token) {
+        queue.count_failed_delivery(pos);
+        ring.publish(pos, me.token);
         counters.redelivered.fetch_add(1, Ordering::Relaxed);
         wait::wake_if_sleeping(&header.recv_wait.0);
         return Some(true);
@@ -199,6 +202,7 @@ fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<
         return Some(false);
     };
     queue.copy_message(from, to);
+    queue.count_failed_delivery(to);
     ring.publish(to, me.token);
     ring.release(from);
     counters.redelivered.fetch_add(1, Ordering::Relaxed);

@@ -504,16 +504,16 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             .is_ok()
     }
 
-    /// Gives a message claimed by a dead consumer back to the queue without moving it, when the
-    /// tail has come round to its very slot (the queue is full because of it): the slot is
-    /// claimed for the tail's position as a send would, and published again with its payload,
-    /// length and delivery count untouched. Returns the new position, or `None` if the tail is
-    /// elsewhere or the slot changed.
+    /// Claims again, for the tail's position, the slot of a message held by a dead consumer,
+    /// when the tail has come round to that very slot (the queue is full because of it): the
+    /// message can then be given back without moving it. The caller owns the slot as a send
+    /// would (payload, length and delivery count untouched) and publishes it. Returns the new
+    /// position, or `None` if the tail is elsewhere or the slot changed.
     ///
     /// The tail may be extended past a closed tail here: the message was sent before the close,
     /// and we own the slot at the tail, so no doomed send can be there (invariant 2 holds for
     /// every *new* send).
-    pub fn redeliver_in_place(&self, state: SlotState, owner: u32) -> Option<u64> {
+    pub fn reclaim_in_place(&self, state: SlotState, owner: u32) -> Option<u64> {
         debug_assert_eq!(state.phase, Phase::Reading);
         let tail = self.tail.load(Ordering::Acquire);
         let t = tail & !CLOSED;
@@ -527,12 +527,11 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             .compare_exchange(state.encode(), claimed, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
         self.extend_tail_past(t);
-        self.publish(t, owner);
         Some(t)
     }
 
     /// Claims the slot at the tail to redeliver a dead consumer's message into it (even if the
-    /// queue is closed, for the reason given at `redeliver_in_place`). `None` if the queue is
+    /// queue is closed, for the reason given at `reclaim_in_place`). `None` if the queue is
     /// full. The caller then copies the message, publishes, and frees the old slot.
     pub fn claim_for_redelivery(&self, owner: u32) -> Option<u64> {
         let mut tail = self.tail.load(Ordering::Relaxed);

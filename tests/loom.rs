@@ -390,7 +390,8 @@ impl Model {
                     }
                 }
                 Phase::Reading => {
-                    if ring.redeliver_in_place(state, me).is_some() {
+                    if let Some(pos) = ring.reclaim_in_place(state, me) {
+                        ring.publish(pos, me);
                         IN_PLACE_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
                         resolved += 1;
                     } else if let Some(to) = ring.claim_for_redelivery(me) {
