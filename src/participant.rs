@@ -49,9 +49,10 @@ fn ofd_lock(
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = LOCK_BASE + i64::from(index);
     fl.l_len = 1;
-    fl.l_pid = 0; // required to be 0 for OFD locks
-                  // SAFETY: the descriptor is open for the lifetime of `file`; `fl` is a valid, exclusively
-                  // borrowed `struct flock` that F_OFD_SETLK reads and F_OFD_GETLK overwrites.
+    // Required to be 0 for OFD locks.
+    fl.l_pid = 0;
+    // SAFETY: the descriptor is open for the lifetime of `file`; `fl` is a valid, exclusively
+    // borrowed `struct flock` that F_OFD_SETLK reads and F_OFD_GETLK overwrites.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
     if rc == -1 {
         Err(io::Error::last_os_error())
