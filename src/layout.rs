@@ -89,6 +89,74 @@ pub(crate) struct Identity {
     pub max_deliveries: u32,
 }
 
+/// The identity words of a queue file's header that [`Stats`](crate::Stats) leaves out: the
+/// layout version, the platform tag and the option flags, as the file stores them.
+///
+/// [`Queue::open`](crate::Queue::open) accepts a file only if `version` is [`VERSION`],
+/// `platform` is [`PLATFORM`] and `flags` has no bit other than [`FLAG_DROP_ON_CONSUMER_DEATH`];
+/// [`HeaderIdentity::read`] checks none of that, so it also reads the header of a file that
+/// `open` refuses as `Incompatible`.
+///
+/// # Examples
+/// ```
+/// use shmq::{HeaderIdentity, OnConsumerDeath, Options, Queue, FLAG_DROP_ON_CONSUMER_DEATH};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("q");
+/// Queue::create(&path, Options::new(8, 64).on_consumer_death(OnConsumerDeath::Drop))?;
+/// let id = HeaderIdentity::read(&path)?;
+/// assert_eq!((id.version, id.platform), (shmq::VERSION, shmq::PLATFORM));
+/// assert_eq!(id.flags, FLAG_DROP_ON_CONSUMER_DEATH);
+/// # Ok::<(), shmq::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderIdentity {
+    /// Layout version (offset 8).
+    pub version: u32,
+    /// Platform tag (offset 12): `'L'` or `'B'` in the high byte, the pointer width in bits in
+    /// the low byte (see [`PLATFORM`]).
+    pub platform: u32,
+    /// Option flags (offset 64).
+    pub flags: u32,
+}
+
+impl HeaderIdentity {
+    /// Reads the words from the start of the file at `path`, without opening it as a queue (no
+    /// mapping, no participant entry, no validation beyond the magic).
+    ///
+    /// Fails with `NotFound` or `PermissionDenied` as [`Queue::open`](crate::Queue::open) does,
+    /// and with `Corrupt` if the file is too short for an identity block or does not start with
+    /// [`MAGIC`].
+    pub fn read(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let path = path.as_ref();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| Error::from_io_at(e, path))?;
+        let mut bytes = [0u8; std::mem::size_of::<Identity>()];
+        file.read_exact_at(&mut bytes, 0)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    Error::corrupt(format!("{} is shorter than a queue header", path.display()))
+                }
+                _ => Error::from_io_at(e, path),
+            })?;
+        if bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::corrupt("not a shmq queue file (bad magic)"));
+        }
+        let word = |offset: usize| {
+            u32::from_ne_bytes(bytes[offset..offset + 4].try_into().expect("four bytes"))
+        };
+        Ok(HeaderIdentity {
+            version: word(std::mem::offset_of!(Identity, version)),
+            platform: word(std::mem::offset_of!(Identity, platform)),
+            flags: word(std::mem::offset_of!(Identity, flags)),
+        })
+    }
+}
+
 /// Counters written only on slow paths, so they may share one line.
 #[repr(C)]
 pub(crate) struct Counters {

@@ -326,6 +326,9 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         .map(String::as_str)
         .collect();
     let mut expected = [
+        "version",
+        "platform",
+        "flags",
         "capacity",
         "max_message_size",
         "file_len",
@@ -369,6 +372,10 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
     }
     assert_eq!(json["on_consumer_death"], "redeliver");
     assert_eq!(json["max_deliveries"], 0);
+    // The identity words, raw: this build's layout version and platform tag, no option flags.
+    assert_eq!(json["version"], shmq::VERSION);
+    assert_eq!(json["platform"], shmq::PLATFORM);
+    assert_eq!(json["flags"], 0);
 
     let run = shmq(&at("stat", &path, &[]), b"");
     let table = run.assert_ok().stdout();
@@ -384,6 +391,11 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
     };
     for key in expected {
         let from_json = match &json[key] {
+            // The table spells the platform tag and the flags in hex, then decoded.
+            serde_json::Value::Number(n) if key == "platform" => {
+                format!("{:#010x}", n.as_u64().unwrap())
+            }
+            serde_json::Value::Number(n) if key == "flags" => format!("{:#x}", n.as_u64().unwrap()),
             serde_json::Value::Array(a) => a.len().to_string(),
             serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -401,6 +413,22 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         table
             .lines()
             .any(|l| l == format!("{:<20}0 (unlimited)", "max_deliveries")),
+        "{table}"
+    );
+    let endian = if cfg!(target_endian = "little") {
+        "little"
+    } else {
+        "big"
+    };
+    let platform = format!(
+        "{:<20}{:#010x} ({endian}-endian, {}-bit)",
+        "platform",
+        shmq::PLATFORM,
+        usize::BITS
+    );
+    assert!(table.lines().any(|l| l == platform), "{table}");
+    assert!(
+        table.lines().any(|l| l == format!("{:<20}0x0", "flags")),
         "{table}"
     );
 }
@@ -664,8 +692,16 @@ fn create_takes_the_consumer_death_policy_and_delivery_limit_and_stat_shows_them
         (&json["on_consumer_death"], &json["max_deliveries"]),
         (&"drop".into(), &0.into())
     );
+    assert_eq!(json["flags"], shmq::FLAG_DROP_ON_CONSUMER_DEATH);
     let stats = Queue::open(&drop).unwrap().stats();
     assert_eq!(stats.on_consumer_death, OnConsumerDeath::Drop);
+    let table = shmq(&at("stat", &drop, &[]), b"").assert_ok().stdout();
+    assert!(
+        table.lines().any(|l| l
+            .split_whitespace()
+            .eq(["flags", "0x1", "(drop", "on", "consumer", "death)"])),
+        "{table}"
+    );
 
     let (_d, limited) = queue_with(
         8,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `shmq stat`: a queue's header fields and counters ([`shmq::Stats`]), as an aligned table or
-//! as one JSON object whose keys are the `Stats` field names.
+//! `shmq stat`: a queue's header fields and counters ([`shmq::Stats`], plus the layout version,
+//! platform tag and option flags of [`shmq::HeaderIdentity`]), as an aligned table or as one JSON
+//! object whose keys are the `Stats` and `HeaderIdentity` field names.
 //!
 //! The participants are listed after the counters: each handle that has the queue open, or that
 //! held it when its process died and whose claims no survivor has resolved yet (a sweep frees
@@ -9,7 +10,7 @@
 use crate::failure::Failure;
 use crate::lifecycle::policy_name;
 use serde_json::json;
-use shmq::{ParticipantInfo, Queue, Stats};
+use shmq::{HeaderIdentity, ParticipantInfo, Queue, Stats, FLAG_DROP_ON_CONSUMER_DEATH};
 use std::io::Write;
 use std::path::Path;
 
@@ -19,13 +20,16 @@ use std::path::Path;
 /// participant list, which shows the other processes only.
 pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
     let queue = Queue::open(path)?;
+    // The identity block is written once, before the file appears at `path`, and never changes;
+    // `open` has just validated it.
+    let id = HeaderIdentity::read(path)?;
     let mut stats = queue.stats();
     let me = std::process::id();
     stats.participants.retain(|p| p.pid != me);
     let text = if json {
-        to_json(&stats).to_string()
+        to_json(&stats, &id).to_string()
     } else {
-        table(&stats)
+        table(&stats, &id)
     };
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
@@ -34,9 +38,13 @@ pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
     }
 }
 
-/// The stats as a JSON object with the `Stats` field names.
-fn to_json(s: &Stats) -> serde_json::Value {
+/// The stats as a JSON object with the `Stats` and `HeaderIdentity` field names (the platform tag
+/// and the flags as the raw numbers).
+fn to_json(s: &Stats, id: &HeaderIdentity) -> serde_json::Value {
     json!({
+        "version": id.version,
+        "platform": id.platform,
+        "flags": id.flags,
         "capacity": s.capacity,
         "max_message_size": s.max_message_size,
         "file_len": s.file_len,
@@ -68,12 +76,15 @@ fn to_json(s: &Stats) -> serde_json::Value {
 }
 
 /// The stats as `name  value` rows, names aligned, then one row per participant.
-fn table(s: &Stats) -> String {
+fn table(s: &Stats, id: &HeaderIdentity) -> String {
     let max_deliveries = match s.max_deliveries {
         0 => "0 (unlimited)".to_string(),
         n => n.to_string(),
     };
-    let rows: [(&str, String); 20] = [
+    let rows: [(&str, String); 23] = [
+        ("version", id.version.to_string()),
+        ("platform", platform(id.platform)),
+        ("flags", flags(id.flags)),
         ("capacity", s.capacity.to_string()),
         ("max_message_size", s.max_message_size.to_string()),
         ("file_len", s.file_len.to_string()),
@@ -123,6 +134,32 @@ fn table(s: &Stats) -> String {
     out
 }
 
+/// The platform tag in hex, then what it says: `0x4c000040 (little-endian, 64-bit)`.
+fn platform(tag: u32) -> String {
+    let order = match (tag >> 24) as u8 {
+        b'L' => "little-endian",
+        b'B' => "big-endian",
+        _ => "unknown byte order",
+    };
+    format!("{tag:#010x} ({order}, {}-bit)", tag & 0xFF)
+}
+
+/// The option flags in hex, then the names of the bits set: `0x1 (drop on consumer death)`.
+fn flags(flags: u32) -> String {
+    let mut names = vec![];
+    if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
+        names.push("drop on consumer death");
+    }
+    if flags & !FLAG_DROP_ON_CONSUMER_DEATH != 0 {
+        names.push("unknown bits");
+    }
+    if names.is_empty() {
+        format!("{flags:#x}")
+    } else {
+        format!("{flags:#x} ({})", names.join(", "))
+    }
+}
+
 /// What a participant has done so far: `sender`, `receiver`, `both`, or `none` (a handle that
 /// has only opened the queue, such as `shmq stat`'s or a consumer still waiting for its first
 /// message).
@@ -167,6 +204,21 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_tags_and_flags_are_spelled_out() {
+        assert_eq!(
+            platform(u32::from(b'L') << 24 | 64),
+            "0x4c000040 (little-endian, 64-bit)"
+        );
+        assert_eq!(
+            platform(u32::from(b'B') << 24 | 32),
+            "0x42000020 (big-endian, 32-bit)"
+        );
+        assert_eq!(flags(0), "0x0");
+        assert_eq!(flags(1), "0x1 (drop on consumer death)");
+        assert_eq!(flags(3), "0x3 (drop on consumer death, unknown bits)");
+    }
 
     #[test]
     fn timestamps_match_known_dates() {
