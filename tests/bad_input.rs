@@ -325,6 +325,63 @@ fn a_directory_is_corrupt() {
     assert_corrupt(&path, "directory");
 }
 
+/// Asserts that `result` is `Error::Io` whose OS error is `errno` (through a wrapper such as
+/// tempfile's, which adds the path, only the kind survives) and whose message is one line.
+fn assert_io<T: std::fmt::Debug>(result: shmq::Result<T>, errno: i32, case: &str) {
+    let kind = std::io::Error::from_raw_os_error(errno).kind();
+    match result {
+        Err(Error::Io(ref e)) => {
+            assert_eq!(e.kind(), kind, "{case}: {e:?}");
+            if let Some(raw) = e.raw_os_error() {
+                assert_eq!(raw, errno, "{case}: {e:?}");
+            }
+            let message = result.unwrap_err().to_string();
+            assert!(message.starts_with("I/O error: "), "{case}: {message}");
+            assert!(!message.contains('\n'), "{case}: {message:?}");
+        }
+        other => panic!("{case}: expected Error::Io ({kind:?}), got {other:?}"),
+    }
+}
+
+#[test]
+fn a_path_through_a_regular_file_or_with_an_overlong_name_is_io() {
+    let dir = common::tempdir();
+    // A path component that is a regular file: ENOTDIR, which has no variant of its own.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let below = file.join("q");
+    assert_io(Queue::open(&below), libc::ENOTDIR, "open below a file");
+    assert_io(
+        Queue::create(&below, Options::new(4, 8)),
+        libc::ENOTDIR,
+        "create below a file",
+    );
+    assert_io(
+        Queue::open_or_create(&below, Options::new(4, 8)),
+        libc::ENOTDIR,
+        "open_or_create below a file",
+    );
+    assert_io(Queue::unlink(&below), libc::ENOTDIR, "unlink below a file");
+    // A name longer than NAME_MAX (255 bytes): ENAMETOOLONG, from open(2) and from link(2)
+    // (create writes its temporary file under a short name first, then removes it).
+    let long = dir.path().join("q".repeat(256));
+    assert_io(
+        Queue::open(&long),
+        libc::ENAMETOOLONG,
+        "open an overlong name",
+    );
+    assert_io(
+        Queue::create(&long, Options::new(4, 8)),
+        libc::ENAMETOOLONG,
+        "create an overlong name",
+    );
+    assert_eq!(
+        names(dir.path()),
+        ["plain-file"],
+        "a failed create left a file"
+    );
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so a failure reproduces.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
