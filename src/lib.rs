@@ -79,3 +79,8 @@ pub mod model {
     pub use crate::sync::{AtomicU32, AtomicU64};
     pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline, Waiter};
 }
+
+/// The README, so that `cargo test --doc` compiles its Rust example.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
