@@ -10,6 +10,22 @@ use std::path::PathBuf;
 /// calls and leave the queue and the caller's data untouched. The others come from opening or
 /// creating a queue file, or from finding the shared memory in a state that honest peers never
 /// produce (`Corrupt`).
+///
+/// # Examples
+/// ```
+/// use shmq::{Error, Options, Queue};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("q");
+/// assert!(matches!(Queue::open(&path), Err(Error::NotFound(p)) if p == path));
+/// let q = Queue::create(&path, Options::new(2, 8))?;
+/// assert!(matches!(q.try_recv(&mut [0u8; 8]), Err(Error::Empty)));
+/// match q.try_send(b"nine bytes") {
+///     Err(Error::TooLarge { len, max }) => assert_eq!((len, max), (10, 8)),
+///     other => panic!("expected TooLarge, got {other:?}"),
+/// }
+/// assert_eq!(Error::Full.to_string(), "queue is full");
+/// # Ok::<(), shmq::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -158,6 +158,23 @@ pub(crate) const ROLE_SENDER: u32 = 1;
 pub(crate) const ROLE_RECEIVER: u32 = 2;
 
 /// A row of the participant table, for `stats` and the `stat` command.
+///
+/// # Examples
+/// ```
+/// use shmq::{Options, Queue};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("q");
+/// let producer = Queue::create(&path, Options::new(8, 64))?;
+/// let consumer = Queue::open(&path)?;
+/// producer.send(b"job")?;
+/// consumer.recv(&mut [0u8; 64])?;
+/// let table = producer.stats().participants; // both handles, in this process
+/// assert_eq!(table.len(), 2);
+/// assert!(table.iter().all(|p| p.alive && p.pid == std::process::id()));
+/// assert!(table.iter().any(|p| p.sender && !p.receiver));
+/// assert!(table.iter().any(|p| p.receiver && !p.sender));
+/// # Ok::<(), shmq::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParticipantInfo {
     /// Index in the table.
