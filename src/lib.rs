@@ -11,7 +11,8 @@
 //!   order in every consumer's stream.
 //! - **Lock-free, no syscalls on the non-blocking path.** `try_send`, `try_recv` and their batch
 //!   and in-place forms are a few atomic operations on the mapping; they enter the kernel only to
-//!   wake a peer that is asleep.
+//!   wake a peer that is asleep, or to ask whether a participant died when its claim has blocked
+//!   a cursor for over a millisecond.
 //! - **Blocking calls** (`send`, `recv`, `*_timeout`) spin briefly, then sleep on a shared futex
 //!   inside the mapping; a peer in any process wakes them. `close` wakes everyone.
 //! - **Full pushes back**: a sender on a full queue gets `Full` or waits; nothing is dropped.

@@ -21,6 +21,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// How to create a queue.
@@ -166,6 +167,12 @@ pub struct Queue {
     /// Roles already recorded in our participant entry (bit 0 sender, bit 1 receiver), so the
     /// shared entry is written once per role, not once per message.
     roles_noted: AtomicU32,
+    /// What last blocked a non-blocking send / receive at the tail / head (see
+    /// `recovery::unstick`).
+    send_watch: recovery::StuckWatch,
+    recv_watch: recovery::StuckWatch,
+    /// Set once a receive found the queue closed, drained, and no slot held by anyone else.
+    settled: AtomicBool,
     path: PathBuf,
 }
 
@@ -302,6 +309,9 @@ impl Queue {
                 token: u32::MAX,
             },
             roles_noted: AtomicU32::new(0),
+            send_watch: recovery::StuckWatch::default(),
+            recv_watch: recovery::StuckWatch::default(),
+            settled: AtomicBool::new(false),
             path: path.to_path_buf(),
         };
         queue.me = recovery::register(&queue)?;
@@ -452,6 +462,24 @@ impl Queue {
         );
     }
 
+    /// Wakes the sleepers on `word`, if any; if the count said someone sleeps but nobody woke,
+    /// the count may include the dead: sweep (at most every `SWEEP_INTERVAL_NS`), which repairs
+    /// it. Only reached after a `FUTEX_WAKE`, so the fast path pays nothing for it.
+    #[inline]
+    fn wake(&self, word: &AtomicU32) {
+        if wait::wake_if_sleeping(word) {
+            recovery::maybe_sweep(self);
+        }
+    }
+
+    /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head):
+    /// hands the state of the slot at that cursor to `recovery::unstick`.
+    fn unstick(&self, cursor: &AtomicU64, watch: &recovery::StuckWatch) -> bool {
+        let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
+        let word = self.slot(pos).state.load(Ordering::Acquire);
+        recovery::unstick(self, word, watch)
+    }
+
     /// Records a role in our participant entry, once per role.
     #[inline]
     fn note_role(&self, role: u32) {
@@ -511,8 +539,11 @@ impl Queue {
             },
             &mut attempt,
         );
-        if claim.is_none() && matches!(deadline, Deadline::Now) && recovery::maybe_sweep(self) {
-            // Full, but maybe because of the dead: recovery freed something, look again.
+        if claim.is_none()
+            && matches!(deadline, Deadline::Now)
+            && self.unstick(&header.tail.0, &self.send_watch)
+        {
+            // Full, but because of the dead: recovery freed something, look again.
             claim = attempt();
         }
         match claim {
@@ -543,11 +574,13 @@ impl Queue {
         let claim = self.claim_send(1, deadline)?;
         self.write(claim.first, msg);
         self.ring().publish(claim.first, self.me.token);
-        wait::wake_if_sleeping(&self.header().recv_wait.0);
+        self.wake(&self.header().recv_wait.0);
         Ok(())
     }
 
-    /// Sends `msg` if there is room now; `Full` otherwise. Never blocks, never makes a syscall.
+    /// Sends `msg` if there is room now; `Full` otherwise. Never blocks; makes no system call
+    /// unless it must wake a sleeping receiver, or finds the slot at the tail held by the same
+    /// claimer for over a millisecond (then it asks the kernel whether that claimer died).
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
         self.send_with(msg, Deadline::Now)
     }
@@ -589,7 +622,7 @@ impl Queue {
             self.write(pos, msg.as_ref());
             ring.publish(pos, self.me.token);
         }
-        wait::wake_if_sleeping(&self.header().recv_wait.0);
+        self.wake(&self.header().recv_wait.0);
         Ok(claim.count as usize)
     }
 
@@ -645,14 +678,16 @@ impl Queue {
                 accept(self.slot(pos).len.load(Ordering::Relaxed) as usize)
             });
             if ring.recycled.replace(0) > 0 {
-                wait::wake_if_sleeping(&header.send_wait.0);
+                self.wake(&header.send_wait.0);
             }
             return match result {
                 Ok(claim) => Some(Ok(claim)),
                 Err(ClaimError::WouldBlock) => None,
                 // Closed only once nothing is left, including messages held by dead consumers:
                 // recover them first (a forced sweep), and look again if it gave any back.
-                Err(ClaimError::Closed) if recovery::sweep(self) => continue,
+                Err(ClaimError::Closed) if recovery::settle_before_closed(self, &self.settled) => {
+                    continue
+                }
                 Err(e) => {
                     failure = Some(e);
                     Some(Err(()))
@@ -674,8 +709,11 @@ impl Queue {
             },
             &mut attempt,
         );
-        if claim.is_none() && matches!(deadline, Deadline::Now) && recovery::maybe_sweep(self) {
-            // Empty, but maybe because of the dead: recovery changed something, look again.
+        if claim.is_none()
+            && matches!(deadline, Deadline::Now)
+            && self.unstick(&header.head.0, &self.recv_watch)
+        {
+            // Empty, but because of the dead: recovery changed something, look again.
             claim = attempt();
         }
         match claim {
@@ -703,7 +741,7 @@ impl Queue {
         let len = slot.len.load(Ordering::Relaxed) as usize;
         if len > self.max_message_size() {
             self.ring().release(pos);
-            wait::wake_if_sleeping(&self.header().send_wait.0);
+            self.wake(&self.header().send_wait.0);
             return Err(Error::corrupt(format!(
                 "message length {len} exceeds the maximum message size {}",
                 self.max_message_size()
@@ -722,7 +760,7 @@ impl Queue {
         for pos in claim.positions() {
             ring.release(pos);
         }
-        wait::wake_if_sleeping(&self.header().send_wait.0);
+        self.wake(&self.header().send_wait.0);
     }
 
     fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
@@ -752,7 +790,8 @@ impl Queue {
     /// Receives the next message into `buf` if one is ready; returns its length, or `Empty`.
     ///
     /// If `buf` is too short, returns `BufferTooSmall { needed }` and the message stays queued.
-    /// Never blocks, never makes a syscall (unless it must wake a sleeping sender).
+    /// Never blocks; makes no system call unless it must wake a sleeping sender, or finds the
+    /// slot at the head held by the same claimer for over a millisecond (see [`recover`](Self::recover)).
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize> {
         self.recv_with(buf, Deadline::Now).map(|r| r.len)
     }
@@ -832,7 +871,7 @@ impl Queue {
             }
             self.ring().release(pos);
         }
-        wait::wake_if_sleeping(&self.header().send_wait.0);
+        self.wake(&self.header().send_wait.0);
         match corrupt {
             Some(e) => Err(e),
             None => Ok(claim.count as usize),
@@ -880,6 +919,28 @@ impl Queue {
         wait::wake_all(&header.recv_wait.0);
         wait::wake_all(&header.send_wait.0);
         first
+    }
+
+    /// Looks for participants that died and resolves what they left behind: abandoned sends
+    /// become tombstones, messages held by dead consumers are given back (or dropped, per the
+    /// queue's policy), sleeper counts are repaired. Returns whether anything changed.
+    ///
+    /// Blocked calls do this while they wait, and so do non-blocking calls that find a slot at
+    /// a cursor held by the same claimer for over a millisecond. Only a message held by a dead
+    /// consumer away from both cursors, in a queue that nobody blocks on, waits for this call
+    /// (or until the ring comes round to it): a program that only busy-polls an idle queue
+    /// calls it now and then. It makes one `fcntl` per participant, to ask the kernel who is
+    /// alive.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let q = shmq::Queue::create(dir.path().join("q"), shmq::Options::new(8, 64))?;
+    /// // Nobody has died: nothing to do.
+    /// assert!(!q.recover());
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn recover(&self) -> bool {
+        recovery::sweep(self)
     }
 
     /// Whether the queue is closed.
@@ -1002,7 +1063,7 @@ impl SendGuard<'_> {
             .store(0, Ordering::Relaxed);
         self.queue.ring().publish(self.pos, self.queue.me.token);
         self.committed = true;
-        wait::wake_if_sleeping(&self.queue.header().recv_wait.0);
+        self.queue.wake(&self.queue.header().recv_wait.0);
         Ok(())
     }
 }
@@ -1040,7 +1101,7 @@ impl Drop for SendGuard<'_> {
                 .0
                 .cancelled_sends
                 .fetch_add(1, Ordering::Relaxed);
-            wait::wake_if_sleeping(&q.header().recv_wait.0);
+            q.wake(&q.header().recv_wait.0);
         }
     }
 }

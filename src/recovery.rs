@@ -15,10 +15,17 @@
 //!
 //! Who is dead is decided by the kernel (the participant's lock, see `participant`), never by a
 //! timeout: a slow or stopped process is never declared dead. Recovery runs on slow paths only:
-//! when a call finds the queue full or empty (at most every [`SWEEP_INTERVAL_NS`] across all
-//! processes), between the slices of a blocked call's sleep, before a receiver reports
-//! `Closed`, and when a new handle takes over a dead participant's table entry. A death is
-//! therefore noticed within a sweep interval plus a sleep slice of anyone waiting on the queue.
+//! - a blocked call sweeps before each sleep slice (at most every [`SWEEP_INTERVAL_NS`] across
+//!   all processes), so a death is noticed within a sweep interval plus a sleep slice by anyone
+//!   blocked on the queue;
+//! - a non-blocking call that fails because the slot at its cursor is claimed by someone else
+//!   asks about that claimer once the claim has stood unchanged for [`STUCK_NS`] (`unstick`):
+//!   the non-blocking path makes no system call in normal running, and a busy-polling peer
+//!   still notices the death that blocks it within a millisecond or so;
+//! - a receiver sweeps before it reports `Closed` if any slot is still held by someone else;
+//! - a new handle that takes over a dead participant's table entry resolves its claims;
+//! - and `Queue::recover`, for programs that only busy-poll an idle queue (a message held by a
+//!   dead consumer away from both cursors blocks nobody until the ring comes round to it).
 //!
 //! Giving a message back needs a slot: normally the one at the tail, into which the message is
 //! copied. If the queue is full, it may be full *because* of this very slot; then the tail has
@@ -32,6 +39,7 @@ use crate::ring::{Phase, SlotState};
 use crate::sync::Ordering;
 use crate::wait;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as StdOrdering};
 
 /// Least time between two sweeps started by slow paths (shared by all processes).
 pub(crate) const SWEEP_INTERVAL_NS: u64 = 20_000_000;
@@ -68,6 +76,67 @@ pub(crate) fn abandon_own_claims(queue: &Queue) {
     if (me.index as usize) < queue.participants().len() {
         resolve_claims(queue, me, me.token);
     }
+}
+
+/// How long the slot at a cursor must stay claimed, unchanged, by another participant before a
+/// non-blocking call asks the kernel whether that claimer is alive. A live claimer holds a slot
+/// for well under a microsecond, so this is only ever reached by the dead, the descheduled,
+/// and guards held on purpose; for those one `fcntl` a millisecond is nothing.
+pub(crate) const STUCK_NS: u64 = 1_000_000;
+
+/// What one handle last saw blocking it at one cursor: the slot's state word and when it first
+/// saw that word there. Handle-local (never in the mapping); racing threads of one handle can
+/// only delay a check by one interval.
+#[derive(Debug, Default)]
+pub(crate) struct StuckWatch {
+    word: AtomicU64,
+    since_ns: AtomicU64,
+}
+
+/// Called by a non-blocking call that found the queue full or empty, with the state word of the
+/// slot at the cursor that stopped it. The non-blocking path makes no system call for this
+/// unless that slot has stayed claimed by another participant, unchanged, for [`STUCK_NS`]:
+/// then it asks the kernel whether the claimer lives and, if it died, sweeps. Returns whether
+/// the sweep changed anything (so the caller looks again).
+pub(crate) fn unstick(queue: &Queue, word: u64, watch: &StuckWatch) -> bool {
+    let me = queue.registration();
+    let held = SlotState::decode(word)
+        .filter(|s| matches!(s.phase, Phase::Writing | Phase::Reading) && s.owner != me.token);
+    let Some(state) = held else {
+        return false;
+    };
+    let now = monotonic_ns();
+    if watch.word.swap(word, StdOrdering::Relaxed) != word {
+        watch.since_ns.store(now, StdOrdering::Relaxed);
+        return false;
+    }
+    if now.wrapping_sub(watch.since_ns.load(StdOrdering::Relaxed)) < STUCK_NS {
+        return false;
+    }
+    watch.since_ns.store(now, StdOrdering::Relaxed);
+    participant::is_dead(queue.file(), queue.participants(), me, state.owner) && sweep(queue)
+}
+
+/// Called before a receiver reports `Closed`: nothing is left to deliver only once no message is
+/// held by a dead consumer. Scans the slot states (loads only); only if another participant
+/// still holds a slot does it sweep. Once a scan of a closed, drained queue finds nothing held,
+/// nothing can ever be delivered again, and `settled` remembers it. Returns whether the sweep
+/// changed anything.
+pub(crate) fn settle_before_closed(queue: &Queue, settled: &AtomicBool) -> bool {
+    if settled.load(StdOrdering::Relaxed) {
+        return false;
+    }
+    let me = queue.registration().token;
+    let ring = queue.ring();
+    let held = (0..u64::from(queue.capacity())).any(|index| {
+        ring.state_at(index)
+            .is_some_and(|s| matches!(s.phase, Phase::Writing | Phase::Reading) && s.owner != me)
+    });
+    if !held {
+        settled.store(true, StdOrdering::Relaxed);
+        return false;
+    }
+    sweep(queue)
 }
 
 /// Runs a sweep if none ran in the last [`SWEEP_INTERVAL_NS`] (by any process). Returns whether

@@ -43,8 +43,17 @@
 //! The payload is handed over by the state word alone: a producer's `Release` store of `FULL`
 //! pairs with the consumer's `Acquire` claim CAS, so the consumer reads a complete message; the
 //! consumer's `Release` store of `EMPTY(p + cap)` pairs with the next producer's `Acquire` claim
-//! CAS, so its reads finish before the slot is overwritten. The cursors carry no data: they are
-//! hints plus the closed flag, and per-location coherence is all they need (`Relaxed`).
+//! CAS, so its reads finish before the slot is overwritten.
+//!
+//! The cursors carry no payload, but they do carry invariant 1: a reader that sees `head == h`
+//! must also see every slot claim below `h`, or it would find the slot of `h` looking more than
+//! a lap old and call it corrupt (Miri found exactly that with `Relaxed` cursors: on a weakly
+//! ordered machine the new cursor can arrive before the slot's new state). So every cursor
+//! update is a `Release` RMW made after its maker saw the claim (its own claim CAS, or a
+//! helper's `Acquire` load of the slot), and every cursor load is `Acquire`. The cursor's
+//! modification order holds only RMWs, so an `Acquire` load synchronizes with every earlier
+//! update (a release sequence), and read-read coherence then forbids an older slot state. On
+//! x86 these orderings cost nothing: the loads are plain loads and every RMW is locked anyway.
 //!
 //! This module never touches payload bytes; the caller writes between `claim_send` and
 //! `publish`, and reads between `claim_recv` and `release`.
@@ -203,7 +212,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// [`publish`](Self::publish) (or [`cancel`](Self::cancel)) for every position.
     pub fn claim_send(&self, owner: u32, max: u64) -> Result<Claim, ClaimError> {
         debug_assert!(max >= 1);
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = self.tail.load(Ordering::Acquire);
         loop {
             if tail & CLOSED != 0 {
                 return Err(ClaimError::Closed);
@@ -223,7 +232,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                         let count = self.claim_more(tail, owner, max, Phase::Empty, Phase::Writing);
                         return self.advance_tail(Claim { first: tail, count });
                     }
-                    Err(_) => tail = self.tail.load(Ordering::Relaxed),
+                    Err(_) => tail = self.tail.load(Ordering::Acquire),
                 }
             } else if distance > self.capacity as i64 {
                 // No honest slot is more than a lap ahead of the current tail (position
@@ -239,7 +248,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 tail = self.help_advance(self.tail, tail);
             } else if distance >= -(self.capacity as i64) {
                 // The slot still serves the previous lap: the queue is full, unless the tail moved.
-                let now = self.tail.load(Ordering::Relaxed);
+                let now = self.tail.load(Ordering::Acquire);
                 if now == tail {
                     return Err(ClaimError::WouldBlock);
                 }
@@ -282,7 +291,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// positions at or beyond the closed tail (invariant 2) and keeps the rest.
     fn advance_tail(&self, claim: Claim) -> Result<Claim, ClaimError> {
         let end = claim.first.wrapping_add(claim.count);
-        let mut cur = self.tail.load(Ordering::Relaxed);
+        let mut cur = self.tail.load(Ordering::Acquire);
         loop {
             let pos = cur & !CLOSED;
             if pos >= end {
@@ -306,7 +315,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             }
             match self
                 .tail
-                .compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(cur, end, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(claim),
                 Err(now) => cur = now,
@@ -317,7 +326,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// Tries once to move `cursor` from `from` to `from + 1`; returns the cursor's value after.
     fn help_advance(&self, cursor: &AtomicU64, from: u64) -> u64 {
         let next = from.wrapping_add(1);
-        match cursor.compare_exchange(from, next, Ordering::Relaxed, Ordering::Relaxed) {
+        match cursor.compare_exchange(from, next, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => next,
             Err(now) => now,
         }
@@ -331,7 +340,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         seen: u64,
         what: &'static str,
     ) -> Result<u64, ClaimError> {
-        let now = cursor.load(Ordering::Relaxed);
+        let now = cursor.load(Ordering::Acquire);
         if now == seen {
             Err(ClaimError::Corrupt(what))
         } else {
@@ -363,7 +372,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         mut accept: impl FnMut(u64) -> bool,
     ) -> Result<Claim, ClaimError> {
         debug_assert!(max >= 1);
-        let mut head = self.head.load(Ordering::Relaxed);
+        let mut head = self.head.load(Ordering::Acquire);
         loop {
             let state = self.load(head)?;
             let distance = state.distance_from(head);
@@ -383,7 +392,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                         self.advance_head(head.wrapping_add(count));
                         return Ok(Claim { first: head, count });
                     }
-                    Err(_) => head = self.head.load(Ordering::Relaxed),
+                    Err(_) => head = self.head.load(Ordering::Acquire),
                 }
             } else if distance == 0 && state.phase == Phase::Skip {
                 // A cancelled send: free the slot for the next lap, as a consumer would.
@@ -402,7 +411,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     self.recycled.set(self.recycled.get() + 1);
                     head = self.help_advance(self.head, head);
                 } else {
-                    head = self.head.load(Ordering::Relaxed);
+                    head = self.head.load(Ordering::Acquire);
                 }
             } else if distance > self.capacity as i64 {
                 // As for the tail: no honest slot is more than a lap ahead of the current head.
@@ -418,7 +427,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 // Position `head` is not committed yet (its slot is `EMPTY(head)`, `WRITING(head)`,
                 // or still busy with the previous lap). Nothing will ever come once the queue
                 // is closed at or before `head` (invariant 2).
-                let tail = self.tail.load(Ordering::Relaxed);
+                let tail = self.tail.load(Ordering::Acquire);
                 if tail & CLOSED != 0 && tail & !CLOSED <= head {
                     return Err(ClaimError::Closed);
                 }
@@ -432,11 +441,11 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     }
 
     fn advance_head(&self, end: u64) {
-        let mut cur = self.head.load(Ordering::Relaxed);
+        let mut cur = self.head.load(Ordering::Acquire);
         while cur < end {
             match self
                 .head
-                .compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(cur, end, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return,
                 Err(now) => cur = now,
@@ -490,7 +499,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// Frees the slot of a message claimed by a dead consumer, dropping the message.
     pub fn drop_claimed(&self, state: SlotState) -> bool {
         debug_assert_eq!(state.phase, Phase::Reading);
-        let head = self.head.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
         let pos = self.full_position(state, head);
         let next_lap = empty_state(pos.wrapping_add(self.capacity));
         self.slots
@@ -534,7 +543,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// queue is closed, for the reason given at `reclaim_in_place`). `None` if the queue is
     /// full. The caller then copies the message, publishes, and frees the old slot.
     pub fn claim_for_redelivery(&self, owner: u32) -> Option<u64> {
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = self.tail.load(Ordering::Acquire);
         loop {
             let t = tail & !CLOSED;
             let state = self.load(t).ok()?;
@@ -555,7 +564,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     self.extend_tail_past(t);
                     return Some(t);
                 }
-                tail = self.tail.load(Ordering::Relaxed);
+                tail = self.tail.load(Ordering::Acquire);
             } else if (0..=self.capacity as i64).contains(&distance) && tail & CLOSED == 0 {
                 tail = self.help_advance(self.tail, tail);
             } else {
@@ -567,7 +576,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Takes over a dead consumer's claim: `READING(pos, dead)` becomes `READING(pos, owner)`.
     pub fn take_over(&self, state: SlotState, owner: u32) -> Option<u64> {
-        let head = self.head.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
         let pos = self.full_position(state, head);
         let mine = SlotState::new(pos, owner, Phase::Reading).encode();
         self.slots
@@ -579,12 +588,12 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Moves the tail past position `t`, keeping the closed flag as it is.
     fn extend_tail_past(&self, t: u64) {
-        let mut cur = self.tail.load(Ordering::Relaxed);
+        let mut cur = self.tail.load(Ordering::Acquire);
         while (cur & !CLOSED) <= t {
             let next = t.wrapping_add(1) | (cur & CLOSED);
             match self
                 .tail
-                .compare_exchange(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return,
                 Err(now) => cur = now,
@@ -605,7 +614,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Whether the ring is closed.
     pub fn is_closed(&self) -> bool {
-        self.tail.load(Ordering::Relaxed) & CLOSED != 0
+        self.tail.load(Ordering::Acquire) & CLOSED != 0
     }
 }
 

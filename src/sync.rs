@@ -146,11 +146,11 @@ mod real_futex {
         }
     }
 
-    /// Wakes every thread, in any process, sleeping on `word`.
-    pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    /// Wakes every thread, in any process, sleeping on `word`. Returns how many it woke.
+    pub(crate) fn futex_wake_all(word: &AtomicU32) -> u32 {
         // SAFETY: as above, `word` is a live aligned atomic; FUTEX_WAKE does not access memory
         // through the pointer beyond using its address as the key.
-        unsafe {
+        let woken = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 word.as_ptr(),
@@ -159,8 +159,10 @@ mod real_futex {
                 std::ptr::null::<libc::timespec>(),
                 std::ptr::null::<u32>(),
                 0u32,
-            );
-        }
+            )
+        };
+        // -1 (an error: EFAULT/EINVAL cannot happen on a live word) counts as nobody.
+        u32::try_from(woken).unwrap_or(0)
     }
 }
 
@@ -185,9 +187,11 @@ mod model_futex {
         }
     }
 
-    pub(crate) fn futex_wake_all(_word: &AtomicU32) {
+    /// The model cannot count who it wakes: it says one, so that no repair is modelled here.
+    pub(crate) fn futex_wake_all(_word: &AtomicU32) -> u32 {
         let (lock, cvar) = &*PARKING;
         let _guard = lock.lock().unwrap();
         cvar.notify_all();
+        1
     }
 }

@@ -60,20 +60,24 @@ pub(crate) fn sleepers(word: &AtomicU32) -> u32 {
 }
 
 /// Wakes every sleeper on `word`, if there is one. Call after making progress visible.
+///
+/// Returns `true` if the count said someone sleeps but the kernel woke nobody: a sleeper that
+/// died asleep, or one between counting itself and sleeping (it sees the new epoch and does not
+/// sleep). The queue then runs a sweep, which lowers a count that includes the dead, so that
+/// wakers do not pay for `FUTEX_WAKE` forever.
 #[inline]
-pub fn wake_if_sleeping(word: &AtomicU32) {
+pub fn wake_if_sleeping(word: &AtomicU32) -> bool {
     // Order the caller's progress (a store) before the read of the sleeper count; pairs with the
     // fence in `wait_for` (see the module doc).
     fence(Ordering::SeqCst);
-    if word.load(Ordering::Relaxed) & SLEEPERS_MASK != 0 {
-        wake_all(word);
-    }
+    word.load(Ordering::Relaxed) & SLEEPERS_MASK != 0 && wake_all(word) == 0
 }
 
-/// Wakes every sleeper on `word`, unconditionally (used by `close`).
-pub fn wake_all(word: &AtomicU32) {
+/// Wakes every sleeper on `word`, unconditionally (used by `close`). Returns how many the
+/// kernel woke.
+pub fn wake_all(word: &AtomicU32) -> u32 {
     word.fetch_add(EPOCH_ONE, Ordering::Release);
-    futex_wake_all(word);
+    futex_wake_all(word)
 }
 
 /// Bits of one side (receivers or senders) in a participant's `sleeping` word: a 15-bit count

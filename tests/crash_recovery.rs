@@ -171,7 +171,7 @@ impl Setup {
         self.queue.stats()
     }
 
-    /// Calls `poke` (a queue call that runs a sweep on its slow path) until `done` holds of the
+    /// Calls `poke` (queue calls that sweep on their slow path) until `done` holds of the
     /// stats; panics naming `what` after [`BOUND`].
     fn poke_until(&self, what: &str, mut poke: impl FnMut(&Queue), done: impl Fn(&Stats) -> bool) {
         let start = Instant::now();
@@ -504,10 +504,15 @@ fn dead_receiver_asleep_is_no_longer_counted_and_new_sleepers_are_woken() {
     let sleeper = s.receiver(1, BOUND * 3);
     wait_stats(&s, "the receiver to sleep", |st| st.recv_sleepers == 1);
     sleeper.kill();
-    // Queue activity (an empty try_recv runs a sweep on its slow path) repairs the count.
+    // A send pays for a FUTEX_WAKE that wakes nobody, and so sweeps, which repairs the count:
+    // sends do not pay for the dead sleeper forever.
     s.poke_until(
         "the dead sleeper to be uncounted",
-        |q| assert!(matches!(q.try_recv(&mut [0u8; 64]), Err(Error::Empty))),
+        |q| {
+            q.try_send(b"poke").unwrap();
+            let mut buf = [0u8; 64];
+            assert_eq!(q.try_recv(&mut buf).unwrap(), 4);
+        },
         |st| st.recv_sleepers == 0,
     );
     let st = s.stats();
@@ -534,10 +539,13 @@ fn dead_sender_asleep_is_no_longer_counted_and_new_sleepers_are_woken() {
     let sleeper = Child::spawn(s.dir(), "send", &[("queue", &path), ("msgs", &"never")]);
     wait_stats(&s, "the sender to sleep", |st| st.send_sleepers == 1);
     sleeper.kill();
-    // A send that finds the queue full runs a sweep on its slow path.
+    // A send that waits for room sweeps before it sleeps, which repairs the count.
     s.poke_until(
         "the dead sleeper to be uncounted",
-        |q| assert!(matches!(q.try_send(b"x"), Err(Error::Full))),
+        |q| {
+            let r = q.send_timeout(b"x", Duration::from_millis(5));
+            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        },
         |st| st.send_sleepers == 0,
     );
     // A new sleeper is still woken when a slot is freed.
@@ -567,10 +575,13 @@ fn dead_participant_is_shown_dead_until_swept_then_its_entry_is_freed() {
     let after = entry(&s.stats()).expect("a dead participant stays listed until swept");
     assert!(!after.alive, "{after:?}");
     assert_eq!(after.index, before.index);
-    // Any slow path sweeps (here an empty try_recv); the entry is then freed.
+    // A receive that waits sweeps before it sleeps; the entry is then freed.
     s.poke_until(
         "the dead participant's entry to be freed",
-        |q| assert!(matches!(q.try_recv(&mut [0u8; 64]), Err(Error::Empty))),
+        |q| {
+            let r = q.recv_timeout(&mut [0u8; 64], Duration::from_millis(5));
+            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        },
         |st| entry(st).is_none(),
     );
     let st = s.stats();

@@ -7,7 +7,9 @@
 //!   time do not disturb the count).
 //! - Syscalls: a forked child installs a seccomp filter that kills it on any system call but
 //!   `exit_group`, then runs the operations. Nobody sleeps on the queue, so no wake-up is due;
-//!   a syscall anywhere on that path kills the child with SIGSYS and fails the test.
+//!   a syscall anywhere on that path kills the child with SIGSYS and fails the test. A second
+//!   handle is registered on the queue, so a path that asked the kernel about the other
+//!   participants (crash recovery) would be caught too.
 
 use shmq::{Error, Options, Queue};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -134,15 +136,21 @@ fn exercise(q: &Queue, rounds: usize) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn test_queue() -> (tempfile::TempDir, Queue) {
+/// A queue to exercise, and a second handle on it: another participant, holding its own
+/// entry lock, as a peer process would. Before it paid nothing for the participants, a `Full`
+/// or `Empty` result asked the kernel whether each of them was alive; the peer keeps that
+/// visible to the seccomp test.
+fn test_queue() -> (tempfile::TempDir, Queue, Queue) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let q = Queue::create(dir.path().join("q"), Options::new(8, 64)).expect("create");
-    (dir, q)
+    let peer = Queue::open(dir.path().join("q")).expect("open a second handle");
+    assert_eq!(q.stats().participants.len(), 2);
+    (dir, q, peer)
 }
 
 #[test]
 fn non_blocking_operations_allocate_nothing_after_warm_up() {
-    let (_dir, q) = test_queue();
+    let (_dir, q, _peer) = test_queue();
     exercise(&q, 10).expect("warm-up");
     let before = ALLOCATIONS.with(Cell::get);
     let result = exercise(&q, 1000);
@@ -180,7 +188,7 @@ fn only_exit_group() -> [libc::sock_filter; 6] {
 #[test]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn non_blocking_operations_make_no_syscall() {
-    let (_dir, q) = test_queue();
+    let (_dir, q, _peer) = test_queue();
     exercise(&q, 10).expect("warm-up");
     let mut filter = only_exit_group();
     let program = libc::sock_fprog {
@@ -230,7 +238,7 @@ fn non_blocking_operations_make_no_syscall() {
         0 => {}
         1 => {
             // Find out which check failed, outside the filter.
-            let (_dir, q) = test_queue();
+            let (_dir, q, _peer) = test_queue();
             panic!(
                 "an operation failed in the child: {:?}",
                 exercise(&q, 10_000)
