@@ -27,7 +27,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// The first eight bytes of every queue file.
 pub const MAGIC: [u8; 8] = *b"SHMQUEUE";
 /// The layout version this build reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Byte order and pointer width of this build: `'L'` or `'B'` in the high byte, then the pointer
 /// width in bits.
 pub const PLATFORM: u32 = ((if cfg!(target_endian = "little") {
@@ -185,14 +185,25 @@ pub(crate) struct Header {
     pub identity: Line<Identity>,
     /// Next position a producer claims; bit 63 is the closed flag (see `ring`).
     pub tail: Line<AtomicU64>,
-    /// Next position a consumer claims.
-    pub head: Line<AtomicU64>,
+    /// Next position a consumer claims, and the closing hint beside it.
+    pub head: Line<HeadLine>,
     /// Receivers sleep here; senders wake them (see `wait`).
     pub recv_wait: Line<AtomicU32>,
     /// Senders sleep here; receivers wake them.
     pub send_wait: Line<AtomicU32>,
     /// Slow-path counters.
     pub counters: Line<Counters>,
+}
+
+/// The consumers' line: the head cursor, and a word that `close` sets before it closes the
+/// tail, so that a receiver polling an empty queue learns of a close from the line it reads
+/// anyway, instead of reading the producers' tail line on every poll (see `ring`).
+#[repr(C)]
+pub(crate) struct HeadLine {
+    /// Next position a consumer claims.
+    pub head: AtomicU64,
+    /// Non-zero once a `close` has begun: receivers that find nothing then read the tail.
+    pub closing: AtomicU64,
 }
 
 /// One entry of the participant table (see `participant`).

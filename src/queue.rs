@@ -400,7 +400,8 @@ impl Queue {
         let header = self.header();
         Ring::new(
             &header.tail.0,
-            &header.head.0,
+            &header.head.0.head,
+            &header.head.0.closing,
             MappedSlots { queue: self },
             u64::from(self.geometry.capacity),
         )
@@ -711,7 +712,7 @@ impl Queue {
         );
         if claim.is_none()
             && matches!(deadline, Deadline::Now)
-            && self.unstick(&header.head.0, &self.recv_watch)
+            && self.unstick(&header.head.0.head, &self.recv_watch)
         {
             // Empty, but because of the dead: recovery changed something, look again.
             claim = attempt();
@@ -952,7 +953,7 @@ impl Queue {
     pub fn stats(&self) -> Stats {
         let header = self.header();
         let tail = header.tail.0.load(Ordering::Relaxed);
-        let head = header.head.0.load(Ordering::Relaxed);
+        let head = header.head.0.head.load(Ordering::Relaxed);
         let sent = tail & !ring::CLOSED;
         let counters = &header.counters.0;
         Stats {

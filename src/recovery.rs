@@ -90,8 +90,16 @@ pub(crate) const STUCK_NS: u64 = 1_000_000;
 #[derive(Debug, Default)]
 pub(crate) struct StuckWatch {
     word: AtomicU64,
+    /// How many times in a row `word` was seen; the clock is read once every
+    /// [`CLOCK_EVERY`] sightings, so a busy poller that catches a live producer mid-write does
+    /// not pay for a clock read on every poll.
+    sightings: AtomicU64,
+    /// When the clock was first read for `word` (0: not yet).
     since_ns: AtomicU64,
 }
+
+/// See [`StuckWatch::sightings`].
+const CLOCK_EVERY: u64 = 64;
 
 /// Called by a non-blocking call that found the queue full or empty, with the state word of the
 /// slot at the cursor that stopped it. The non-blocking path makes no system call for this
@@ -105,12 +113,25 @@ pub(crate) fn unstick(queue: &Queue, word: u64, watch: &StuckWatch) -> bool {
     let Some(state) = held else {
         return false;
     };
-    let now = monotonic_ns();
-    if watch.word.swap(word, StdOrdering::Relaxed) != word {
+    if watch.word.load(StdOrdering::Relaxed) != word {
+        watch.word.store(word, StdOrdering::Relaxed);
+        watch.sightings.store(0, StdOrdering::Relaxed);
+        watch.since_ns.store(0, StdOrdering::Relaxed);
+        return false;
+    }
+    let seen = watch.sightings.load(StdOrdering::Relaxed).wrapping_add(1);
+    watch.sightings.store(seen, StdOrdering::Relaxed);
+    if !seen.is_multiple_of(CLOCK_EVERY) {
+        return false;
+    }
+    // `max(1)`: 0 means "not read yet".
+    let now = monotonic_ns().max(1);
+    let since = watch.since_ns.load(StdOrdering::Relaxed);
+    if since == 0 {
         watch.since_ns.store(now, StdOrdering::Relaxed);
         return false;
     }
-    if now.wrapping_sub(watch.since_ns.load(StdOrdering::Relaxed)) < STUCK_NS {
+    if now.wrapping_sub(since) < STUCK_NS {
         return false;
     }
     watch.since_ns.store(now, StdOrdering::Relaxed);

@@ -55,6 +55,18 @@
 //! update (a release sequence), and read-read coherence then forbids an older slot state. On
 //! x86 these orderings cost nothing: the loads are plain loads and every RMW is locked anyway.
 //!
+//! # Closing
+//! A receiver that finds nothing at `head` must tell "empty" from "closed", which the tail
+//! says; but the tail's line belongs to the producers, and a receiver that read it on every
+//! empty poll would pull that line away from the producer at every send. So `close` first sets
+//! `closing` (a word on the consumers' own line, written once), then the tail's closed flag,
+//! and receivers read the tail only once they see `closing`. A closer that dies between the
+//! two stores leaves the queue open, with receivers merely reading the tail again; the order
+//! never lets the tail be closed unseen. A receiver may see `closing` late and report one
+//! more `WouldBlock`, as if it had looked just before the close; a sleeping receiver is woken
+//! by `close` after both stores, and the wake's epoch bump (a `Release` that its `Acquire`
+//! load of the wait word reads) makes `closing` visible to its retry.
+//!
 //! This module never touches payload bytes; the caller writes between `claim_send` and
 //! `publish`, and reads between `claim_recv` and `release`.
 
@@ -182,6 +194,8 @@ pub enum ClaimError {
 pub struct Ring<'a, S> {
     pub(crate) tail: &'a AtomicU64,
     pub(crate) head: &'a AtomicU64,
+    /// Set by `close` before it closes the tail (see "Closing" in the module doc).
+    pub(crate) closing: &'a AtomicU64,
     pub(crate) slots: S,
     pub(crate) capacity: u64,
     /// Counts the cancelled positions this ring value freed in `claim_recv`: each is a slot
@@ -190,11 +204,18 @@ pub struct Ring<'a, S> {
 }
 
 impl<'a, S: SlotStates> Ring<'a, S> {
-    /// The protocol over these cursors and slots; `capacity` is a power of two.
-    pub fn new(tail: &'a AtomicU64, head: &'a AtomicU64, slots: S, capacity: u64) -> Self {
+    /// The protocol over these cursors, closing hint and slots; `capacity` is a power of two.
+    pub fn new(
+        tail: &'a AtomicU64,
+        head: &'a AtomicU64,
+        closing: &'a AtomicU64,
+        slots: S,
+        capacity: u64,
+    ) -> Self {
         Ring {
             tail,
             head,
+            closing,
             slots,
             capacity,
             recycled: Cell::new(0),
@@ -426,10 +447,13 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             } else if distance >= -(self.capacity as i64) {
                 // Position `head` is not committed yet (its slot is `EMPTY(head)`, `WRITING(head)`,
                 // or still busy with the previous lap). Nothing will ever come once the queue
-                // is closed at or before `head` (invariant 2).
-                let tail = self.tail.load(Ordering::Acquire);
-                if tail & CLOSED != 0 && tail & !CLOSED <= head {
-                    return Err(ClaimError::Closed);
+                // is closed at or before `head` (invariant 2). The tail is read only once a close
+                // has begun (see "Closing").
+                if self.closing.load(Ordering::Acquire) != 0 {
+                    let tail = self.tail.load(Ordering::Acquire);
+                    if tail & CLOSED != 0 && tail & !CLOSED <= head {
+                        return Err(ClaimError::Closed);
+                    }
                 }
                 return Err(ClaimError::WouldBlock);
             } else {
@@ -609,6 +633,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// Closes the ring: no position at or beyond the current tail will ever hold a message.
     /// Returns `false` if it was already closed.
     pub fn close(&self) -> bool {
+        self.closing.store(1, Ordering::Release);
         self.tail.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 struct HeapRing {
     tail: AtomicU64,
     head: AtomicU64,
+    closing: AtomicU64,
     states: Vec<AtomicU64>,
     payload: Vec<std::cell::UnsafeCell<u64>>,
 }
@@ -30,6 +31,7 @@ impl HeapRing {
         Arc::new(HeapRing {
             tail: AtomicU64::new(0),
             head: AtomicU64::new(0),
+            closing: AtomicU64::new(0),
             states: (0..capacity)
                 .map(|i| AtomicU64::new(empty_state(i)))
                 .collect(),
@@ -43,6 +45,7 @@ impl HeapRing {
         Ring::new(
             &self.tail,
             &self.head,
+            &self.closing,
             Slots(&self.states),
             self.states.len() as u64,
         )

@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 struct Model {
     tail: AtomicU64,
     head: AtomicU64,
+    closing: AtomicU64,
     states: Vec<AtomicU64>,
     payload: Vec<UnsafeCell<u32>>,
     recv_wait: AtomicU32,
@@ -44,6 +45,7 @@ impl Model {
         Arc::new(Model {
             tail: AtomicU64::new(0),
             head: AtomicU64::new(0),
+            closing: AtomicU64::new(0),
             states: (0..cap).map(|i| AtomicU64::new(empty_state(i))).collect(),
             payload: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
             recv_wait: AtomicU32::new(0),
@@ -55,6 +57,7 @@ impl Model {
         Ring::new(
             &self.tail,
             &self.head,
+            &self.closing,
             HeapSlots(&self.states),
             self.states.len() as u64,
         )

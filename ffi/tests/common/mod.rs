@@ -156,9 +156,13 @@ pub fn compile(name: &str, sources: &[PathBuf], link: Link) -> PathBuf {
             cmd.arg(lib.join("libshmq.a")).args(NATIVE_STATIC_LIBS);
         }
         Link::Shared => {
+            // DT_RPATH (`--disable-new-dtags`), not DT_RUNPATH: the loader searches it before
+            // LD_LIBRARY_PATH, which `cargo test` points at target/debug, where an earlier
+            // `cargo build --workspace` may have left a `libshmq.so` of an older layout.
             cmd.arg("-L")
                 .arg(lib)
                 .arg("-lshmq")
+                .arg("-Wl,--disable-new-dtags")
                 .arg(format!("-Wl,-rpath,{}", lib.display()));
         }
     }
