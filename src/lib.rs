@@ -64,9 +64,7 @@ mod wait;
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
-pub use layout::{
-    Geometry, HeaderIdentity, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLATFORM, VERSION,
-};
+pub use layout::{Geometry, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLATFORM, VERSION};
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]

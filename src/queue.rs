@@ -100,6 +100,13 @@ impl Default for Options {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Layout version of the file ([`VERSION`](crate::VERSION): `open` accepts no other).
+    pub version: u32,
+    /// Platform tag of the file ([`PLATFORM`](crate::PLATFORM): `open` accepts no other).
+    pub platform: u32,
+    /// Option flags of the file ([`FLAG_DROP_ON_CONSUMER_DEATH`](crate::FLAG_DROP_ON_CONSUMER_DEATH)
+    /// or none), as validated on open.
+    pub flags: u32,
     /// Number of slots.
     pub capacity: u32,
     /// Largest message, in bytes.
@@ -957,6 +964,12 @@ impl Queue {
         let sent = tail & !ring::CLOSED;
         let counters = &header.counters.0;
         Stats {
+            version: crate::layout::VERSION,
+            platform: crate::layout::PLATFORM,
+            flags: match self.on_consumer_death {
+                OnConsumerDeath::Drop => crate::layout::FLAG_DROP_ON_CONSUMER_DEATH,
+                OnConsumerDeath::Redeliver => 0,
+            },
             capacity: self.geometry.capacity,
             max_message_size: self.geometry.max_message_size,
             file_len: self.geometry.file_len,

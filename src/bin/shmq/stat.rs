@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `shmq stat`: a queue's header fields and counters ([`shmq::Stats`], plus the layout version,
-//! platform tag and option flags of [`shmq::HeaderIdentity`]), as an aligned table or as one JSON
-//! object whose keys are the `Stats` and `HeaderIdentity` field names.
+//! `shmq stat`: a queue's header fields and counters ([`shmq::Stats`]), as an aligned table or as
+//! one JSON object whose keys are the `Stats` field names.
 //!
 //! The participants are listed after the counters: each handle that has the queue open, or that
 //! held it when its process died and whose claims no survivor has resolved yet (a sweep frees
@@ -10,7 +9,7 @@
 use crate::failure::Failure;
 use crate::lifecycle::policy_name;
 use serde_json::json;
-use shmq::{HeaderIdentity, ParticipantInfo, Queue, Stats, FLAG_DROP_ON_CONSUMER_DEATH};
+use shmq::{ParticipantInfo, Queue, Stats, FLAG_DROP_ON_CONSUMER_DEATH};
 use std::io::Write;
 use std::path::Path;
 
@@ -20,16 +19,13 @@ use std::path::Path;
 /// participant list, which shows the other processes only.
 pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
     let queue = Queue::open(path)?;
-    // The identity block is written once, before the file appears at `path`, and never changes;
-    // `open` has just validated it.
-    let id = HeaderIdentity::read(path)?;
     let mut stats = queue.stats();
     let me = std::process::id();
     stats.participants.retain(|p| p.pid != me);
     let text = if json {
-        to_json(&stats, &id).to_string()
+        to_json(&stats).to_string()
     } else {
-        table(&stats, &id)
+        table(&stats)
     };
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
@@ -38,13 +34,13 @@ pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
     }
 }
 
-/// The stats as a JSON object with the `Stats` and `HeaderIdentity` field names (the platform tag
-/// and the flags as the raw numbers).
-fn to_json(s: &Stats, id: &HeaderIdentity) -> serde_json::Value {
+/// The stats as a JSON object with the `Stats` field names (the platform tag and the flags as
+/// the raw numbers).
+fn to_json(s: &Stats) -> serde_json::Value {
     json!({
-        "version": id.version,
-        "platform": id.platform,
-        "flags": id.flags,
+        "version": s.version,
+        "platform": s.platform,
+        "flags": s.flags,
         "capacity": s.capacity,
         "max_message_size": s.max_message_size,
         "file_len": s.file_len,
@@ -76,15 +72,15 @@ fn to_json(s: &Stats, id: &HeaderIdentity) -> serde_json::Value {
 }
 
 /// The stats as `name  value` rows, names aligned, then one row per participant.
-fn table(s: &Stats, id: &HeaderIdentity) -> String {
+fn table(s: &Stats) -> String {
     let max_deliveries = match s.max_deliveries {
         0 => "0 (unlimited)".to_string(),
         n => n.to_string(),
     };
     let rows: [(&str, String); 23] = [
-        ("version", id.version.to_string()),
-        ("platform", platform(id.platform)),
-        ("flags", flags(id.flags)),
+        ("version", s.version.to_string()),
+        ("platform", platform(s.platform)),
+        ("flags", flags(s.flags)),
         ("capacity", s.capacity.to_string()),
         ("max_message_size", s.max_message_size.to_string()),
         ("file_len", s.file_len.to_string()),
