@@ -327,6 +327,53 @@ fn dead_producer_claim_becomes_a_tombstone_and_the_blocked_receiver_moves_on() {
     );
 }
 
+/// The same death, seen by a receiver that only busy-polls with `try_recv` (it never sleeps,
+/// so it never runs a blocked call's sweep): the non-blocking path notices that the slot at the
+/// head has been claimed by the same producer for over a millisecond, asks the kernel, and
+/// while the producer lives (stopped at its pause point) it is waited for; once it is killed,
+/// the poller moves on within the 100 ms the crash-recovery contract promises.
+#[test]
+fn dead_producer_claim_is_skipped_by_a_busy_polling_receiver() {
+    let s = Setup::new(Options::new(8, MAX_MESSAGE));
+    s.send_from_child("before");
+    let producer = s.paused("send-claimed", "send", &[("msgs", &"lost")]);
+    s.send_from_child("after");
+    let mut buf = [0u8; MAX_MESSAGE as usize];
+    let n = s.queue.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"before");
+    // 300 ms of polling a live (stopped) producer's claim: never declared dead.
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        assert!(matches!(s.queue.try_recv(&mut buf), Err(Error::Empty)));
+    }
+    assert_eq!(s.stats().abandoned_sends, 0);
+
+    let killed_at = Instant::now();
+    producer.kill();
+    let n = loop {
+        match s.queue.try_recv(&mut buf) {
+            Ok(n) => break n,
+            Err(Error::Empty) => {
+                assert!(killed_at.elapsed() < BOUND, "the poller never moved on");
+                std::hint::spin_loop();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let latency = killed_at.elapsed();
+    assert_eq!(&buf[..n], b"after");
+    println!(
+        "dead producer detection latency, busy-polling receiver: {:.2} ms",
+        latency.as_secs_f64() * 1e3
+    );
+    assert!(
+        latency < Duration::from_millis(100),
+        "the poller took {latency:?} to move past the dead producer's slot"
+    );
+    assert_eq!(s.stats().abandoned_sends, 1);
+    s.assert_drained();
+}
+
 /// How the surviving receiver reads the redelivered message (and its delivery count).
 #[derive(Clone, Copy)]
 enum Via {
