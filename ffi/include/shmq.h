@@ -229,6 +229,15 @@ int shmq_unlink(const char *path);
  *  idempotent: closing a closed queue returns SHMQ_OK. */
 int shmq_close(shmq *q);
 
+/** Looks for participants that died and resolves what they left: abandoned sends become
+ *  tombstones, messages held by dead consumers are given back (or dropped, per the queue's
+ *  policy), sleeper counts are repaired. Blocked calls do this while they wait, and non-blocking
+ *  calls do it when a claim at the cursor has stood for over a millisecond; a program that only
+ *  busy-polls an idle queue calls this now and then (it costs one fcntl per participant).
+ *  `*changed` (if `changed` is not NULL) is set to 1 if anything was repaired, else 0.
+ *  SHMQ_INVALID_ARGUMENT if `q` is NULL. */
+int shmq_recover(shmq *q, int *changed);
+
 /** 1 if the queue is closed, 0 if not (or if `q` is NULL). */
 int shmq_is_closed(const shmq *q);
 

@@ -272,6 +272,23 @@ pub unsafe extern "C" fn shmq_close(q: *mut shmq) -> c_int {
     })
 }
 
+/// Sweeps for dead participants and resolves what they left. See `shmq.h`.
+///
+/// # Safety
+/// `q` is NULL or a live handle; `changed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_recover(q: *mut shmq, changed: *mut c_int) -> c_int {
+    guarded(|| {
+        // SAFETY: by the caller's promise on `q`.
+        let did = unsafe { queue(q) }?.recover();
+        if !changed.is_null() {
+            // SAFETY: non-NULL, so writable by the caller's promise.
+            unsafe { changed.write(c_int::from(did)) };
+        }
+        Ok(())
+    })
+}
+
 /// 1 if the queue is closed, 0 if not or if `q` is NULL. See `shmq.h`.
 ///
 /// # Safety

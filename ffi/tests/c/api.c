@@ -68,6 +68,7 @@ static void null_and_invalid_arguments(void) {
     CHECK_RC(shmq_stats(NULL, NULL), SHMQ_INVALID_ARGUMENT);
     CHECK(shmq_capacity(NULL) == 0 && shmq_max_message_size(NULL) == 0);
     CHECK(shmq_is_closed(NULL) == 0 && shmq_message_deliveries(NULL) == 0);
+    CHECK(shmq_recover(NULL, NULL) == SHMQ_INVALID_ARGUMENT);
     shmq_detach(NULL);
     shmq_cancel(NULL);
     shmq_release(NULL);

@@ -169,6 +169,21 @@ static void redelivered_with_its_count_raised(void) {
     CHECK(n == 5 && memcmp(data, "again", 5) == 0 && shmq_message_deliveries(m) == 2);
     shmq_release(m);
     CHECK(stats_of(q).redelivered == 2);
+
+    /* A busy poller that never blocks: shmq_recover gives the message back at once, and a
+     * second call finds nothing left to do. */
+    CHECK_RC(shmq_try_send(q, "polled", 6), SHMQ_OK);
+    child = child_holding(path_of("redeliver"), RECEIVE_IN_PLACE, &seen);
+    CHECK(seen == 1);
+    kill_and_reap(child);
+    int changed = -1;
+    CHECK_RC(shmq_recover(q, &changed), SHMQ_OK);
+    CHECK(changed == 1);
+    CHECK_RC(shmq_recover(q, &changed), SHMQ_OK);
+    CHECK(changed == 0);
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, &deliveries, 0), SHMQ_OK);
+    CHECK(n == 6 && memcmp(buf, "polled", 6) == 0 && deliveries == 2);
+    CHECK(stats_of(q).redelivered == 3);
     shmq_detach(q);
 }
 
