@@ -536,23 +536,26 @@ impl Queue {
                 Some(Err(()))
             }
         };
-        let mut claim = wait::wait_for(
-            &self.waiter(&header.send_wait.0, 16),
-            deadline,
-            || {
-                header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
-            },
-            || {
-                recovery::maybe_sweep(self);
-            },
-            &mut attempt,
-        );
-        if claim.is_none()
-            && matches!(deadline, Deadline::Now)
-            && self.unstick(&header.tail.0, &self.send_watch)
-        {
-            // Full, but because of the dead: recovery freed something, look again.
-            claim = attempt();
+        // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
+        let mut claim = attempt();
+        if claim.is_none() {
+            claim = match deadline {
+                // Full, but perhaps because of the dead: if recovery changed something, look
+                // again.
+                Deadline::Now if self.unstick(&header.tail.0, &self.send_watch) => attempt(),
+                Deadline::Now => None,
+                _ => wait::wait_for(
+                    &self.waiter(&header.send_wait.0, 16),
+                    deadline,
+                    || {
+                        header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
+                    },
+                    || {
+                        recovery::maybe_sweep(self);
+                    },
+                    &mut attempt,
+                ),
+            };
         }
         match claim {
             Some(Ok(claim)) => {
@@ -702,27 +705,30 @@ impl Queue {
                 }
             };
         };
-        let mut claim = wait::wait_for(
-            &self.waiter(&header.recv_wait.0, 0),
-            deadline,
-            || {
-                header
-                    .counters
-                    .0
-                    .empty_waits
-                    .fetch_add(1, Ordering::Relaxed);
-            },
-            || {
-                recovery::maybe_sweep(self);
-            },
-            &mut attempt,
-        );
-        if claim.is_none()
-            && matches!(deadline, Deadline::Now)
-            && self.unstick(&header.head.0.head, &self.recv_watch)
-        {
-            // Empty, but because of the dead: recovery changed something, look again.
-            claim = attempt();
+        // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
+        let mut claim = attempt();
+        if claim.is_none() {
+            claim = match deadline {
+                // Empty, but perhaps because of the dead: if recovery changed something, look
+                // again.
+                Deadline::Now if self.unstick(&header.head.0.head, &self.recv_watch) => attempt(),
+                Deadline::Now => None,
+                _ => wait::wait_for(
+                    &self.waiter(&header.recv_wait.0, 0),
+                    deadline,
+                    || {
+                        header
+                            .counters
+                            .0
+                            .empty_waits
+                            .fetch_add(1, Ordering::Relaxed);
+                    },
+                    || {
+                        recovery::maybe_sweep(self);
+                    },
+                    &mut attempt,
+                ),
+            };
         }
         match claim {
             Some(Ok(claim)) => {
