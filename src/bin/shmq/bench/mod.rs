@@ -31,7 +31,8 @@ pub struct BenchArgs {
     /// Message size in bytes (8 to 65536); the floor moves no payload.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..=65536))]
     pub size: u32,
-    /// A short run (under 10 s) with fewer samples per row; the default run takes about 75 s.
+    /// A short run (under 10 s): one round of every row. The default run measures every row in
+    /// five interleaved rounds (about 75 s).
     #[arg(long)]
     pub quick: bool,
     /// Print one JSON array on stdout (an object per row) instead of the table.
@@ -75,13 +76,15 @@ pub struct Measurement {
 
 /// How long and on what a run measures; shared by every measurement.
 pub struct Settings {
+    /// How many times every row is measured, round-robin; its rounds are merged.
+    pub rounds: usize,
     /// Payload bytes per message.
     pub size: usize,
-    /// Time spent before recording, per row (caches, page faults, CPU frequency).
+    /// Time spent before recording, per row and round (caches, page faults, CPU frequency).
     pub warmup: Duration,
-    /// Recorded time per round-trip row.
+    /// Recorded time per round-trip row and round.
     pub rtt_time: Duration,
-    /// Recorded time per throughput row.
+    /// Recorded time per throughput row and round.
     pub tput_time: Duration,
     /// CPUs this process could run on before it pinned itself.
     pub cpus: usize,
@@ -89,6 +92,8 @@ pub struct Settings {
     pub pinning: Pinning,
     /// A private directory for queue files (under /dev/shm when it exists), removed at the end.
     pub dir: tempfile::TempDir,
+    /// Queue files made so far (see `queue_path`).
+    pub queues_made: std::sync::atomic::AtomicU32,
 }
 
 impl Settings {
@@ -102,9 +107,13 @@ impl Settings {
         ((16 << 20) / self.size).clamp(16, 1024).next_power_of_two() as u32
     }
 
-    /// A path for a queue file in the run's directory.
+    /// A new path for a queue file in the run's directory: `name` and a number, so that every
+    /// round of a row gets fresh queues.
     pub fn queue_path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let n = self
+            .queues_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dir.path().join(format!("{name}-{n}"))
     }
 }
 
@@ -157,26 +166,53 @@ pub fn run_measurements(
         .filter(|m| args.only.is_empty() || args.only.iter().any(|n| n == m.name))
         .collect();
     let settings = settings(args)?;
+    let rounds = settings.rounds;
 
-    let progress =
-        ProgressBar::with_draw_target(Some(selected.len() as u64), ProgressDrawTarget::stderr());
+    let progress = ProgressBar::with_draw_target(
+        Some((selected.len() * rounds) as u64),
+        ProgressDrawTarget::stderr(),
+    );
     progress.set_style(
         ProgressStyle::with_template("shmq bench [{bar:30}] {pos}/{len} {msg}")
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    let mut results = Vec::with_capacity(selected.len());
-    for m in &selected {
-        progress.set_message(m.name);
-        let outcome = (m.run)(&settings);
-        progress.inc(1);
-        results.push(report::Row {
-            name: m.name,
-            kind: m.kind,
-            outcome,
-        });
+    // Round-robin: every row is measured once per round, and its rounds are merged. On a shared
+    // machine the noise comes and goes in phases of seconds; measured one after another, one
+    // row could take a quiet phase and the next a noisy one, and their ratio would say nothing.
+    // Interleaved, every row sees the same mix of phases.
+    let mut outcomes: Vec<Option<Result<Outcome, String>>> =
+        selected.iter().map(|_| None).collect();
+    for round in 0..rounds {
+        for (m, merged) in selected.iter().zip(&mut outcomes) {
+            progress.set_message(format!("{} (round {}/{rounds})", m.name, round + 1));
+            let keep_going = !matches!(merged, Some(Err(_)) | Some(Ok(Outcome::Unavailable(_))));
+            if keep_going {
+                let outcome = (m.run)(&settings);
+                *merged = Some(match merged.take() {
+                    None => outcome,
+                    Some(Ok(before)) => outcome.and_then(|now| merge(before, now)),
+                    Some(done) => done,
+                });
+            }
+            progress.inc(1);
+        }
     }
     progress.finish_and_clear();
+    let results: Vec<report::Row> = selected
+        .iter()
+        .zip(outcomes)
+        .map(|(m, outcome)| report::Row {
+            name: m.name,
+            kind: m.kind,
+            outcome: outcome
+                .unwrap_or_else(|| Err("not measured".into()))
+                .map(|o| match o {
+                    Outcome::Throughput(sum) => Outcome::Throughput(sum / rounds as f64),
+                    other => other,
+                }),
+        })
+        .collect();
 
     let machine = report::Machine::describe(&settings, args.quick);
     if args.json {
@@ -202,11 +238,27 @@ pub fn run_measurements(
     }
 }
 
+/// Adds one round's outcome to the rounds before it: round-trip samples are merged into one
+/// histogram; throughputs are summed (every round lasts as long, so `run_measurements` divides
+/// the sum by the number of rounds).
+fn merge(before: Outcome, now: Outcome) -> Result<Outcome, String> {
+    match (before, now) {
+        (Outcome::Rtt(mut all), Outcome::Rtt(more)) => {
+            all.add(&more).map_err(|e| format!("merging rounds: {e}"))?;
+            Ok(Outcome::Rtt(all))
+        }
+        (Outcome::Throughput(a), Outcome::Throughput(b)) => Ok(Outcome::Throughput(a + b)),
+        (_, unavailable @ Outcome::Unavailable(_)) => Ok(unavailable),
+        _ => Err("a row changed kind between rounds".into()),
+    }
+}
+
 fn settings(args: &BenchArgs) -> Result<Settings, String> {
-    let (warmup, rtt_time, tput_time) = if args.quick {
-        (ms(100), ms(300), ms(300))
+    // Per round: the full run is five rounds of every row (about 70 s in all), `--quick` one.
+    let (rounds, warmup, rtt_time, tput_time) = if args.quick {
+        (1, ms(100), ms(300), ms(300))
     } else {
-        (ms(500), ms(4500), ms(3500))
+        (5, ms(150), ms(900), ms(700))
     };
     let shm = std::path::Path::new("/dev/shm");
     let base = if shm.is_dir() {
@@ -220,6 +272,7 @@ fn settings(args: &BenchArgs) -> Result<Settings, String> {
         .map_err(|e| format!("cannot make a directory in {}: {e}", base.display()))?;
     let cpus = peer::allowed_cpus()?.len();
     Ok(Settings {
+        rounds,
         size: args.size as usize,
         cpus,
         warmup,
@@ -227,6 +280,7 @@ fn settings(args: &BenchArgs) -> Result<Settings, String> {
         tput_time,
         pinning: Pinning::setup()?,
         dir,
+        queues_made: std::sync::atomic::AtomicU32::new(0),
     })
 }
 
