@@ -726,7 +726,7 @@ impl Queue {
                 Ok(claim) => Some(Ok(claim)),
                 Err(ClaimError::WouldBlock) => None,
                 // Closed only once nothing is left, including messages held by dead consumers:
-                // recover them first (a forced sweep), and look again if it gave any back.
+                // if a slot is still held, sweep, and look again if that gave any back.
                 Err(ClaimError::Closed) if recovery::settle_before_closed(self, &self.settled) => {
                     continue
                 }
