@@ -9,13 +9,13 @@
 
 #![no_main]
 
+mod scratch;
+
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use shmq::{Geometry, Options, Queue};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 const CAPACITY: u32 = 4;
 const MAX: u32 = 16;
@@ -93,20 +93,6 @@ enum Op {
     Close,
 }
 
-/// One queue path per fuzzing process, in /dev/shm where there is one.
-fn scratch_path() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let shm = PathBuf::from("/dev/shm");
-        let dir = if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        };
-        dir.join(format!("shmq-fuzz-live-{}", std::process::id()))
-    })
-}
-
 /// A fresh queue, and a plain file handle to write into it behind its back.
 struct Target {
     queue: Queue,
@@ -116,7 +102,7 @@ struct Target {
 
 impl Target {
     fn new() -> Target {
-        let path = scratch_path();
+        let path = scratch::path("live");
         let _ = std::fs::remove_file(path);
         let queue = Queue::create(path, Options::new(CAPACITY, MAX)).expect("create the queue");
         let file = OpenOptions::new()

@@ -7,28 +7,13 @@
 
 #![no_main]
 
+mod scratch;
+
 use libfuzzer_sys::fuzz_target;
 use shmq::Queue;
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-/// One file per fuzzing process, rewritten for every input: in /dev/shm where there is one,
-/// as the queues live there.
-fn scratch_path() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let shm = PathBuf::from("/dev/shm");
-        let dir = if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        };
-        dir.join(format!("shmq-fuzz-open-{}", std::process::id()))
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
-    let path = scratch_path();
+    let path = scratch::path("open");
     std::fs::write(path, data).expect("write the scratch file");
     if let Ok(q) = Queue::open(path) {
         exercise(&q, data);
