@@ -64,9 +64,17 @@ pub enum Error {
     /// A file already exists at this path.
     #[error("{0} already exists")]
     AlreadyExists(PathBuf),
-    /// The operating system refused access to the file.
-    #[error("permission denied: {0}")]
-    PermissionDenied(PathBuf),
+    /// Access to the file was refused: by the operating system, or by shmq because the file is
+    /// not one it can trust (a symbolic link, a file another user owns where only the caller's
+    /// own queue will do, or permissions that let other users forge or corrupt the queue).
+    /// `reason` says which.
+    #[error("permission denied: {}: {reason}", path.display())]
+    PermissionDenied {
+        /// The path that was refused.
+        path: PathBuf,
+        /// Why: one sentence, naming the remedy where there is one.
+        reason: String,
+    },
     /// The file, or the shared memory, holds something no honest shmq process writes.
     #[error("corrupt queue: {what}")]
     Corrupt {
@@ -91,12 +99,22 @@ impl Error {
         Error::Corrupt { what: what.into() }
     }
 
+    pub(crate) fn permission_denied(path: &std::path::Path, reason: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
     /// Maps an error from opening or creating `path` to the variant that names the cause.
     pub(crate) fn from_io_at(err: io::Error, path: &std::path::Path) -> Self {
         match err.kind() {
             io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
             io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
-            io::ErrorKind::PermissionDenied => Error::PermissionDenied(path.to_path_buf()),
+            io::ErrorKind::PermissionDenied => Error::permission_denied(
+                path,
+                "the operating system refused access (check the file's and directory's permissions)",
+            ),
             _ => Error::Io(err),
         }
     }

@@ -48,6 +48,11 @@ pub const MAX_MESSAGE_SIZE: u32 = 1 << 24;
 pub const PARTICIPANTS: u32 = 512;
 /// Identity flag: a message whose consumer dies is dropped (at-most-once), not redelivered.
 pub const FLAG_DROP_ON_CONSUMER_DEATH: u32 = 1;
+/// Identity flag: the file may give "other" users access (`Options::allow_other_access`);
+/// without it, `open` refuses a file whose mode does.
+pub const FLAG_ALLOW_OTHER_ACCESS: u32 = 2;
+/// Every identity flag this build knows; a file with another bit set is refused on open.
+const KNOWN_FLAGS: u32 = FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS;
 /// Bytes of slot metadata before the payload.
 pub const SLOT_HEADER: usize = 16;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
@@ -82,7 +87,8 @@ pub(crate) struct Identity {
     pub file_len: u64,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
-    /// Option flags: [`FLAG_DROP_ON_CONSUMER_DEATH`]; other bits are refused on open.
+    /// Option flags: [`FLAG_DROP_ON_CONSUMER_DEATH`], [`FLAG_ALLOW_OTHER_ACCESS`]; other bits are
+    /// refused on open.
     pub flags: u32,
     /// Deliveries after which a message whose consumer died is dropped (dead-lettered) instead
     /// of redelivered; 0 means unlimited.
@@ -152,8 +158,10 @@ pub(crate) struct Participant {
     pub roles: AtomicU32,
     /// When the entry was taken, nanoseconds since the Unix epoch.
     pub since_unix_ns: AtomicU64,
-    /// Reserved (zero).
-    pub reserved2: AtomicU64,
+    /// Since when (nanoseconds since the Unix epoch, coarse clock) the holder has held at least
+    /// one guard (`RecvGuard` or `SendGuard`) without a break; 0 while it holds none.
+    /// Informational, for monitors: recovery never trusts it.
+    pub holding_since_unix_ns: AtomicU64,
 }
 
 /// The metadata at the start of every slot; the payload follows it.
@@ -304,10 +312,10 @@ impl Geometry {
                 )));
             }
         }
-        if id.flags & !FLAG_DROP_ON_CONSUMER_DEATH != 0 {
+        if id.flags & !KNOWN_FLAGS != 0 {
             return Err(Error::Incompatible {
                 found: format!("option flags {:#x}", id.flags),
-                expected: format!("flags within {FLAG_DROP_ON_CONSUMER_DEATH:#x}"),
+                expected: format!("flags within {KNOWN_FLAGS:#x}"),
             });
         }
         if actual_len != geometry.file_len {

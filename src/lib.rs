@@ -48,6 +48,8 @@
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+mod file;
+#[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod participant;
@@ -56,6 +58,8 @@ mod queue;
 #[cfg(not(loom))]
 mod recovery;
 mod ring;
+#[cfg(not(loom))]
+mod stats;
 mod sync;
 #[cfg(not(loom))]
 mod test_hooks;
@@ -64,11 +68,16 @@ mod wait;
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
-pub use layout::{Geometry, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLATFORM, VERSION};
+pub use layout::{
+    Geometry, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLATFORM,
+    VERSION,
+};
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]
-pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard, Stats};
+pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard};
+#[cfg(not(loom))]
+pub use stats::Stats;
 
 /// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
 #[cfg(loom)]

@@ -16,6 +16,7 @@
 use crate::error::{Error, Result};
 use crate::layout::{Participant, PARTICIPANTS};
 use crate::ring::OWNER_MAX;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -98,6 +99,7 @@ pub(crate) fn register(file: &File, table: &[Participant]) -> Result<(Registrati
             entry.roles.store(0, Ordering::Relaxed);
             entry.pid.store(std::process::id(), Ordering::Relaxed);
             entry.since_unix_ns.store(unix_now_ns(), Ordering::Relaxed);
+            entry.holding_since_unix_ns.store(0, Ordering::Relaxed);
             entry.token.store(generation << 1 | 1, Ordering::Release);
             let me = Registration {
                 index,
@@ -122,14 +124,19 @@ pub(crate) fn deregister(table: &[Participant], me: Registration) {
 
 /// Whether the entry at `index` is held by a live handle (other than `probe`'s own, which never
 /// conflicts with itself).
+///
+/// A participant holds a *write* lock on its byte, so the probe asks only whether a write lock
+/// is held: it tests for a read lock, which conflicts with write locks alone. A read lock on the
+/// byte (which anyone who can read the file may take) therefore never makes a dead participant
+/// look alive.
 pub(crate) fn is_held(probe: &File, index: u32) -> io::Result<bool> {
     let fl = ofd_lock(
         probe,
         index,
         libc::F_OFD_GETLK,
-        libc::F_WRLCK as libc::c_short,
+        libc::F_RDLCK as libc::c_short,
     )?;
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    Ok(fl.l_type == libc::F_WRLCK as libc::c_short)
 }
 
 /// Whether the participant that made a claim with owner `token` is gone: its entry has been
@@ -187,22 +194,43 @@ pub struct ParticipantInfo {
     pub sender: bool,
     /// Whether the holder has received, or waited to receive.
     pub receiver: bool,
+    /// Slots the holder has claimed and not yet published (a send in progress or a
+    /// `SendGuard`) or released (a receive in progress or a `RecvGuard`). A held slot is not
+    /// passed by producers when the ring comes round to it.
+    pub holding: u32,
+    /// Since when (nanoseconds since the Unix epoch, to within a few milliseconds) the holder
+    /// has held at least one guard without a break; 0 when it holds none, or holds slots only
+    /// inside a call.
+    pub holding_since_unix_ns: u64,
 }
 
-/// The entries in use, or left marked in use by a holder that died.
-pub(crate) fn list(probe: &File, table: &[Participant], me: Registration) -> Vec<ParticipantInfo> {
+/// The entries in use, or left marked in use by a holder that died, each with the slots it
+/// holds according to `holds` (claims by owner token; the attributed ones are removed from it).
+/// `me` is the caller's own entry, if it has one: alive by definition.
+pub(crate) fn list(
+    probe: &File,
+    table: &[Participant],
+    me: Option<u32>,
+    holds: &mut HashMap<u32, u32>,
+) -> Vec<ParticipantInfo> {
     (0u32..)
         .zip(table)
-        .filter(|(_, e)| e.token.load(Ordering::Acquire) & 1 == 1)
-        .map(|(index, e)| {
+        .filter_map(|(index, e)| {
+            let word = e.token.load(Ordering::Acquire);
+            if word & 1 == 0 {
+                return None;
+            }
             let roles = e.roles.load(Ordering::Relaxed);
-            ParticipantInfo {
+            let holding = holds.remove(&token_of(index, word)).unwrap_or(0);
+            Some(ParticipantInfo {
                 index,
                 pid: e.pid.load(Ordering::Relaxed),
-                alive: index == me.index || is_held(probe, index).unwrap_or(false),
+                alive: Some(index) == me || is_held(probe, index).unwrap_or(false),
                 sender: roles & ROLE_SENDER != 0,
                 receiver: roles & ROLE_RECEIVER != 0,
-            }
+                holding,
+                holding_since_unix_ns: e.holding_since_unix_ns.load(Ordering::Relaxed),
+            })
         })
         .collect()
 }
@@ -211,4 +239,16 @@ pub(crate) fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The Unix time in nanoseconds from the coarse clock (a few milliseconds' resolution, read from
+/// the vDSO in a few nanoseconds): for the informational `holding_since_unix_ns`.
+pub(crate) fn unix_now_coarse_ns() -> u64 {
+    // SAFETY: an all-zero timespec is valid; `ts` is a valid, exclusively borrowed timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; CLOCK_REALTIME_COARSE exists on every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }

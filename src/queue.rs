@@ -8,18 +8,20 @@
 //! length checked, payload copied out → `Ring::release` → `wait::wake_if_sleeping`.
 
 use crate::error::{Error, Result};
+use crate::file::{self, Trust};
 use crate::layout::{
-    Geometry, Header, Participant, SlotHeader, FLAG_DROP_ON_CONSUMER_DEATH, SLOT_HEADER,
+    Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS,
+    FLAG_DROP_ON_CONSUMER_DEATH, SLOT_HEADER,
 };
-use crate::participant::{self, ParticipantInfo, Registration};
+use crate::participant::{self, Registration};
 use crate::recovery;
 use crate::ring::{self, Claim, ClaimError, Ring, SlotStates};
+use crate::stats::{self, Stats};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::test_hooks::pause_point;
 use crate::wait::{self, Deadline};
 use memmap2::{MmapOptions, MmapRaw};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -44,6 +46,12 @@ pub struct Options {
     /// dropped (counted in `dead_lettered`) instead of redelivered when its consumer dies, so a
     /// poison message cannot kill consumers forever. 0 (the default) means unlimited.
     pub max_deliveries: u32,
+    /// Whether the file may give "other" users any permission (`mode & 0o007`). Off by
+    /// default: any process that can read a queue file can take read locks on it and so make a
+    /// dead participant look alive, and any that can write it can corrupt or truncate it. With
+    /// this off, `create` refuses such a mode and `open` refuses a file whose mode was widened
+    /// later. Recorded in the file ([`FLAG_ALLOW_OTHER_ACCESS`](crate::FLAG_ALLOW_OTHER_ACCESS)).
+    pub allow_other_access: bool,
 }
 
 /// What a queue does with a message whose consumer died after claiming it and before releasing
@@ -67,10 +75,13 @@ impl Options {
             mode: 0o600,
             on_consumer_death: OnConsumerDeath::Redeliver,
             max_deliveries: 0,
+            allow_other_access: false,
         }
     }
 
-    /// Sets the permission bits of the file.
+    /// Sets the permission bits of the file (0 to 0o777; setuid, setgid and sticky bits are
+    /// refused). The owner needs read and write (0o600), and bits for "other" need
+    /// [`allow_other_access`](Self::allow_other_access).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
@@ -87,6 +98,54 @@ impl Options {
         self.max_deliveries = limit;
         self
     }
+
+    /// Permits a mode that gives "other" users access (see
+    /// [`Options::allow_other_access`](struct.Options.html#structfield.allow_other_access)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use shmq::{Error, Options, Queue};
+    /// let world = Options::new(8, 64).mode(0o666);
+    /// let refused = Queue::create(dir.path().join("a"), world);
+    /// assert!(matches!(refused, Err(Error::InvalidOptions(_))));
+    /// Queue::create(dir.path().join("b"), world.allow_other_access(true))?;
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn allow_other_access(mut self, allow: bool) -> Self {
+        self.allow_other_access = allow;
+        self
+    }
+}
+
+impl Options {
+    /// Checks what `Geometry::new` does not: the policy, the delivery limit and the mode.
+    fn validate(&self) -> Result<()> {
+        if self.on_consumer_death == OnConsumerDeath::Drop && self.max_deliveries != 0 {
+            return Err(Error::InvalidOptions(
+                "max_deliveries applies to redelivered messages; with OnConsumerDeath::Drop it must be 0"
+                    .into(),
+            ));
+        }
+        let mode = self.mode;
+        if mode & !0o777 != 0 {
+            return Err(Error::InvalidOptions(format!(
+                "mode {mode:o} is not permission bits (0 to 777): setuid, setgid and sticky bits are refused"
+            )));
+        }
+        if mode & 0o600 != 0o600 {
+            return Err(Error::InvalidOptions(format!(
+                "mode {mode:03o} does not let the owner read and write the queue (it needs 600)"
+            )));
+        }
+        if mode & 0o007 != 0 && !self.allow_other_access {
+            return Err(Error::InvalidOptions(format!(
+                "mode {mode:03o} gives other users access to the queue, which lets any of them \
+                 keep handles from registering or corrupt it; use a group (mode 660), or allow \
+                 it explicitly (allow_other_access, --allow-other-access)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Options {
@@ -94,59 +153,6 @@ impl Default for Options {
     fn default() -> Self {
         Options::new(1024, 256)
     }
-}
-
-/// A snapshot of a queue's configuration and counters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Layout version of the file ([`VERSION`](crate::VERSION): `open` accepts no other).
-    pub version: u32,
-    /// Platform tag of the file ([`PLATFORM`](crate::PLATFORM): `open` accepts no other).
-    pub platform: u32,
-    /// Option flags of the file ([`FLAG_DROP_ON_CONSUMER_DEATH`](crate::FLAG_DROP_ON_CONSUMER_DEATH)
-    /// or none), as validated on open.
-    pub flags: u32,
-    /// Number of slots.
-    pub capacity: u32,
-    /// Largest message, in bytes.
-    pub max_message_size: u32,
-    /// Bytes of the file.
-    pub file_len: u64,
-    /// Creation time, nanoseconds since the Unix epoch.
-    pub created_unix_ns: u64,
-    /// Messages in the queue, approximately (exact when nothing is in flight).
-    pub len: u64,
-    /// Positions claimed by senders since creation (committed or cancelled messages).
-    pub sent: u64,
-    /// Positions claimed by receivers since creation.
-    pub received: u64,
-    /// Sends cancelled after claiming a slot (a reserve guard dropped without commit).
-    pub cancelled_sends: u64,
-    /// Sends whose producer died between claiming a slot and publishing it (skipped).
-    pub abandoned_sends: u64,
-    /// Messages dropped because their consumer died (`OnConsumerDeath::Drop`).
-    pub abandoned_receives: u64,
-    /// Messages given back to the queue because their consumer died.
-    pub redelivered: u64,
-    /// Messages dropped after `max_deliveries` deliveries to consumers that died.
-    pub dead_lettered: u64,
-    /// The queue's policy for messages of dead consumers.
-    pub on_consumer_death: OnConsumerDeath,
-    /// The queue's delivery limit (0: unlimited).
-    pub max_deliveries: u32,
-    /// Times a sender found the queue full and went to sleep.
-    pub full_waits: u64,
-    /// Times a receiver found the queue empty and went to sleep.
-    pub empty_waits: u64,
-    /// Senders asleep now.
-    pub send_sleepers: u32,
-    /// Receivers asleep now.
-    pub recv_sleepers: u32,
-    /// Whether the queue is closed.
-    pub closed: bool,
-    /// Handles that have the queue open (or held it when they died).
-    pub participants: Vec<ParticipantInfo>,
 }
 
 /// A handle on a queue file, shared by any number of threads (`Queue` is `Send + Sync`).
@@ -167,6 +173,8 @@ pub struct Queue {
     /// The open file description that holds our participant lock; also the liveness probe.
     file: File,
     geometry: Geometry,
+    /// The header's option flags, read once on open.
+    flags: u32,
     /// The queue's crash policy, read once from the validated header.
     on_consumer_death: OnConsumerDeath,
     max_deliveries: u32,
@@ -180,6 +188,8 @@ pub struct Queue {
     recv_watch: recovery::StuckWatch,
     /// Set once a receive found the queue closed, drained, and no slot held by anyone else.
     settled: AtomicBool,
+    /// Guards of this handle alive now (see `hold_begin`).
+    guards: AtomicU32,
     path: PathBuf,
 }
 
@@ -214,22 +224,12 @@ impl Queue {
     pub fn create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
         let path = path.as_ref();
         let geometry = Geometry::new(options.capacity, options.max_message_size)?;
-        if options.on_consumer_death == OnConsumerDeath::Drop && options.max_deliveries != 0 {
-            return Err(Error::InvalidOptions(
-                "max_deliveries applies to redelivered messages; with OnConsumerDeath::Drop it must be 0"
-                    .into(),
-            ));
-        }
-        if options.mode & !0o7777 != 0 {
-            return Err(Error::InvalidOptions(format!(
-                "mode {:o} is not a permission mode",
-                options.mode
-            )));
-        }
+        options.validate()?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        file::check_room(path, dir, geometry.file_len)?;
         // Write the whole file under a private name, then publish it with link(2), which fails if
         // the name exists: exactly one of several racing creators wins.
         let temp = tempfile::Builder::new()
@@ -237,56 +237,49 @@ impl Queue {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(options.mode))
             .tempfile_in(dir)
             .map_err(|e| Error::from_io_at(e, dir))?;
-        temp.as_file()
-            .set_len(geometry.file_len)
-            .map_err(Error::Io)?;
+        // Allocate every byte now: a file that is only as long as it should be, with holes, makes
+        // its first toucher die of SIGBUS when the filesystem (a tmpfs) is full. Out of space
+        // is an error here instead, and dropping `temp` removes the file.
+        file::allocate(temp.as_file(), geometry.file_len)
+            .map_err(|e| file::out_of_space(e, path, dir))?;
         {
             let map = MmapOptions::new()
                 .len(geometry.file_len as usize)
                 .map_raw(temp.as_file())?;
             // SAFETY: the mapping is `file_len` bytes of a file only we can see (it has a random
             // name, and is unlinked if we fail); it is page-aligned, so suitably aligned for
-            // `Header` and the slot headers, and every byte is zero after `set_len`.
+            // `Header` and the slot headers; every byte is allocated and zero.
             unsafe { init_file(map.as_mut_ptr(), &geometry, &options) };
             map.flush()?;
         }
         std::fs::hard_link(temp.path(), path).map_err(|e| Error::from_io_at(e, path))?;
         drop(temp); // removes the temporary name; the queue stays at `path`
-        Queue::open(path)
+        Queue::open_checked(path, Trust::Owner).inspect_err(|_| {
+            // We linked it, and nobody can have used a queue we cannot open: leave nothing
+            // behind.
+            let _ = std::fs::remove_file(path);
+        })
     }
 
     /// Opens an existing queue file, validating its header.
+    ///
+    /// Refuses a symbolic link (`PermissionDenied`: a link planted by another user must not
+    /// redirect a queue; open the target's path), and a file whose permissions give "other"
+    /// users access unless the queue was created with
+    /// [`Options::allow_other_access`]. A file with unallocated holes (made by a copy tool, or
+    /// by shmq before 0.1.1) is allocated in full first, so that a full filesystem is an error
+    /// here rather than a SIGBUS later.
     pub fn open(path: impl AsRef<Path>) -> Result<Queue> {
-        let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => {
-                    Error::corrupt(format!("{} is a symbolic link", path.display()))
-                }
-                // Opening a directory for writing fails before the `is_file` check below.
-                Some(libc::EISDIR) => Error::corrupt(format!(
-                    "{} is a directory, not a queue file",
-                    path.display()
-                )),
-                _ => Error::from_io_at(e, path),
-            })?;
+        Queue::open_checked(path.as_ref(), Trust::AnyOwner)
+    }
+
+    fn open_checked(path: &Path, trust: Trust) -> Result<Queue> {
+        let file = file::open(path, true)?;
         let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(Error::corrupt(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
-        let actual_len = meta.len();
-        let header_len = std::mem::size_of::<Header>() as u64;
-        if actual_len < header_len {
-            return Err(Error::corrupt(format!(
-                "file is {actual_len} bytes, shorter than a queue header ({header_len} bytes)"
-            )));
+        let actual_len = file::check_metadata(path, &meta, trust)?;
+        if !file::is_allocated(&meta, actual_len) {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            file::allocate(&file, actual_len).map_err(|e| file::out_of_space(e, path, dir))?;
         }
         let map = MmapOptions::new().len(actual_len as usize).map_raw(&file)?;
         // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked above) and
@@ -300,10 +293,12 @@ impl Queue {
                 id.max_deliveries,
             )
         };
+        file::check_other_access(path, &meta, flags)?;
         let mut queue = Queue {
             map,
             file,
             geometry,
+            flags,
             on_consumer_death: if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
                 OnConsumerDeath::Drop
             } else {
@@ -319,6 +314,7 @@ impl Queue {
             send_watch: recovery::StuckWatch::default(),
             recv_watch: recovery::StuckWatch::default(),
             settled: AtomicBool::new(false),
+            guards: AtomicU32::new(0),
             path: path.to_path_buf(),
         };
         queue.me = recovery::register(&queue)?;
@@ -327,10 +323,16 @@ impl Queue {
 
     /// Opens the queue at `path`, creating it with `options` if no file exists. If another
     /// process creates it at the same moment, this opens theirs (whose options may differ).
+    ///
+    /// An existing file must be owned by the caller's effective user (else `PermissionDenied`):
+    /// a caller who would have created the queue must not silently adopt one that another user
+    /// planted at the path, and then send to that user. To attach to another user's queue on
+    /// purpose, use [`open`](Self::open).
     pub fn open_or_create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
         let path = path.as_ref();
+        options.validate()?;
         loop {
-            match Queue::open(path) {
+            match Queue::open_checked(path, Trust::Owner) {
                 Err(Error::NotFound(_)) => match Queue::create(path, options) {
                     Err(Error::AlreadyExists(_)) => continue,
                     other => return other,
@@ -541,6 +543,35 @@ impl Queue {
         }
     }
 
+    /// Counts a new guard. When it is the handle's only one, stamps the time in our entry's
+    /// `holding_since_unix_ns`, so that a monitor can tell how long a stuck holder has held.
+    /// (Paid by the in-place calls only, once per guard: one RMW on a handle-local word, and a
+    /// coarse clock read and a store when the handle held none.)
+    fn hold_begin(&self) {
+        if self.guards.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.stamp_holding(participant::unix_now_coarse_ns());
+        }
+    }
+
+    /// Counts a guard gone; clears the stamp when it was the last.
+    fn hold_end(&self) {
+        if self.guards.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.stamp_holding(0);
+            // Another thread may have taken a guard between our decrement and our store, and
+            // stamped its time, which we just erased: all four operations are SeqCst, so if its
+            // increment came first we see it here, and stamp again.
+            if self.guards.load(Ordering::SeqCst) != 0 {
+                self.stamp_holding(participant::unix_now_coarse_ns());
+            }
+        }
+    }
+
+    fn stamp_holding(&self, unix_ns: u64) {
+        if let Some(entry) = self.participants().get(self.me.index as usize) {
+            entry.holding_since_unix_ns.store(unix_ns, Ordering::SeqCst);
+        }
+    }
+
     fn check_len(&self, len: usize) -> Result<()> {
         if len > self.max_message_size() {
             return Err(Error::TooLarge {
@@ -669,6 +700,7 @@ impl Queue {
     /// Claims a slot to write in place; waits for room until `deadline`.
     fn reserve_with(&self, deadline: Deadline) -> Result<SendGuard<'_>> {
         let claim = self.claim_send(1, deadline)?;
+        self.hold_begin();
         Ok(SendGuard {
             queue: self,
             pos: claim.first,
@@ -871,6 +903,7 @@ impl Queue {
     fn recv_in_place_with(&self, deadline: Deadline) -> Result<RecvGuard<'_>> {
         let claim = self.claim_recv(1, deadline, |_| true)?;
         let msg = self.message(claim.first)?;
+        self.hold_begin();
         Ok(RecvGuard {
             queue: self,
             pos: claim.first,
@@ -993,54 +1026,62 @@ impl Queue {
         self.ring().is_closed()
     }
 
-    /// A snapshot of the queue's configuration and counters.
+    /// A snapshot of the queue's configuration, counters and participants (who holds which
+    /// slots included). It reads every slot's state word, so it costs in proportion to the
+    /// capacity (and one `fcntl` per participant): a monitoring call, not one for a hot loop.
     pub fn stats(&self) -> Stats {
-        let header = self.header();
-        let tail = header.tail.0.load(Ordering::Relaxed);
-        let head = header.head.0.head.load(Ordering::Relaxed);
-        let sent = tail & !ring::CLOSED;
-        let counters = &header.counters.0;
-        Stats {
-            version: crate::layout::VERSION,
-            platform: crate::layout::PLATFORM,
-            flags: match self.on_consumer_death {
-                OnConsumerDeath::Drop => crate::layout::FLAG_DROP_ON_CONSUMER_DEATH,
-                OnConsumerDeath::Redeliver => 0,
-            },
-            capacity: self.geometry.capacity,
-            max_message_size: self.geometry.max_message_size,
-            file_len: self.geometry.file_len,
-            created_unix_ns: header.identity.0.created_unix_ns,
-            len: sent
-                .saturating_sub(head)
-                .min(u64::from(self.geometry.capacity)),
-            sent,
-            received: head,
-            cancelled_sends: counters.cancelled_sends.load(Ordering::Relaxed),
-            abandoned_sends: counters.abandoned_sends.load(Ordering::Relaxed),
-            abandoned_receives: counters.abandoned_receives.load(Ordering::Relaxed),
-            redelivered: counters.redelivered.load(Ordering::Relaxed),
-            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-            on_consumer_death: self.on_consumer_death,
+        let states = (0..u64::from(self.geometry.capacity))
+            .map(|index| self.slot(index).state.load(Ordering::Relaxed))
+            .collect();
+        stats::snapshot(stats::Sources {
+            geometry: self.geometry,
+            flags: self.flags,
             max_deliveries: self.max_deliveries,
-            full_waits: counters.full_waits.load(Ordering::Relaxed),
-            empty_waits: counters.empty_waits.load(Ordering::Relaxed),
-            send_sleepers: wait::sleepers(&header.send_wait.0),
-            recv_sleepers: wait::sleepers(&header.recv_wait.0),
-            closed: tail & ring::CLOSED != 0,
-            participants: participant::list(&self.file, self.participants(), self.me),
-        }
+            header: self.header(),
+            participants: self.participants(),
+            states,
+            probe: &self.file,
+            me: Some(self.me.index),
+        })
+    }
+
+    /// A snapshot of the queue at `path` for monitors: needs only read permission, opens no
+    /// handle (takes no participant entry, changes nothing in the file) and never maps the file,
+    /// so it works on a queue whose participant table is full and cannot be killed by SIGBUS.
+    /// The header is validated as `open` does.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("q");
+    /// use shmq::{Options, Queue};
+    /// let q = Queue::create(&path, Options::new(8, 64))?;
+    /// q.send(b"job")?;
+    /// let held = q.try_recv_in_place()?;      // a consumer holding a message in place
+    /// let stats = Queue::inspect(&path)?;
+    /// assert_eq!((stats.sent, stats.received), (1, 1));
+    /// assert_eq!(stats.participants.len(), 1); // `q` only: inspecting registers nothing
+    /// assert_eq!(stats.participants[0].holding, 1);
+    /// assert_ne!(stats.participants[0].holding_since_unix_ns, 0);
+    /// drop(held);
+    /// assert_eq!(Queue::inspect(&path)?.participants[0].holding, 0);
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn inspect(path: impl AsRef<Path>) -> Result<Stats> {
+        stats::inspect(path.as_ref())
     }
 }
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        // Claims still held now belong to guards that were leaked (`mem::forget`): once the
-        // entry is released nobody could tell they are dead, so resolve them as a survivor
-        // would (the sends abandoned, the messages given back).
-        recovery::abandon_own_claims(self);
-        participant::deregister(self.participants(), self.me);
-        // Closing `file` (dropped after this) releases the participant lock.
+        // Claims still held now belong to guards that were leaked (`mem::forget`): resolve them
+        // as a survivor would (the sends abandoned, the messages given back).
+        if recovery::abandon_own_claims(self) {
+            participant::deregister(self.participants(), self.me);
+        }
+        // Otherwise a message found no room to be given back. Our entry stays marked in use:
+        // once `file` closes (dropped after this) its lock is gone and it looks exactly like a
+        // dead participant's, so the next sweep resolves what is left, as crash recovery
+        // would. Releasing it here would make the claim unattributable and the message lost.
     }
 }
 
@@ -1072,13 +1113,16 @@ fn claim_error(e: Option<ClaimError>) -> Error {
 unsafe fn init_file(base: *mut u8, geometry: &Geometry, options: &Options) {
     // SAFETY (for the whole body): the caller guarantees exclusive access to a large enough,
     // aligned mapping; `Header` and `SlotHeader` lie inside it at the geometry's offsets, and
-    // the zero bytes written by `set_len` are valid atomics and integers.
+    // the zero bytes of a newly allocated file are valid atomics and integers.
     unsafe {
         let header = &mut *(base as *mut Header);
-        let flags = match options.on_consumer_death {
+        let mut flags = match options.on_consumer_death {
             OnConsumerDeath::Redeliver => 0,
             OnConsumerDeath::Drop => FLAG_DROP_ON_CONSUMER_DEATH,
         };
+        if options.allow_other_access {
+            flags |= FLAG_ALLOW_OTHER_ACCESS;
+        }
         header.identity.0 =
             geometry.identity(participant::unix_now_ns(), flags, options.max_deliveries);
         for index in 0..u64::from(geometry.capacity) {
@@ -1144,6 +1188,7 @@ impl std::ops::DerefMut for SendGuard<'_> {
 
 impl Drop for SendGuard<'_> {
     fn drop(&mut self) {
+        self.queue.hold_end();
         if !self.committed {
             let q = self.queue;
             q.ring().cancel(self.pos, q.me.token);
@@ -1182,6 +1227,7 @@ impl std::ops::Deref for RecvGuard<'_> {
 
 impl Drop for RecvGuard<'_> {
     fn drop(&mut self) {
+        self.queue.hold_end();
         self.queue.release(Claim {
             first: self.pos,
             count: 1,

@@ -70,12 +70,17 @@ pub(crate) fn register(queue: &Queue) -> crate::Result<Registration> {
     Ok(me)
 }
 
-/// Resolves the claims this handle still holds as it closes (see `Queue::drop`).
-pub(crate) fn abandon_own_claims(queue: &Queue) {
+/// Resolves the claims this handle still holds as it closes (see `Queue::drop`). Returns
+/// whether none is left: a message it held may find no room to be given back (the slot at the
+/// tail held by another live consumer), and then the caller must leave its participant entry
+/// marked, so that a later sweep, which sees the entry's lock gone, resolves it as it would a
+/// dead participant's.
+pub(crate) fn abandon_own_claims(queue: &Queue) -> bool {
     let me = queue.registration();
-    if (me.index as usize) < queue.participants().len() {
-        resolve_claims(queue, me, me.token);
+    if (me.index as usize) >= queue.participants().len() {
+        return true;
     }
+    resolve_claims(queue, me, me.token).all_resolved
 }
 
 /// How long the slot at a cursor must stay claimed, unchanged, by another participant before a

@@ -113,12 +113,12 @@ fn as_nobody(role: &Role) {
     let queue = role.path("queue");
     let e = Queue::open(&queue).expect_err("nobody opened a root-owned 0600 queue");
     assert!(
-        matches!(e, Error::PermissionDenied(ref p) if *p == queue),
+        matches!(e, Error::PermissionDenied { ref path, .. } if *path == queue),
         "{e:?}"
     );
     let new = role.path("new");
     let e = Queue::create(&new, Options::new(4, 8)).expect_err("nobody created a queue");
-    assert!(matches!(e, Error::PermissionDenied(_)), "{e:?}");
+    assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
 }
 
 /// Not a property: the entry point of the child processes these tests spawn (see `common`).
@@ -252,10 +252,12 @@ fn a_queue_the_caller_may_not_open_or_create_is_permission_denied() {
         .wait(BOUND);
     } else {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
-        assert!(matches!(open_err(&path), Error::PermissionDenied(p) if p == path));
+        assert!(
+            matches!(open_err(&path), Error::PermissionDenied { path: ref p, .. } if *p == path)
+        );
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
         let e = Queue::create(locked.join("q"), Options::new(4, 8)).unwrap_err();
-        assert!(matches!(e, Error::PermissionDenied(_)), "{e:?}");
+        assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
     }
 }
 

@@ -53,8 +53,11 @@
  *   at-least-once delivery. A queue created with SHMQ_ON_CONSUMER_DEATH_DROP drops it instead
  *   (abandoned_receives; at-most-once), and one created with max_deliveries N drops a message
  *   whose consumer dies on its Nth delivery (dead_lettered). See struct shmq_options.
- * - Security. Keep queue files mode 0600 (the default): a process that can write the file can
- *   make its peers fail (SHMQ_CORRUPT) or, by truncating it, crash them.
+ * - Security. Keep queue files mode 0600 (the default) or share them with a group (0660): a
+ *   process that can write the file can make its peers fail (SHMQ_CORRUPT) or, by truncating
+ *   it, crash them. Modes with bits for "other" need opts.allow_other_access. Symbolic links are
+ *   refused (SHMQ_PERMISSION_DENIED), and shmq_open_or_create refuses an existing file owned by
+ *   another user (SHMQ_PERMISSION_DENIED).
  */
 #ifndef SHMQ_H
 #define SHMQ_H
@@ -120,6 +123,12 @@ struct shmq_options {
                                      delivery is dropped (dead_lettered) instead of given back,
                                      so a poison message cannot kill consumers forever;
                                      0 = unlimited. Must be 0 with DROP. */
+    uint32_t allow_other_access; /**< nonzero: permit a mode with bits for "other" users
+                                     (recorded in the queue). Without it such a mode gives
+                                     SHMQ_INVALID_ARGUMENT, and opening a file whose mode was
+                                     widened later SHMQ_PERMISSION_DENIED: anyone who can read a
+                                     queue can keep handles from registering, anyone who can
+                                     write it can corrupt it. Share with a group (0660). */
 };
 
 /** A snapshot of a queue's configuration and counters, filled by shmq_stats(). The tag and the
@@ -188,20 +197,24 @@ const char *shmq_strerror(int status);
 
 /** Creates a queue file at `path` (mode 0600; usually under /dev/shm) with `capacity` slots (a
  *  power of two, 2 to 2^24) of up to `max_message_size` bytes (1 to 16 MiB) each, and opens it
- *  into `*out`. The file appears complete or not at all. SHMQ_ALREADY_EXISTS if `path` exists;
- *  SHMQ_INVALID_ARGUMENT for out-of-range sizes. On failure `*out` is set to NULL. */
+ *  into `*out`. The file appears complete or not at all, with every byte allocated: a full
+ *  filesystem gives SHMQ_IO (ENOSPC) and leaves nothing behind, never a SIGBUS later.
+ *  SHMQ_ALREADY_EXISTS if `path` exists; SHMQ_INVALID_ARGUMENT for out-of-range sizes. On
+ *  failure `*out` is set to NULL. */
 int shmq_create(const char *path, uint32_t capacity, uint32_t max_message_size, shmq **out);
 
 /** As shmq_create, with every creation option in `*opts` (see struct shmq_options): also the
  *  permission bits and what happens to the messages of consumers that die. SHMQ_INVALID_ARGUMENT
- *  if `opts` is NULL, a size is out of range, the mode has bits outside 07777,
+ *  if `opts` is NULL, a size is out of range, the mode has bits outside 0777, lacks owner read and
+ *  write (0600), or has bits for "other" without `allow_other_access`,
  *  `on_consumer_death` is not an enum shmq_on_consumer_death value, or `max_deliveries` is not 0
  *  with SHMQ_ON_CONSUMER_DEATH_DROP. On failure `*out` is set to NULL. */
 int shmq_create_ex(const char *path, const struct shmq_options *opts, shmq **out);
 
 /** Opens the existing queue file at `path` into `*out`, validating its header. SHMQ_NOT_FOUND,
- *  SHMQ_PERMISSION_DENIED, SHMQ_CORRUPT (not a queue file), SHMQ_INCOMPATIBLE (another version or
- *  platform), SHMQ_IO. On failure `*out` is set to NULL. */
+ *  SHMQ_PERMISSION_DENIED (also for a symbolic link, and for a mode with bits for "other" on a
+ *  queue not created with allow_other_access), SHMQ_CORRUPT (not a queue file),
+ *  SHMQ_INCOMPATIBLE (another version or platform), SHMQ_IO. On failure `*out` is set to NULL. */
 int shmq_open(const char *path, shmq **out);
 
 /** Opens the queue at `path`, creating it as shmq_create does if no file exists. If another

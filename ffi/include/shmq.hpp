@@ -125,6 +125,11 @@ public:
         o_.max_deliveries = n;
         return *this;
     }
+    /// Permit a mode with bits for "other" users (see shmq.h's struct shmq_options).
+    options &allow_other_access(bool allow = true) noexcept {
+        o_.allow_other_access = allow ? 1u : 0u;
+        return *this;
+    }
     const struct shmq_options &c() const noexcept { return o_; }
 
 private:

@@ -128,6 +128,8 @@ pub struct shmq_options {
     pub on_consumer_death: u32,
     /// With redeliver: drop a message whose consumer dies on this delivery; 0 is unlimited.
     pub max_deliveries: u32,
+    /// Non-zero: permit a `mode` with bits for "other" users (recorded in the queue).
+    pub allow_other_access: u32,
 }
 
 /// The core's options for a C `struct shmq_options`, or `SHMQ_INVALID_ARGUMENT` for a NULL
@@ -147,7 +149,8 @@ unsafe fn options(opts: *const shmq_options) -> Result<Options, c_int> {
     Ok(Options::new(o.capacity, o.max_message_size)
         .mode(mode)
         .on_consumer_death(policy)
-        .max_deliveries(o.max_deliveries))
+        .max_deliveries(o.max_deliveries)
+        .allow_other_access(o.allow_other_access != 0))
 }
 
 /// As [`open_with`], with the creation options read from `opts`: a NULL `opts`, an unknown
@@ -389,7 +392,8 @@ const _: () = {
     assert!(offset_of!(shmq_stats, max_deliveries) == 132);
     assert!(size_of::<shmq_stats>() == 136);
     assert!(offset_of!(shmq_options, max_deliveries) == 16);
-    assert!(size_of::<shmq_options>() == 20);
+    assert!(offset_of!(shmq_options, allow_other_access) == 20);
+    assert!(size_of::<shmq_options>() == 24);
 };
 
 /// Fills `*out` with a snapshot of the queue's counters. See `shmq.h`.

@@ -52,7 +52,7 @@ pub(crate) fn status_of(err: &Error) -> c_int {
         Error::InvalidOptions(_) => SHMQ_INVALID_ARGUMENT,
         Error::NotFound(_) => SHMQ_NOT_FOUND,
         Error::AlreadyExists(_) => SHMQ_ALREADY_EXISTS,
-        Error::PermissionDenied(_) => SHMQ_PERMISSION_DENIED,
+        Error::PermissionDenied { .. } => SHMQ_PERMISSION_DENIED,
         Error::Corrupt { .. } => SHMQ_CORRUPT,
         Error::Incompatible { .. } => SHMQ_INCOMPATIBLE,
         Error::Io(_) => SHMQ_IO,

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static int failures;
 #define CHECK(cond)                                                          \
@@ -308,7 +309,8 @@ _Static_assert(offsetof(struct shmq_stats, on_consumer_death) == 128, "stats lay
 _Static_assert(offsetof(struct shmq_stats, max_deliveries) == 132, "stats layout");
 _Static_assert(sizeof(struct shmq_stats) == 136, "stats layout");
 _Static_assert(offsetof(struct shmq_options, max_deliveries) == 16, "options layout");
-_Static_assert(sizeof(struct shmq_options) == 20, "options layout");
+_Static_assert(offsetof(struct shmq_options, allow_other_access) == 20, "options layout");
+_Static_assert(sizeof(struct shmq_options) == 24, "options layout");
 
 static mode_t umask_now(void) {
     mode_t mask = umask(0);
@@ -336,6 +338,17 @@ static void options_and_metadata(void) {
     opts.max_deliveries = 0;
     opts.mode = 010000; /* not a permission mode */
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.mode = 04600; /* setuid: permission bits only */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.mode = 0400; /* the owner must be able to read and write */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.mode = 0606; /* "other" access needs allow_other_access */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    CHECK(access(path_of("o"), F_OK) != 0); /* nothing left behind */
+    opts.allow_other_access = 1;
+    CHECK_RC(shmq_create_ex(path_of("shared"), &opts, &q), SHMQ_OK);
+    shmq_detach(q);
+    opts.allow_other_access = 0;
     opts.mode = 0;
     opts.capacity = 3;
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
@@ -373,6 +386,15 @@ static void options_and_metadata(void) {
     CHECK(s.capacity == 8 && s.max_message_size == 32);
     CHECK(s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_REDELIVER && s.max_deliveries == 5);
     CHECK(stat(path_of("o2"), &st) == 0 && (st.st_mode & 0777) == (0640 & ~umask_now()));
+    shmq_detach(q);
+    /* A mode widened for "other" after creation, and a symbolic link, are refused on open. */
+    CHECK(chmod(path_of("o2"), 0644) == 0);
+    CHECK_RC(shmq_open(path_of("o2"), &q), SHMQ_PERMISSION_DENIED);
+    CHECK(q == NULL);
+    CHECK(chmod(path_of("o2"), 0640) == 0);
+    CHECK(symlink(path_of("o2"), path_of("link")) == 0);
+    CHECK_RC(shmq_open(path_of("link"), &q), SHMQ_PERMISSION_DENIED);
+    CHECK_RC(shmq_open(path_of("o2"), &q), SHMQ_OK);
 
     /* shmq_recv_meta: the delivery count, NULL allowed, sizing as shmq_recv, 0 is a try. */
     char buf[32];

@@ -75,7 +75,10 @@ pub fn rm(path: &Path) -> Result<(), Failure> {
 fn io_at(e: std::io::Error, path: &Path) -> shmq::Error {
     match e.kind() {
         std::io::ErrorKind::NotFound => shmq::Error::NotFound(path.to_path_buf()),
-        std::io::ErrorKind::PermissionDenied => shmq::Error::PermissionDenied(path.to_path_buf()),
+        std::io::ErrorKind::PermissionDenied => shmq::Error::PermissionDenied {
+            path: path.to_path_buf(),
+            reason: "the operating system refused access".into(),
+        },
         _ => shmq::Error::Io(e),
     }
 }

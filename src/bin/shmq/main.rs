@@ -72,6 +72,12 @@ enum Command {
         /// forever; 0 means unlimited
         #[arg(long, value_name = "N", default_value_t = 0)]
         max_deliveries: u32,
+        /// Permit a --mode that gives other users access (recorded in the queue; without it such
+        /// a mode is refused, at create and at every open): anyone who can read the file can
+        /// keep handles from registering, anyone who can write it can corrupt it. Share with a
+        /// group (--mode 660) instead where you can
+        #[arg(long)]
+        allow_other_access: bool,
     },
     /// Send each line of stdin (without its newline) as one message; waits while the queue is full
     Send {
@@ -106,9 +112,11 @@ enum Command {
     /// Print the queue's header fields, counters and participants
     ///
     /// Lists the processes that have the queue open (or held it when they died, until a
-    /// survivor has resolved what they left behind) with their role and whether they are alive,
-    /// and the crash-recovery counters: abandoned_sends, abandoned_receives, redelivered,
-    /// dead_lettered.
+    /// survivor has resolved what they left behind) with their role, whether they are alive,
+    /// and how many slots each holds and since when (a held slot stops producers when the ring
+    /// comes round to it), and the crash-recovery counters: abandoned_sends,
+    /// abandoned_receives, redelivered, dead_lettered. Needs read permission only, and does not
+    /// register as a participant.
     Stat {
         /// The queue
         path: PathBuf,
@@ -143,6 +151,7 @@ fn main() -> ExitCode {
             mode,
             on_consumer_death,
             max_deliveries,
+            allow_other_access,
         } => {
             if on_consumer_death == lifecycle::Policy::Drop && max_deliveries != 0 {
                 return usage_error(Cli::command().error(
@@ -153,7 +162,8 @@ fn main() -> ExitCode {
             let options = Options::new(capacity, max_message_size)
                 .mode(mode)
                 .on_consumer_death(on_consumer_death.into())
-                .max_deliveries(max_deliveries);
+                .max_deliveries(max_deliveries)
+                .allow_other_access(allow_other_access);
             lifecycle::create(&path, options)
         }
         Command::Send { path } => transfer::send(&path),

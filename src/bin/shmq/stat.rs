@@ -9,19 +9,17 @@
 use crate::failure::Failure;
 use crate::lifecycle::policy_name;
 use serde_json::json;
-use shmq::{ParticipantInfo, Queue, Stats, FLAG_DROP_ON_CONSUMER_DEATH};
+use shmq::{ParticipantInfo, Queue, Stats, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH};
 use std::io::Write;
 use std::path::Path;
 
 /// `shmq stat`: prints the stats of the queue at `path` to stdout.
 ///
-/// Opening the queue registers this process as a participant; that entry is left out of the
-/// participant list, which shows the other processes only.
+/// Needs read permission only, and changes nothing: [`Queue::inspect`] reads the file without
+/// opening a handle, so `stat` takes no participant entry (it works when all 512 are taken) and
+/// is not listed among the participants.
 pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
-    let queue = Queue::open(path)?;
-    let mut stats = queue.stats();
-    let me = std::process::id();
-    stats.participants.retain(|p| p.pid != me);
+    let stats = Queue::inspect(path)?;
     let text = if json {
         to_json(&stats).to_string()
     } else {
@@ -67,7 +65,10 @@ fn to_json(s: &Stats) -> serde_json::Value {
             "sender": p.sender,
             "receiver": p.receiver,
             "role": role(p),
+            "holding": p.holding,
+            "holding_since_unix_ns": p.holding_since_unix_ns,
         })).collect::<Vec<_>>(),
+        "unattributed_holds": s.unattributed_holds,
     })
 }
 
@@ -117,13 +118,23 @@ fn table(s: &Stats) -> String {
     for (name, value) in &rows {
         out.push_str(&format!("{name:<width$}  {value}\n"));
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     for p in &s.participants {
         let state = if p.alive { "alive" } else { "dead" };
         out.push_str(&format!(
-            "  index {:<4} pid {:<8} role {:<8} {state}\n",
+            "  index {:<4} pid {:<8} role {:<8} {state:<5}  {}\n",
             p.index,
             p.pid,
-            role(p)
+            role(p),
+            holding(p, now)
+        ));
+    }
+    if s.unattributed_holds != 0 {
+        out.push_str(&format!(
+            "  {} slots held by claims no participant entry names (a sweep resolves them)\n",
+            s.unattributed_holds
         ));
     }
     out.pop(); // the caller ends the last line
@@ -146,7 +157,10 @@ fn flags(flags: u32) -> String {
     if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
         names.push("drop on consumer death");
     }
-    if flags & !FLAG_DROP_ON_CONSUMER_DEATH != 0 {
+    if flags & FLAG_ALLOW_OTHER_ACCESS != 0 {
+        names.push("allow other access");
+    }
+    if flags & !(FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS) != 0 {
         names.push("unknown bits");
     }
     if names.is_empty() {
@@ -154,6 +168,20 @@ fn flags(flags: u32) -> String {
     } else {
         format!("{flags:#x} ({})", names.join(", "))
     }
+}
+
+/// What a participant holds: `holds 0 slots`, or `holds 2 slots since 2026-… UTC (12.5 s)`.
+fn holding(p: &ParticipantInfo, now_unix_ns: u64) -> String {
+    let slots = if p.holding == 1 { "slot" } else { "slots" };
+    if p.holding == 0 || p.holding_since_unix_ns == 0 {
+        return format!("holds {} {slots}", p.holding);
+    }
+    let held = now_unix_ns.saturating_sub(p.holding_since_unix_ns) as f64 / 1e9;
+    format!(
+        "holds {} {slots} since {} ({held:.1} s)",
+        p.holding,
+        utc_timestamp(p.holding_since_unix_ns)
+    )
 }
 
 /// What a participant has done so far: `sender`, `receiver`, `both`, or `none` (a handle that
@@ -213,7 +241,8 @@ mod tests {
         );
         assert_eq!(flags(0), "0x0");
         assert_eq!(flags(1), "0x1 (drop on consumer death)");
-        assert_eq!(flags(3), "0x3 (drop on consumer death, unknown bits)");
+        assert_eq!(flags(3), "0x3 (drop on consumer death, allow other access)");
+        assert_eq!(flags(5), "0x5 (drop on consumer death, unknown bits)");
     }
 
     #[test]
