@@ -64,6 +64,12 @@ pub(crate) fn open(path: &Path, write: bool) -> Result<File> {
 /// Checks what the file's metadata can tell before its header is read: a regular file, long
 /// enough for a header, owned by us if `trust` asks it. Returns the file's length.
 pub(crate) fn check_metadata(path: &Path, meta: &Metadata, trust: Trust) -> Result<u64> {
+    if meta.is_dir() {
+        return Err(Error::corrupt(format!(
+            "{} is a directory, not a queue file",
+            path.display()
+        )));
+    }
     if !meta.is_file() {
         return Err(Error::corrupt(format!(
             "{} is not a regular file",

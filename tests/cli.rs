@@ -349,6 +349,7 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         "recv_sleepers",
         "closed",
         "participants",
+        "unattributed_holds",
     ];
     expected.sort_unstable();
     let mut keys_sorted = keys.clone();
@@ -789,7 +790,16 @@ fn stat_lists_each_participant_with_its_role_and_liveness() {
         let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["alive", "index", "pid", "receiver", "role", "sender"],
+            [
+                "alive",
+                "holding",
+                "holding_since_unix_ns",
+                "index",
+                "pid",
+                "receiver",
+                "role",
+                "sender"
+            ],
             "{p}"
         );
     }
@@ -802,8 +812,14 @@ fn stat_lists_each_participant_with_its_role_and_liveness() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(row(rpid)[4..], ["role", "receiver", "alive"]);
-    assert_eq!(row(spid)[4..], ["role", "sender", "alive"]);
+    assert_eq!(
+        row(rpid)[4..],
+        ["role", "receiver", "alive", "holds", "0", "slots"]
+    );
+    assert_eq!(
+        row(spid)[4..],
+        ["role", "sender", "alive", "holds", "0", "slots"]
+    );
 
     sender.kill().unwrap();
     sender.wait().unwrap();
@@ -819,7 +835,7 @@ fn stat_lists_each_participant_with_its_role_and_liveness() {
         assert!(
             table
                 .lines()
-                .any(|l| l.contains(&format!("pid {spid} ")) && l.ends_with(" dead")),
+                .any(|l| l.contains(&format!("pid {spid} ")) && l.contains(" dead ")),
             "{table}"
         );
     }

@@ -78,7 +78,7 @@ fn table(s: &Stats) -> String {
         0 => "0 (unlimited)".to_string(),
         n => n.to_string(),
     };
-    let rows: [(&str, String); 23] = [
+    let rows: [(&str, String); 24] = [
         ("version", s.version.to_string()),
         ("platform", platform(s.platform)),
         ("flags", flags(s.flags)),
@@ -112,6 +112,7 @@ fn table(s: &Stats) -> String {
         ("recv_sleepers", s.recv_sleepers.to_string()),
         ("closed", s.closed.to_string()),
         ("participants", s.participants.len().to_string()),
+        ("unattributed_holds", s.unattributed_holds.to_string()),
     ];
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -129,12 +130,6 @@ fn table(s: &Stats) -> String {
             p.pid,
             role(p),
             holding(p, now)
-        ));
-    }
-    if s.unattributed_holds != 0 {
-        out.push_str(&format!(
-            "  {} slots held by claims no participant entry names (a sweep resolves them)\n",
-            s.unattributed_holds
         ));
     }
     out.pop(); // the caller ends the last line
