@@ -177,3 +177,178 @@ fn create_takes_permission_bits_only_and_refuses_setuid_setgid_and_sticky() {
         "{mode:o}: at most 0660 (less the umask)"
     );
 }
+
+/// Polls `done` until it holds, failing the test after [`LIMIT`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn stat_json(path: &Path) -> serde_json::Value {
+    let run = shmq(&at("stat", path, &["--json"]), b"");
+    run.assert_ok();
+    serde_json::from_slice(&run.stdout).expect("stat --json prints JSON")
+}
+
+/// `first..=last` as lines of text, for `shmq send`.
+fn numbered(first: u32, last: u32) -> Vec<u8> {
+    (first..=last)
+        .map(|i| format!("{i}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Runs the shell pipeline `shmq recv PATH ARGS... | READER` to completion (`sh -c`, with the
+/// path and the binary passed as arguments, not spliced into the script).
+fn recv_into(path: &Path, args: &str, reader: &str) -> Run {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("\"$0\" recv \"$1\" {args} | {reader}"))
+        .arg(BIN)
+        .arg(path);
+    run(sh, b"")
+}
+
+/// Receives every message left in the queue at `path` with the library, sorted by payload, each
+/// with its delivery count; fails if fewer than `expected` arrive within [`LIMIT`].
+fn drain(path: &Path, expected: usize) -> Vec<(String, u32)> {
+    let queue = shmq::Queue::open(path).unwrap();
+    let mut buf = vec![0u8; queue.max_message_size()];
+    let mut got = Vec::new();
+    while got.len() < expected {
+        let meta = queue.recv_meta_timeout(&mut buf, LIMIT).unwrap();
+        let text = String::from_utf8(buf[..meta.len].to_vec()).unwrap();
+        got.push((text, meta.deliveries));
+    }
+    assert!(matches!(queue.try_recv(&mut buf), Err(shmq::Error::Empty)));
+    got.sort_by_key(|(text, _)| text.parse::<u64>().unwrap());
+    got
+}
+
+#[test]
+fn recv_into_head_prints_what_head_reads_and_leaves_every_other_message_queued() {
+    for (lines, queued) in [(1, 5), (3, 10)] {
+        let (_dir, path) = queue(16, 64);
+        shmq(&at("send", &path, &[]), &numbered(1, queued)).assert_ok();
+        let run = recv_into(&path, "", &format!("head -n {lines}"));
+        assert_eq!(
+            run.assert_ok().stdout,
+            numbered(1, lines),
+            "head -n {lines}"
+        );
+
+        // The message written after head's last line was never read: it went back to the
+        // queue, redelivered once; the ones not yet claimed are untouched.
+        let json = stat_json(&path);
+        assert_eq!(json["len"], queued - lines, "head -n {lines}: {json}");
+        assert_eq!(json["redelivered"], 1, "head -n {lines}: {json}");
+        let count = (queued - lines).to_string();
+        let rest = shmq(
+            &at("recv", &path, &["--count", &count, "--timeout", "10s"]),
+            b"",
+        );
+        let mut got: Vec<u32> = String::from_utf8(rest.assert_ok().stdout.clone())
+            .unwrap()
+            .lines()
+            .map(|line| line.parse().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (lines + 1..=queued).collect::<Vec<_>>());
+        let json = stat_json(&path);
+        assert_eq!(
+            (json["len"].as_u64(), json["redelivered"].as_u64()),
+            (Some(0), Some(1))
+        );
+    }
+}
+
+#[test]
+fn the_message_head_left_unread_comes_back_on_its_second_delivery() {
+    let (_dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 5)).assert_ok();
+    assert_eq!(recv_into(&path, "", "head -1").assert_ok().stdout, b"1\n");
+    let got = drain(&path, 4);
+    let expected: Vec<(String, u32)> = [(2, 2), (3, 1), (4, 1), (5, 1)]
+        .iter()
+        .map(|&(n, deliveries)| (n.to_string(), deliveries))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn release_on_write_keeps_the_fast_batches_and_loses_what_head_leaves_in_the_pipe() {
+    let (_dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 5)).assert_ok();
+    // The five ready messages go out as one batch in one write; head reads them all at once,
+    // prints the first and exits: the other four were released, unread. This is the risk the
+    // flag documents.
+    let run = recv_into(&path, "--release-on-write", "head -1");
+    assert_eq!(run.assert_ok().stdout, b"1\n");
+    let json = stat_json(&path);
+    assert_eq!(
+        (json["len"].as_u64(), json["redelivered"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(json["received"], 5, "{json}");
+}
+
+/// Spawns `shmq recv PATH ARGS...` writing into `stdout`.
+fn spawn_recv(path: &Path, args: &[&str], stdout: impl Into<Stdio>) -> Child {
+    command(&at("recv", path, args))
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a `shmq recv` child to exit and asserts that it succeeded with nothing on stderr.
+fn assert_exits_quietly(mut child: Child) {
+    let status = wait_limited(&mut child);
+    let mut stderr = String::new();
+    let mut err = child.stderr.take().unwrap();
+    err.read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn a_reader_killed_with_a_message_unread_in_the_pipe_loses_nothing() {
+    let (_dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 5)).assert_ok();
+    // The reader prints two lines, then keeps the pipe open without reading.
+    let mut reader = Command::new("sh")
+        .args(["-c", "head -n 2; exec sleep 600"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let receiver = spawn_recv(&path, &[], reader.stdin.take().unwrap());
+    let mut printed = String::new();
+    let mut out = reader.stdout.take().unwrap();
+    // `sleep` keeps the reader's stdout open, so read exactly the two lines.
+    let mut byte = [0u8; 1];
+    while printed.matches('\n').count() < 2 {
+        out.read_exact(&mut byte).unwrap();
+        printed.push(byte[0] as char);
+    }
+    assert_eq!(printed, "1\n2\n");
+    // recv has written the third message and waits for it to be read.
+    let queue = shmq::Queue::open(&path).unwrap();
+    wait_until("recv claims the third message", || {
+        queue.stats().received == 3
+    });
+    reader.kill().unwrap(); // SIGKILL, with "3" unread in the pipe
+    reader.wait().unwrap();
+    assert_exits_quietly(receiver);
+
+    let got = drain(&path, 3);
+    let expected: Vec<(String, u32)> = [(3, 2), (4, 1), (5, 1)]
+        .iter()
+        .map(|&(n, deliveries)| (n.to_string(), deliveries))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(queue.stats().redelivered, 1);
+}

@@ -81,9 +81,14 @@ enum Command {
     },
     /// Print each received message on its own line
     ///
-    /// Exits after N messages, once the queue is closed and drained, or after DURATION without
-    /// a message. A message is released from the queue only after it has been written to
-    /// stdout and flushed.
+    /// Exits after N messages, once the queue is closed and drained, after DURATION without a
+    /// message, or when stdout's reader goes away.
+    ///
+    /// When stdout is a pipe or a socket, a message leaves the queue only once the reader has
+    /// read it: messages go out one at a time, each released once the pipe (or the socket's
+    /// output queue) is empty again, so a reader that stops early (`| head -1`) loses nothing;
+    /// the message it left unread goes back to the queue with its delivery count raised. To a
+    /// file or a terminal, messages go out in batches, each released once written and flushed.
     Recv {
         /// The queue
         path: PathBuf,
@@ -95,6 +100,11 @@ enum Command {
         // duration rather than reported as an unknown option (`--timeout=-1s` reaches it too).
         #[arg(long, value_name = "DURATION", value_parser = duration::parse, allow_negative_numbers = true)]
         timeout: Option<Duration>,
+        /// Release messages once written and flushed, in batches, also into a pipe or a
+        /// socket: much faster, but what a reader leaves unread in the pipe when it stops
+        /// (`| head -1`) is lost
+        #[arg(long)]
+        release_on_write: bool,
     },
     /// Close the queue: sends fail from now on; receivers drain what is left, then stop
     Close {
@@ -177,7 +187,14 @@ fn main() -> ExitCode {
             path,
             count,
             timeout,
-        } => transfer::recv(&path, count, timeout),
+            release_on_write,
+        } => {
+            let release = match release_on_write {
+                true => transfer::Release::OnWrite,
+                false => transfer::Release::OnRead,
+            };
+            transfer::recv(&path, count, timeout, release)
+        }
         Command::Close { path } => lifecycle::close(&path),
         Command::Rm { path } => lifecycle::rm(&path),
         Command::Stat { path, json } => stat::stat(&path, json),
