@@ -352,3 +352,167 @@ fn a_reader_killed_with_a_message_unread_in_the_pipe_loses_nothing() {
     assert_eq!(got, expected);
     assert_eq!(queue.stats().redelivered, 1);
 }
+
+/// CPU time (user + system) `pid` has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn recv_waiting_for_a_reader_that_does_not_read_sleeps_and_a_kill_there_loses_nothing() {
+    let (_dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 5)).assert_ok();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut receiver = spawn_recv(&path, &[], writer);
+    let queue = shmq::Queue::open(&path).unwrap();
+    wait_until("recv claims the first message", || {
+        queue.stats().received == 1
+    });
+
+    // The line is in the pipe, unread: recv waits, and waiting is mostly sleeping. A busy
+    // loop would use most of a core over the second (at least half of it on a loaded
+    // machine); naps of at most 10 ms use a few milliseconds.
+    let before = cpu_time(receiver.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(receiver.id()) - before;
+    assert!(
+        used < Duration::from_millis(250),
+        "recv used {used:?} of CPU waiting"
+    );
+    assert_eq!(
+        queue.stats().received,
+        1,
+        "recv claimed more while one is unread"
+    );
+
+    // Killed there, it loses nothing: the unread message comes back on its second delivery.
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+    drop(reader);
+    let got = drain(&path, 5);
+    let expected: Vec<(String, u32)> = [(1, 2), (2, 1), (3, 1), (4, 1), (5, 1)]
+        .iter()
+        .map(|&(n, deliveries)| (n.to_string(), deliveries))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_slow_reader_gets_every_message_in_order_one_at_a_time() {
+    let (_dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 8)).assert_ok();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let receiver = spawn_recv(&path, &["--count", "8"], writer);
+    let queue = shmq::Queue::open(&path).unwrap();
+    let mut reader = std::io::BufReader::new(reader);
+    for i in 1..=8u64 {
+        // Before the reader reads line i, recv holds only message i: claimed, not released.
+        wait_until("recv claims the next message", || {
+            queue.stats().received == i
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            queue.stats().received,
+            i,
+            "recv claimed beyond the unread line"
+        );
+        assert_eq!(queue.stats().len, 8 - i, "the unread message was released");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert_eq!(line, format!("{i}\n"));
+    }
+    assert_exits_quietly(receiver);
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn many_messages_and_ones_larger_than_the_pipe_all_arrive_whole_and_in_order() {
+    const COUNT: u32 = 20_000;
+    const BIG: usize = 200_000; // over three times a pipe's 64 KiB buffer
+    let (_dir, path) = queue(64, 256 * 1024);
+    // Every 5000th message is big; the rest are their numbers. A sender runs alongside.
+    let message = |i: u32| match i % 5000 {
+        0 => vec![b'0' + (i / 5000 % 10) as u8; BIG],
+        _ => i.to_string().into_bytes(),
+    };
+    let mut input = Vec::new();
+    for i in 1..=COUNT {
+        input.extend(message(i));
+        input.push(b'\n');
+    }
+    let mut sender = command(&at("send", &path, &[]))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_sender = sender.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || to_sender.write_all(&input).unwrap());
+    let count = COUNT.to_string();
+    let run = shmq(&at("recv", &path, &["--count", &count]), b"");
+    feeder.join().unwrap();
+    assert!(wait_limited(&mut sender).success());
+    let mut expected = Vec::new();
+    for i in 1..=COUNT {
+        expected.extend(message(i));
+        expected.push(b'\n');
+    }
+    assert!(run.assert_ok().stdout == expected, "output differs");
+    let json = stat_json(&path);
+    assert_eq!(
+        (json["len"].as_u64(), json["redelivered"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
+fn a_unix_socket_reader_that_stops_early_leaves_the_rest_queued() {
+    let (_dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 5)).assert_ok();
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let receiver = spawn_recv(&path, &[], std::os::fd::OwnedFd::from(theirs));
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while byte[0] != b'\n' {
+        ours.read_exact(&mut byte).unwrap();
+        line.push(byte[0]);
+    }
+    assert_eq!(line, b"1\n");
+    // Once recv has claimed the second message it has released the first, read. Then the
+    // reader goes away with "2" unread.
+    let queue = shmq::Queue::open(&path).unwrap();
+    wait_until("recv claims the second message", || {
+        queue.stats().received == 2
+    });
+    drop(ours);
+    assert_exits_quietly(receiver);
+    let got = drain(&path, 4);
+    let expected: Vec<(String, u32)> = [(2, 2), (3, 1), (4, 1), (5, 1)]
+        .iter()
+        .map(|&(n, deliveries)| (n.to_string(), deliveries))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn into_a_regular_file_every_message_is_written_and_released() {
+    let (dir, path) = queue(16, 64);
+    shmq(&at("send", &path, &[]), &numbered(1, 10)).assert_ok();
+    let out = dir.path().join("out");
+    let file = std::fs::File::create(&out).unwrap();
+    assert_exits_quietly(spawn_recv(&path, &["--count", "10"], file));
+    assert_eq!(std::fs::read(&out).unwrap(), numbered(1, 10));
+    let json = stat_json(&path);
+    assert_eq!(
+        (json["len"].as_u64(), json["redelivered"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
