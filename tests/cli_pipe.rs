@@ -378,8 +378,8 @@ fn recv_waiting_for_a_reader_that_does_not_read_sleeps_and_a_kill_there_loses_no
     });
 
     // The line is in the pipe, unread: recv waits, and waiting is mostly sleeping. A busy
-    // loop would use most of a core over the second (at least half of it on a loaded
-    // machine); naps of at most 10 ms use a few milliseconds.
+    // loop would use most of a core over the second; naps of at most 10 ms cost about a
+    // hundred wake-ups, a few milliseconds (the clock ticks every 10 ms).
     let before = cpu_time(receiver.id());
     std::thread::sleep(Duration::from_secs(1));
     let used = cpu_time(receiver.id()) - before;

@@ -101,8 +101,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = duration::parse, allow_negative_numbers = true)]
         timeout: Option<Duration>,
         /// Release messages once written and flushed, in batches, also into a pipe or a
-        /// socket: much faster, but what a reader leaves unread in the pipe when it stops
-        /// (`| head -1`) is lost
+        /// socket: about 20 times faster into a fast reader, but what a reader leaves unread in
+        /// the pipe when it stops (`| head -1`) is lost
         #[arg(long)]
         release_on_write: bool,
     },
