@@ -4,7 +4,8 @@
 //!
 //! Both sides batch what is already at hand (complete lines in the input buffer; messages ready
 //! in the queue) and never wait to fill a batch, so an interactive pipeline sees each line at
-//! once while a bulk one pays for the cursors and the `write` calls once per batch.
+//! once while a bulk one pays for the cursors and the `write` calls once per batch. The
+//! exception is `recv` into a pipe or a socket, which moves one message at a time (below).
 //!
 //! `recv` releases a message from the queue only once it is delivered: into a pipe or a
 //! socket, once the reader has read it (one message at a time, see [`recv`]); into a file or a
