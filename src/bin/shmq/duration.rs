@@ -17,9 +17,20 @@ const UNITS: [(&str, f64); 7] = [
 ];
 
 /// Parses a duration such as `500ms`, `2s`, `1.5s`, `1m` or `3` (seconds).
+///
+/// A negative duration gets its own message: it is a plausible thing to type (`-1` for
+/// "forever" elsewhere), and "not a duration" would not say what is wrong with it.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let invalid = || format!("`{text}` is not a duration such as 500ms, 2s, 1.5s, 1m or 3");
     let text = text.trim();
+    if let Some(magnitude) = text.strip_prefix('-') {
+        return Err(match parse(magnitude) {
+            Ok(_) => format!(
+                "`{text}` is negative; a duration is 0 or more, such as 500ms, 2s, 1.5s, 1m or 3"
+            ),
+            Err(_) => invalid(),
+        });
+    }
     let (number, scale) = UNITS
         .iter()
         .find_map(|&(suffix, scale)| Some((text.strip_suffix(suffix)?, scale)))
@@ -64,10 +75,24 @@ mod tests {
     #[test]
     fn malformed_durations_are_rejected() {
         for bad in [
-            "", "s", "ms", ".", "-1s", "1.2.3s", "abc", "1x", "inf", "NaN", "1e3", "1 s", "s1",
-            "1sm",
+            "", "s", "ms", ".", "1.2.3s", "abc", "1x", "inf", "NaN", "1e3", "1 s", "s1", "1sm",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn negative_durations_are_rejected_as_negative() {
+        for negative in ["-1", "-1s", "-0.5", "-500ms", " -2m", "-0"] {
+            let message = parse(negative).unwrap_err();
+            assert!(message.contains("is negative"), "{negative:?}: {message}");
+        }
+        for garbage in ["-x", "--count", "-", "--1"] {
+            let message = parse(garbage).unwrap_err();
+            assert!(
+                message.contains("is not a duration"),
+                "{garbage:?}: {message}"
+            );
         }
     }
 

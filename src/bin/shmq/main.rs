@@ -60,7 +60,8 @@ enum Command {
         /// Largest message in bytes (every slot reserves this much)
         #[arg(long, value_name = "BYTES")]
         max_message_size: u32,
-        /// Permission bits of the new file, in octal
+        /// Permission bits of the new file, in octal, from 000 to 777 (setuid, setgid and
+        /// sticky bits are refused)
         #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_octal_mode)]
         mode: u32,
         /// What happens to a message whose receiver dies before releasing it: `redeliver` gives
@@ -86,9 +87,14 @@ enum Command {
     },
     /// Print each received message on its own line
     ///
-    /// Exits after N messages, once the queue is closed and drained, or after DURATION without
-    /// a message. A message is released from the queue only after it has been written to
-    /// stdout and flushed.
+    /// Exits after N messages, once the queue is closed and drained, after DURATION without a
+    /// message, or when stdout's reader goes away.
+    ///
+    /// When stdout is a pipe or a socket, a message leaves the queue only once the reader has
+    /// read it: messages go out one at a time, each released once the pipe (or the socket's
+    /// output queue) is empty again, so a reader that stops early (`| head -1`) loses nothing;
+    /// the message it left unread goes back to the queue with its delivery count raised. To a
+    /// file or a terminal, messages go out in batches, each released once written and flushed.
     Recv {
         /// The queue
         path: PathBuf,
@@ -96,8 +102,15 @@ enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// Exit after waiting this long without a message (500ms, 2s, 1.5s, 1m, or seconds)
-        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        // Negative numbers reach the parser, so that `--timeout -1` is refused as a negative
+        // duration rather than reported as an unknown option (`--timeout=-1s` reaches it too).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, allow_negative_numbers = true)]
         timeout: Option<Duration>,
+        /// Release messages once written and flushed, in batches, also into a pipe or a
+        /// socket: about 20 times faster into a fast reader, but what a reader leaves unread in
+        /// the pipe when it stops (`| head -1`) is lost
+        #[arg(long)]
+        release_on_write: bool,
     },
     /// Close the queue: sends fail from now on; receivers drain what is left, then stop
     Close {
@@ -129,13 +142,26 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Parses a permission mode written in octal (`600`, `0640`, `0o660`).
+/// Parses permission bits written in octal (`600`, `0640`, `0o660`): 0 to 0o777.
+///
+/// The setuid, setgid and sticky bits (0o7000) are refused: on a queue file they mean nothing
+/// but a hazard (`--mode 7777` would make a setuid, world-writable file).
 fn parse_octal_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
-    u32::from_str_radix(digits, 8)
-        .ok()
-        .filter(|mode| mode & !0o7777 == 0)
-        .ok_or_else(|| format!("`{text}` is not an octal permission mode such as 600 or 0640"))
+    let not_a_mode = || format!("`{text}` is not an octal permission mode such as 600 or 0640");
+    // `from_str_radix` alone would also take a sign (`+600`).
+    let mode = Some(digits)
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| u32::from_str_radix(d, 8).ok())
+        .ok_or_else(not_a_mode)?;
+    match mode {
+        0..=0o777 => Ok(mode),
+        0o1000..=0o7777 => Err(format!(
+            "`{text}` sets setuid, setgid or sticky bits; a queue's mode is permission bits \
+             only, from 000 to 777, such as 600 or 0640"
+        )),
+        _ => Err(not_a_mode()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -171,7 +197,14 @@ fn main() -> ExitCode {
             path,
             count,
             timeout,
-        } => transfer::recv(&path, count, timeout),
+            release_on_write,
+        } => {
+            let release = match release_on_write {
+                true => transfer::Release::OnWrite,
+                false => transfer::Release::OnRead,
+            };
+            transfer::recv(&path, count, timeout, release)
+        }
         Command::Close { path } => lifecycle::close(&path),
         Command::Rm { path } => lifecycle::rm(&path),
         Command::Stat { path, json } => stat::stat(&path, json),
@@ -225,8 +258,16 @@ mod tests {
         assert_eq!(parse_octal_mode("600"), Ok(0o600));
         assert_eq!(parse_octal_mode("0640"), Ok(0o640));
         assert_eq!(parse_octal_mode("0o660"), Ok(0o660));
+        assert_eq!(parse_octal_mode("0"), Ok(0));
+        assert_eq!(parse_octal_mode("777"), Ok(0o777));
+        for special in ["1777", "2600", "4755", "7777", "0o4600"] {
+            let message = parse_octal_mode(special).unwrap_err();
+            assert!(message.contains("setuid"), "{special}: {message}");
+        }
         assert!(parse_octal_mode("800").is_err());
         assert!(parse_octal_mode("17777").is_err());
+        assert!(parse_octal_mode("-600").is_err());
+        assert!(parse_octal_mode("+600").is_err());
         assert!(parse_octal_mode("").is_err());
         assert!(parse_octal_mode("rw").is_err());
     }
