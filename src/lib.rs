@@ -69,6 +69,10 @@ pub use layout::{Geometry, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLA
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]
 pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard, Stats};
+/// Timing constants and test switches, for the tests only (the `test-hooks` feature).
+#[cfg(all(not(loom), feature = "test-hooks"))]
+#[doc(hidden)]
+pub use test_hooks::testing;
 
 /// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
 #[cfg(loom)]

@@ -15,7 +15,7 @@ use crate::participant::{self, ParticipantInfo, Registration};
 use crate::recovery;
 use crate::ring::{self, Claim, ClaimError, Ring, SlotStates};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::test_hooks::pause_point;
+use crate::test_hooks::{pause_point, sleep_slice};
 use crate::wait::{self, Deadline};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
@@ -537,7 +537,7 @@ impl Queue {
                 .participants()
                 .get(self.me.index as usize)
                 .map(|entry| (&entry.sleeping, shift)),
-            slice: Some(recovery::SLEEP_SLICE),
+            slice: sleep_slice(recovery::SLEEP_SLICE),
         }
     }
 
