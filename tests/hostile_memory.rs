@@ -610,37 +610,37 @@ fn a_committed_length_beyond_the_maximum_is_corrupt_and_frees_the_slot() {
 fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
     let t = Target::new();
     let q = &t.queue;
-    // Entry 100 marked in use (generation 5) with no lock behind it, and a claim of its token
-    // at the head.
+    // Entry 100 marked in use (generation 5) with no lock behind it, as a participant that died
+    // leaves it, holding a claim to write at the head and a message it was reading.
     let index = 100u64;
+    let token = index << GENERATION_BITS | 5;
     t.write_u32(PARTICIPANTS + index * ENTRY, 5 << 1 | 1);
     q.try_send(b"gap").unwrap();
+    q.try_send(b"held").unwrap();
     q.try_send(b"after").unwrap();
-    t.write_u64(
-        t.slot(0) + SLOT_STATE,
-        state(0, index << GENERATION_BITS | 5, WRITING),
-    );
-    let listed = |q: &Queue| {
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, WRITING));
+    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, READING));
+    let entry = |q: &Queue| {
         q.stats()
             .participants
-            .iter()
-            .any(|p| u64::from(p.index) == index)
+            .into_iter()
+            .find(|p| u64::from(p.index) == index)
     };
-    assert!(listed(q));
-    assert!(q
-        .stats()
-        .participants
-        .iter()
-        .any(|p| u64::from(p.index) == index && !p.alive));
-    assert!(q.recover());
-    assert!(
-        !listed(q),
-        "the dead entry was not freed: {:?}",
-        q.stats().participants
-    );
-    assert_eq!(q.stats().abandoned_sends, 1);
+    assert!(matches!(entry(q), Some(p) if !p.alive));
     let mut buf = [0u8; MAX as usize];
-    assert_eq!(q.try_recv(&mut buf).unwrap(), 5);
+    assert!(matches!(q.try_recv(&mut buf), Err(Error::Empty)));
+    assert!(q.recover());
+    assert_eq!(entry(q), None, "the dead entry was not freed");
+    let st = q.stats();
+    assert_eq!((st.abandoned_sends, st.redelivered), (1, 1), "{st:?}");
+    let mut got = Vec::new();
+    while let Ok(r) = q.try_recv_meta(&mut buf) {
+        got.push((
+            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
+            r.deliveries,
+        ));
+    }
+    assert_eq!(got, [("after".to_string(), 1), ("held".to_string(), 2)]);
 }
 
 #[test]
