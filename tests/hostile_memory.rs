@@ -412,31 +412,8 @@ fn queue_with_dead_participants(dir: &Path) -> Vec<u8> {
 /// Starts a child that opens the queue at `path` and stops at the pause point `point` holding a
 /// claim; returns it once it is there.
 fn victim(dir: &Path, path: &Path, role: &str, point: &str) -> Child {
-    let pause_file = dir.join("paused");
-    let pause_text = pause_file.display().to_string();
     let queue = path.display();
-    let mut child = Child::spawn_with_env(
-        dir,
-        role,
-        &[("queue", &queue)],
-        &[
-            ("SHMQ_TEST_PAUSE", point),
-            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
-        ],
-    );
-    let line = format!("{point} {}", child.pid());
-    common::wait_until(BOUND, "the victim to pause", || {
-        assert!(
-            !child.has_exited(),
-            "the victim exited: {}",
-            child.log_so_far()
-        );
-        std::fs::read_to_string(&pause_file)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l == line)
-    });
-    child
+    common::spawn_paused(dir, role, &[("queue", &queue)], point, BOUND)
 }
 
 /// Runs the scribbling property with `cases` cases. Before each case it reports the case, so

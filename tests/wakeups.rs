@@ -151,31 +151,14 @@ impl Setup {
     /// Starts a child that stops at the test pause point `point` holding a claim, and returns
     /// it once it is there.
     fn victim(&self, role: &str, point: &str) -> Child {
-        let pause_file = self.dir.path().join("paused");
-        let pause_text = pause_file.display().to_string();
         let path = self.path.display();
-        let mut child = Child::spawn_with_env(
+        common::spawn_paused(
             self.dir.path(),
             role,
             &[("queue", &path)],
-            &[
-                ("SHMQ_TEST_PAUSE", point),
-                ("SHMQ_TEST_PAUSE_FILE", &pause_text),
-            ],
-        );
-        let line = format!("{point} {}", child.pid());
-        common::wait_until(SETUP_BOUND, "the victim to pause", || {
-            assert!(
-                !child.has_exited(),
-                "the victim exited: {}",
-                child.log_so_far()
-            );
-            std::fs::read_to_string(&pause_file)
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l == line)
-        });
-        child
+            point,
+            SETUP_BOUND,
+        )
     }
 }
 
