@@ -423,10 +423,9 @@ fn a_forked_child_that_execs_does_not_keep_its_parent_alive() {
     });
     let pid = forker.pid();
     forker.kill();
-    // The queue's descriptor is O_CLOEXEC: `sleep` does not hold it, so the forker is dead.
-    common::wait_until(BOUND, "the forker's entry to show dead", || {
-        forker_alive(&q, pid) == Some(false)
-    });
+    // The queue's descriptor is O_CLOEXEC: `sleep` does not hold it, so the forker died with
+    // its process (reaped by `kill`, so its descriptors are closed).
+    assert_eq!(forker_alive(&q, pid), Some(false));
     assert!(
         stray.alive(),
         "the exec'd child must still run for this to mean anything"
@@ -461,14 +460,20 @@ fn a_cli_recv_killed_at_any_instant_loses_nothing_and_reprints_only_what_was_in_
         // A producer sends steadily, so that receivers are often mid-batch when killed.
         let producer = scope.spawn(|| {
             for i in 0..MESSAGES {
-                q.send(format!("{i}").as_bytes()).unwrap();
+                // Bounded, so that a wedged queue fails the test instead of hanging it.
+                q.send_timeout(format!("{i}").as_bytes(), BOUND).unwrap();
                 if i % 16 == 0 {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
         });
         let mut files = Vec::new();
+        let started = Instant::now();
         loop {
+            assert!(
+                started.elapsed() < 3 * BOUND,
+                "the messages were never all sent"
+            );
             let last = producer.is_finished();
             if last {
                 q.close();
