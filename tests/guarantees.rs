@@ -15,7 +15,7 @@
 //! | Untrusted memory: header validated on open, only a private copy used after | here: `the_header_is_validated_on_open_and_only_a_private_copy_is_used_after`; `bad_input.rs` (each bad header field) |
 //! | Untrusted memory: bad state words and lengths give `Corrupt`, never a panic | `hostile_memory.rs`: `a_state_word_with_an_unknown_phase_is_corrupt_for_every_send_and_receive`, `a_slot_state_more_than_a_lap_from_its_cursor_is_corrupt`, `a_committed_length_beyond_the_maximum_is_corrupt_and_frees_the_slot`, `scribbled_queue_with_dead_participants_gives_only_the_errors_each_call_can_give` |
 //! | A dead sender's claim becomes a tombstone (`abandoned_sends`) | `crash_recovery.rs`: `dead_producer_claim_becomes_a_tombstone_and_the_blocked_receiver_moves_on` |
-//! | A dead receiver's message is redelivered, count raised (`redelivered`) | `crash_recovery.rs`: `dead_consumer_message_is_redelivered_*`; `chaos.rs` (in place and by copy) |
+//! | A dead receiver's message is redelivered, count raised (`redelivered`) | `crash_recovery.rs`: `dead_consumer_message_is_redelivered_*`; `chaos.rs` (in place and by copy); here: `a_message_whose_consumers_die_twice_is_redelivered_by_copy_with_every_death_counted` |
 //! | `max_deliveries` dead-letters (`dead_lettered`) | `crash_recovery.rs`: `poison_message_is_dead_lettered_after_max_deliveries` |
 //! | `OnConsumerDeath::Drop` drops (`abandoned_receives`) | `crash_recovery.rs`: `dead_consumer_message_is_dropped_under_on_consumer_death_drop` |
 //! | A dead sleeper is recounted | `crash_recovery.rs`: `dead_receiver_asleep_is_no_longer_counted_and_new_sleepers_are_woken`, `dead_sender_asleep_…` |
@@ -233,6 +233,23 @@ fn recover_gives_back_a_message_held_away_from_both_cursors() {
     assert_eq!(recv_text(&q).unwrap(), ("held".to_string(), 2));
     assert_eq!(q.stats().redelivered, 1);
     assert!(!q.recover(), "a second recover repaired something again");
+}
+
+#[test]
+fn a_message_whose_consumers_die_twice_is_redelivered_by_copy_with_every_death_counted() {
+    let (dir, path, q) = setup(Options::new(8, MAX_MESSAGE));
+    q.try_send(b"twice").unwrap();
+    // Two consumers in turn die holding it. The queue is nearly empty, so each time it is
+    // copied to the slot at the tail, and its count must travel with it.
+    for round in 1..=2 {
+        let consumer = victim(dir.path(), &path, "victim-recv", "recv-claimed");
+        consumer.kill();
+        assert!(q.recover(), "round {round}");
+        let st = q.stats();
+        assert_eq!((st.redelivered, st.sent), (round, 1 + round), "{st:?}");
+    }
+    let guard = q.try_recv_in_place().unwrap();
+    assert_eq!((&*guard, guard.deliveries()), (&b"twice"[..], 3));
 }
 
 #[test]
