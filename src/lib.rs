@@ -78,6 +78,10 @@ pub use participant::ParticipantInfo;
 pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard};
 #[cfg(not(loom))]
 pub use stats::Stats;
+/// Timing constants and test switches, for the tests only (the `test-hooks` feature).
+#[cfg(all(not(loom), feature = "test-hooks"))]
+#[doc(hidden)]
+pub use test_hooks::testing;
 
 /// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
 #[cfg(loom)]

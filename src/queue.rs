@@ -18,7 +18,7 @@ use crate::recovery;
 use crate::ring::{self, Claim, ClaimError, Ring, SlotStates};
 use crate::stats::{self, Stats};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::test_hooks::pause_point;
+use crate::test_hooks::{pause_point, sleep_slice};
 use crate::wait::{self, Deadline};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
@@ -539,7 +539,7 @@ impl Queue {
                 .participants()
                 .get(self.me.index as usize)
                 .map(|entry| (&entry.sleeping, shift)),
-            slice: Some(recovery::SLEEP_SLICE),
+            slice: sleep_slice(recovery::SLEEP_SLICE),
         }
     }
 

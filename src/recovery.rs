@@ -37,6 +37,7 @@ use crate::participant::{self, Registration};
 use crate::queue::{OnConsumerDeath, Queue};
 use crate::ring::{Phase, SlotState};
 use crate::sync::Ordering;
+use crate::test_hooks;
 use crate::wait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as StdOrdering};
@@ -285,6 +286,7 @@ fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<
         queue.count_failed_delivery(pos);
         ring.publish(pos, me.token);
         counters.redelivered.fetch_add(1, Ordering::Relaxed);
+        test_hooks::event("redelivered-in-place");
         wait::wake_if_sleeping(&header.recv_wait.0);
         return Some(true);
     }
@@ -301,6 +303,7 @@ fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<
     ring.publish(to, me.token);
     ring.release(from);
     counters.redelivered.fetch_add(1, Ordering::Relaxed);
+    test_hooks::event("redelivered-copy");
     wait::wake_if_sleeping(&header.recv_wait.0);
     wait::wake_if_sleeping(&header.send_wait.0);
     Some(true)

@@ -124,7 +124,12 @@ impl<'a> Waiter<'a> {
         if let Some((mine, shift)) = self.mine {
             mine.fetch_add((MINE_TRANSIT | MINE_ONE) << shift, Ordering::SeqCst);
         }
-        let registered = self.word.fetch_add(SLEEPER_ONE, Ordering::SeqCst) + SLEEPER_ONE;
+        // Wrapping: the word is shared memory, and a hostile writer may have left it at
+        // `u32::MAX` (the atomic wraps; so must the copy, rather than panic).
+        let registered = self
+            .word
+            .fetch_add(SLEEPER_ONE, Ordering::SeqCst)
+            .wrapping_add(SLEEPER_ONE);
         if let Some((mine, shift)) = self.mine {
             mine.fetch_and(!(MINE_TRANSIT << shift), Ordering::SeqCst);
         }

@@ -1,8 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Chaos: 4 producer and 4 consumer processes share a 64-slot queue for `SHMQ_CHAOS_SECS`
-//! seconds (default 20) while the parent SIGKILLs a random one about every 50 ms and restarts it
-//! (same role and id, a new process). Then the parent closes the queue and the consumers drain
-//! it. What must hold:
+//! seconds (default 20, at least 6) while the parent SIGKILLs a random one about every 50 ms and
+//! restarts it (same role and id, a new process). Then the parent closes the queue and the
+//! consumers drain it. Which child dies when comes from a seed, printed with the results (and
+//! shown when the test fails); `SHMQ_CHAOS_SEED=<seed>` replays the same choice of victims.
+//!
+//! The run alternates one-second phases, so that both ways of giving back a dead consumer's
+//! message run:
+//! - **full**: producers send flat out and consumers hold each message for [`HOLD_CLAIM`], so
+//!   the queue stays full and the tail comes round to a dead consumer's slot: its message is
+//!   redelivered *in place*;
+//! - **sparse**: producers pause [`SPARSE_SEND_PAUSE`] before each send and consumers hold each
+//!   message for [`SPARSE_HOLD`], so the queue is nearly empty while consumers often hold a
+//!   message when killed (only consumers are killed in this phase): it is redelivered *by copy*
+//!   into the slot at the tail.
+//!
+//! The children record each redelivery by path (the `test-hooks` events file,
+//! `shmq::testing::EVENTS_VAR`), and the run must have used both paths, with their sum equal to
+//! the queue's `redelivered` counter.
 //!
 //! - every message whose send returned `Ok` (producers log it right after) was logged by a
 //!   consumer before it released the message, at least once;
@@ -12,7 +27,8 @@
 //!   producer died right after may appear: at most one per producer process, with the next
 //!   sequence number);
 //! - throughput never stalls for more than a second (longest gap between consecutive receives,
-//!   across all consumers, while the run lasts).
+//!   across all consumers, while the run lasts);
+//! - both redelivery paths ran (see above).
 //!
 //! Producers log `(producer, incarnation, seq, time)` and consumers `(producer, incarnation, seq,
 //! deliveries, consumer, time)`, one `write(2)` of a fixed-size record each, to append-only files;
@@ -25,6 +41,7 @@
 mod common;
 
 use common::{Child, Role};
+use shmq::testing::EVENTS_VAR;
 use shmq::{Error, Options, Queue};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -46,6 +63,15 @@ const CALL_SLICE: Duration = Duration::from_millis(100);
 /// How long a producer holds a slot claimed before publishing it (on its in-place sends), and a
 /// consumer a message before releasing it.
 const HOLD_CLAIM: Duration = Duration::from_micros(20);
+/// Length of each phase (full, then sparse, and so on).
+const PHASE: Duration = Duration::from_secs(1);
+/// In a sparse phase, each producer's pause before each send: 4 producers send at most about
+/// 800 messages a second, well within what even two consumers (the others being restarted)
+/// holding each for [`SPARSE_HOLD`] can take, so that the queue stays nearly empty.
+const SPARSE_SEND_PAUSE: Duration = Duration::from_millis(5);
+/// In a sparse phase, how long a consumer holds each message: long enough that a consumer is
+/// often killed holding one.
+const SPARSE_HOLD: Duration = Duration::from_millis(1);
 
 /// Both logs' record size: a divisor of the page size, so that a record never straddles a page
 /// and one `write(2)` of it is never torn by a SIGKILL.
@@ -62,6 +88,24 @@ fn child() {
         "consumer" => consumer(role),
         other => panic!("unknown role {other}"),
     });
+}
+
+/// Which phase the run is in: the parent passes the run's start, every child computes it.
+struct Schedule {
+    start_ns: u64,
+}
+
+impl Schedule {
+    fn from_role(role: &Role) -> Schedule {
+        Schedule {
+            start_ns: role.arg("start_ns"),
+        }
+    }
+
+    fn sparse(&self) -> bool {
+        let since = common::monotonic_ns().saturating_sub(self.start_ns);
+        (since / PHASE.as_nanos() as u64) % 2 == 1
+    }
 }
 
 /// A message's identity.
@@ -151,6 +195,7 @@ fn producer(role: &Role) {
     let q = Queue::open(role.path("queue")).expect("open the queue");
     let producer: u32 = role.arg("id");
     let incarnation: u32 = role.arg("incarnation");
+    let schedule = Schedule::from_role(role);
     let log_path = role.path("log");
     let mut log = open_log(&log_path);
     let mut seq = read_log(&log_path)
@@ -165,6 +210,9 @@ fn producer(role: &Role) {
             seq,
         };
         let msg = encode(id);
+        if schedule.sparse() {
+            std::thread::sleep(SPARSE_SEND_PAUSE);
+        }
         let sent = if seq % 2 == 0 {
             q.send_timeout(&msg, CALL_SLICE)
         } else {
@@ -203,6 +251,7 @@ fn spin_for(d: Duration) {
 fn consumer(role: &Role) {
     let q = Queue::open(role.path("queue")).expect("open the queue");
     let consumer: u32 = role.arg("id");
+    let schedule = Schedule::from_role(role);
     let mut log = open_log(&role.path("log"));
     loop {
         match q.recv_in_place_timeout(CALL_SLICE) {
@@ -223,7 +272,11 @@ fn consumer(role: &Role) {
                 append(&mut log, &record);
                 // "Process" the message for a moment, so that some kills land while a consumer
                 // holds one; then release it (only now, once logged).
-                spin_for(HOLD_CLAIM);
+                spin_for(if schedule.sparse() {
+                    SPARSE_HOLD
+                } else {
+                    HOLD_CLAIM
+                });
                 drop(guard);
             }
             Err(Error::Timeout) => continue,
@@ -234,8 +287,8 @@ fn consumer(role: &Role) {
     role.report("done");
 }
 
-/// A small xorshift generator: which child dies next (seeded from the clock; the seed is
-/// printed).
+/// A small xorshift generator: which child dies next (seeded from `SHMQ_CHAOS_SEED`, or from the
+/// clock; the seed is printed).
 struct Rng(u64);
 
 impl Rng {
@@ -257,10 +310,11 @@ struct Member {
 }
 
 impl Member {
-    fn start(&mut self, dir: &Path, queue: &Path) {
+    fn start(&mut self, dir: &Path, queue: &Path, start_ns: u64, events: &Path) {
         let queue = queue.display();
         let log = self.log.display();
-        self.process = Some(Child::spawn(
+        let events = events.display().to_string();
+        self.process = Some(Child::spawn_with_env(
             dir,
             self.role,
             &[
@@ -268,7 +322,9 @@ impl Member {
                 ("id", &self.id),
                 ("incarnation", &self.incarnation),
                 ("log", &log),
+                ("start_ns", &start_ns),
             ],
+            &[(EVENTS_VAR, &events)],
         ));
     }
 }
@@ -279,7 +335,18 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SECS);
+    assert!(
+        secs >= 6,
+        "SHMQ_CHAOS_SECS={secs}: a run needs at least three full and three sparse phases"
+    );
+    let seed = match std::env::var("SHMQ_CHAOS_SEED") {
+        Ok(text) => parse_seed(&text),
+        Err(_) => common::monotonic_ns() | 1,
+    };
+    // Shown if the test fails (the harness prints a failed test's output).
+    println!("chaos seed {seed:#x} (replay the victims with SHMQ_CHAOS_SEED={seed:#x})");
     let dir = common::tempdir();
+    let events = dir.path().join("events");
     let path = dir.path().join("q");
     let q = Queue::create(&path, Options::new(CAPACITY, MAX_MESSAGE)).expect("create the queue");
 
@@ -294,11 +361,12 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
             process: None,
         })
         .collect();
+    let start_ns = common::monotonic_ns();
+    let schedule = Schedule { start_ns };
     for m in &mut members {
-        m.start(dir.path(), &path);
+        m.start(dir.path(), &path, start_ns, &events);
     }
 
-    let seed = common::monotonic_ns() | 1;
     let mut rng = Rng(seed);
     let started = Instant::now();
     let (mut producer_kills, mut consumer_kills) = (0u64, 0u64);
@@ -314,7 +382,13 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
                 );
             }
         }
-        let pick = (rng.next() % members.len() as u64) as usize;
+        // In a sparse phase only consumers die: a producer's death does nothing for the copy
+        // path, and the queue stays sparse.
+        let pick = if schedule.sparse() {
+            (PRODUCERS + (rng.next() % u64::from(CONSUMERS)) as u32) as usize
+        } else {
+            (rng.next() % members.len() as u64) as usize
+        };
         let victim = &mut members[pick];
         victim.process.take().expect("running").kill();
         match victim.role {
@@ -322,7 +396,7 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
             _ => consumer_kills += 1,
         }
         victim.incarnation += 1;
-        victim.start(dir.path(), &path);
+        victim.start(dir.path(), &path, start_ns, &events);
     }
     let closed_at = common::monotonic_ns();
     let run = started.elapsed();
@@ -387,6 +461,9 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
         runs.push(times);
     }
     let verdict = ledger.check();
+    let event_log = std::fs::read_to_string(&events).unwrap_or_default();
+    let count = |event: &str| event_log.lines().filter(|l| *l == event).count() as u64;
+    let (in_place, copied) = (count("redelivered-in-place"), count("redelivered-copy"));
 
     // Throughput never stalls: the longest gap between consecutive receives while the run lasts
     // (from the first receive to the close).
@@ -396,8 +473,8 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
     println!(
         "chaos ({secs} s, seed {seed:#x}, run {:.1} s): kills survived {} ({producer_kills} producers, \
          {consumer_kills} consumers); messages sent (Ok logged) {}, sent unlogged {}, received {} \
-         ({} seen again); abandoned_sends {}, redelivered {}, abandoned_receives {}, \
-         dead_lettered {}; longest stall {:.1} ms; {:.0} messages/s",
+         ({} seen again); abandoned_sends {}, redelivered {} ({in_place} in place, {copied} by copy), \
+         abandoned_receives {}, dead_lettered {}; longest stall {:.1} ms; {:.0} messages/s",
         run.as_secs_f64(),
         producer_kills + consumer_kills,
         verdict.sent,
@@ -429,6 +506,25 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
     // Each dead process held at most one claim.
     assert!(stats.abandoned_sends <= producer_kills);
     assert!(stats.redelivered <= consumer_kills);
+    // Both ways of giving a message back ran, and each redelivery took one of them.
+    assert_eq!(
+        in_place + copied,
+        stats.redelivered,
+        "redeliveries recorded by path vs the counter"
+    );
+    assert!(in_place > 0, "no redelivery in place (the full phases)");
+    assert!(copied > 0, "no redelivery by copy (the sparse phases)");
+}
+
+/// A seed in decimal or `0x` hexadecimal (never 0, which xorshift cannot leave).
+fn parse_seed(text: &str) -> u64 {
+    let seed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .unwrap_or_else(|_| panic!("SHMQ_CHAOS_SEED={text}: not a number"));
+    assert_ne!(seed, 0, "SHMQ_CHAOS_SEED must not be 0");
+    seed
 }
 
 /// One receipt of a message: its delivery count and when it was logged.

@@ -4,7 +4,9 @@
 //! survivors are shown to repair what it left, with the counters right:
 //!
 //! - a producer that dies between claiming a slot and publishing it leaves a tombstone that a
-//!   blocked receiver passes over, promptly (the detection latency is measured and printed);
+//!   blocked receiver passes over within the README's detection bound, and a busy-polling one
+//!   about a stuck interval after the death (kill instants sampled over the sleep slice and the
+//!   stuck interval; the latencies are printed);
 //! - a consumer that dies between claiming a message and releasing it has the message
 //!   redelivered with its delivery count raised: on an idle queue, on a full queue (in place),
 //!   and after `close`; or dropped under `OnConsumerDeath::Drop`; or dead-lettered past
@@ -18,6 +20,7 @@
 mod common;
 
 use common::{Child, Role};
+use shmq::testing::{SLEEP_SLICE, STUCK, SWEEP_INTERVAL};
 use shmq::{Error, OnConsumerDeath, Options, Queue, Stats};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,10 +28,26 @@ use std::time::{Duration, Instant};
 const MAX_MESSAGE: u32 = 64;
 /// Bound on any single wait of a test; a bug fails the test here instead of hanging it.
 const BOUND: Duration = Duration::from_secs(10);
-/// The issue asks for detection within 100 ms of a death while someone waits; the assertion
-/// is looser so that a loaded machine does not make the test flaky (the measured value is
-/// printed).
-const DETECTION_BOUND: Duration = Duration::from_secs(1);
+/// README, "Detection bound": a death is repaired "within about 70 ms while anyone is blocked on
+/// the queue", because a blocked call sweeps before each sleep slice and sweeps are at most one
+/// per sweep interval.
+const README_BLOCKED_DETECTION: Duration = Duration::from_millis(70);
+/// What the detection test asserts: the README's figure with room for a loaded machine (the
+/// 100 ms of the crash-recovery contract). A sleep slice twice as long already breaks it.
+const BLOCKED_DETECTION_BOUND: Duration = Duration::from_millis(100);
+/// README: a busy-polling receiver "moves past a dead producer's slot about a millisecond after
+/// the death": one [`STUCK`] interval (the poller asks the kernel once per interval).
+const README_POLLING_DETECTION: Duration = Duration::from_millis(1);
+/// What the busy-polling test asserts of the median of its trials: the README's figure with one
+/// more of room.
+const POLLING_DETECTION_MEDIAN_BOUND: Duration =
+    Duration::from_nanos(2 * README_POLLING_DETECTION.as_nanos() as u64);
+/// How many kill instants the detection tests sample, spread evenly over one sleep slice (or
+/// one stuck interval).
+const PHASES: u32 = 5;
+/// The detection tests measure latencies of milliseconds: they run one at a time, so that one
+/// does not steal the other's core.
+static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn child() {
@@ -271,8 +290,8 @@ fn dead_producer_trial(phase: Duration) -> Duration {
         st.received == 1 && st.recv_sleepers == 1
     });
     // A stopped (but live) producer is never declared dead: nothing moves while it lives,
-    // though the sleeping receiver sweeps between its sleep slices.
-    std::thread::sleep(Duration::from_millis(300) + phase);
+    // though the sleeping receiver sweeps between its sleep slices (six of them here).
+    std::thread::sleep(6 * SLEEP_SLICE + phase);
     let st = s.stats();
     assert_eq!(
         (st.received, st.sent, st.abandoned_sends),
@@ -304,36 +323,61 @@ fn dead_producer_trial(phase: Duration) -> Duration {
     Duration::from_nanos(lines[1].at_ns.saturating_sub(killed_at))
 }
 
-#[test]
-fn dead_producer_claim_becomes_a_tombstone_and_the_blocked_receiver_moves_on() {
-    // Kills at four phases of the receiver's 50 ms sleep slice.
-    let latencies: Vec<Duration> = [0, 13, 26, 39]
-        .into_iter()
-        .map(|ms| dead_producer_trial(Duration::from_millis(ms)))
-        .collect();
+/// Runs `trial` at each of [`PHASES`] kill instants spread over `period`; a trial over `bound`
+/// is run once more at the same instant (a loaded machine can delay one process by tens of
+/// milliseconds), and fails the test if it is over again. Returns the latency of each phase.
+fn sample_phases(
+    period: Duration,
+    bound: Duration,
+    trial: impl Fn(Duration) -> Duration,
+) -> Vec<Duration> {
+    (0..PHASES)
+        .map(|i| {
+            let phase = period * i / PHASES;
+            let first = trial(phase);
+            if first < bound {
+                return first;
+            }
+            let again = trial(phase);
+            assert!(
+                again < bound,
+                "at phase {phase:?}: detection took {first:?}, then {again:?} (bound {bound:?})"
+            );
+            again
+        })
+        .collect()
+}
+
+fn millis(latencies: &[Duration]) -> String {
     let ms: Vec<String> = latencies
         .iter()
-        .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        .map(|d| format!("{:.2}", d.as_secs_f64() * 1e3))
         .collect();
-    let worst = latencies.iter().max().copied().unwrap_or_default();
-    println!(
-        "dead producer detection latency (SIGKILL to the blocked receiver's next message), ms: {} (max {:.1})",
-        ms.join(", "),
-        worst.as_secs_f64() * 1e3
-    );
+    ms.join(", ")
+}
+
+#[test]
+fn dead_producer_claim_becomes_a_tombstone_and_the_blocked_receiver_moves_on() {
+    let _serial = TIMING.lock().unwrap_or_else(|e| e.into_inner());
+    // The README's figure is the design's worst case: a sleep slice, then a sweep that may have
+    // to wait for the sweep interval.
     assert!(
-        worst < DETECTION_BOUND,
-        "a receiver waited {worst:?} after the producer's death"
+        SLEEP_SLICE + SWEEP_INTERVAL <= README_BLOCKED_DETECTION,
+        "sleep slice {SLEEP_SLICE:?} + sweep interval {SWEEP_INTERVAL:?} exceed the README's {README_BLOCKED_DETECTION:?}"
+    );
+    // Kills at phases spread over the receiver's sleep slice, so that one lands just after a
+    // sweep (the worst case, a whole slice).
+    let latencies = sample_phases(SLEEP_SLICE, BLOCKED_DETECTION_BOUND, dead_producer_trial);
+    println!(
+        "dead producer detection latency (SIGKILL to the blocked receiver's next message), ms: {}",
+        millis(&latencies)
     );
 }
 
-/// The same death, seen by a receiver that only busy-polls with `try_recv` (it never sleeps,
-/// so it never runs a blocked call's sweep): the non-blocking path notices that the slot at the
-/// head has been claimed by the same producer for over a millisecond, asks the kernel, and
-/// while the producer lives (stopped at its pause point) it is waited for; once it is killed,
-/// the poller moves on within the 100 ms the crash-recovery contract promises.
-#[test]
-fn dead_producer_claim_is_skipped_by_a_busy_polling_receiver() {
+/// One run of the busy-polling scenario: polls a live (stopped) producer's claim for 100 stuck
+/// intervals plus `phase` (it must never be declared dead), kills it, and returns the time
+/// from its death (seen as a zombie) to the poller's next message.
+fn busy_polling_trial(phase: Duration) -> Duration {
     let s = Setup::new(Options::new(8, MAX_MESSAGE));
     s.send_from_child("before");
     let producer = s.paused("send-claimed", "send", &[("msgs", &"lost")]);
@@ -341,37 +385,83 @@ fn dead_producer_claim_is_skipped_by_a_busy_polling_receiver() {
     let mut buf = [0u8; MAX_MESSAGE as usize];
     let n = s.queue.try_recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"before");
-    // 300 ms of polling a live (stopped) producer's claim: never declared dead.
-    let until = Instant::now() + Duration::from_millis(300);
+    let until = Instant::now() + 100 * STUCK + phase;
     while Instant::now() < until {
         assert!(matches!(s.queue.try_recv(&mut buf), Err(Error::Empty)));
     }
-    assert_eq!(s.stats().abandoned_sends, 0);
+    assert_eq!(
+        s.stats().abandoned_sends,
+        0,
+        "a live producer was declared dead"
+    );
 
-    let killed_at = Instant::now();
-    producer.kill();
+    // The death is taken as the instant the producer shows as a zombie: the kernel closes a
+    // dying process's files (dropping its lock) before it makes it a zombie, so this is at or
+    // after the true instant. This thread both watches for it and polls, so that a loaded
+    // machine delays both alike.
+    let pid = producer.pid() as libc::pid_t;
+    // SAFETY: kill(2) takes integer arguments only; `pid` is our child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let reaped = || {
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes only `status`, a valid, exclusively borrowed i32.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+    };
+    let started = Instant::now();
+    let mut died_at = None;
     let n = loop {
+        if died_at.is_none() && reaped() {
+            died_at = Some(Instant::now());
+        }
         match s.queue.try_recv(&mut buf) {
             Ok(n) => break n,
             Err(Error::Empty) => {
-                assert!(killed_at.elapsed() < BOUND, "the poller never moved on");
+                assert!(started.elapsed() < BOUND, "the poller never moved on");
                 std::hint::spin_loop();
             }
             Err(e) => panic!("{e}"),
         }
     };
-    let latency = killed_at.elapsed();
+    let got_at = Instant::now();
     assert_eq!(&buf[..n], b"after");
-    println!(
-        "dead producer detection latency, busy-polling receiver: {:.2} ms",
-        latency.as_secs_f64() * 1e3
-    );
-    assert!(
-        latency < Duration::from_millis(100),
-        "the poller took {latency:?} to move past the dead producer's slot"
-    );
+    // Moved on before the zombie showed: a latency of zero (reap it now).
+    let died_at = died_at.unwrap_or_else(|| {
+        common::wait_until(BOUND, "the producer to exit", reaped);
+        got_at
+    });
+    drop(producer); // already reaped: nothing left to do
+    let latency = got_at.saturating_duration_since(died_at);
     assert_eq!(s.stats().abandoned_sends, 1);
     s.assert_drained();
+    latency
+}
+
+/// The same death, seen by a receiver that only busy-polls with `try_recv` (it never sleeps,
+/// so it never runs a blocked call's sweep): the non-blocking path notices that the slot at the
+/// head has been claimed by the same producer for a stuck interval, asks the kernel, and while
+/// the producer lives (stopped at its pause point) it is waited for; once it is killed, the
+/// poller moves on about one stuck interval later (the README's "about a millisecond").
+#[test]
+fn dead_producer_claim_is_skipped_by_a_busy_polling_receiver() {
+    let _serial = TIMING.lock().unwrap_or_else(|e| e.into_inner());
+    // The README's figure is the design's: the poller asks once per stuck interval.
+    assert!(
+        STUCK <= README_POLLING_DETECTION,
+        "the stuck interval {STUCK:?} exceeds the README's {README_POLLING_DETECTION:?}"
+    );
+    // Each trial within the blocked bound (a poller is never slower than a sleeper), the median
+    // within two stuck intervals.
+    let mut latencies = sample_phases(STUCK, BLOCKED_DETECTION_BOUND, busy_polling_trial);
+    println!(
+        "dead producer detection latency, busy-polling receiver, ms: {}",
+        millis(&latencies)
+    );
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    assert!(
+        median < POLLING_DETECTION_MEDIAN_BOUND,
+        "the poller's median detection latency is {median:?}"
+    );
 }
 
 /// How the surviving receiver reads the redelivered message (and its delivery count).

@@ -1,33 +1,53 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The mapping is untrusted: whatever another process writes into a live queue's slot state
-//! words, length fields or cursors, every call returns `Ok` or a typed error, without a panic,
-//! an out-of-bounds read or a hang.
+//! The mapping is untrusted: whatever another process writes into a live queue (its header
+//! identity, cursors, wait words, counters, participant table, and its slots' state words,
+//! lengths and delivery counts), every call returns `Ok` or one of the errors that call can
+//! give, without a panic, an out-of-bounds read or a hang; and the bytes that mean something
+//! precise give precisely `Corrupt`.
 //!
 //! The writes go through plain file I/O on the queue file (as a foreign process's would), while
-//! the queue is mapped. The cases that could hang run in a child process with a time bound.
+//! the queue is mapped. The property starts every case from the bytes of a queue on which real
+//! participants died holding claims (a consumer holding a message, a producer holding a slot,
+//! SIGKILLed at the test pause points), so that recovery, which `recover()`, the blocking calls
+//! and the stuck-claim check all run, meets the hostile bytes too. The cases that could hang run
+//! in a child process with a time bound.
 
 mod common;
 
 use common::{Child, Role};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use shmq::{Geometry, Options, Queue};
+use shmq::{Error, Geometry, Options, Queue};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 const CAPACITY: u32 = 4;
 const MAX: u32 = 16;
 /// Offsets of the cursors in the header (each on its own 128-byte line; see `src/layout.rs`).
 const TAIL: u64 = 128;
 const HEAD: u64 = 256;
+/// Offsets of the wait words, the counters and the participant table (README, "File format").
+const RECV_WAIT: u64 = 384;
+const SEND_WAIT: u64 = 512;
+const COUNTERS: u64 = 640;
+const PARTICIPANTS: u64 = 768;
+/// A participant entry: token, pid, sleeping, roles (u32 each), since (u64), reserved (u64).
+const ENTRY: u64 = 32;
+const ENTRY_SLEEPING: u64 = 8;
+/// A participant token is `index << 11 | generation` (see `src/participant.rs`).
+const GENERATION_BITS: u32 = 11;
 /// Offsets of a slot's fields from the start of the slot.
 const SLOT_STATE: u64 = 0;
 const SLOT_LEN: u64 = 8;
+const SLOT_DELIVERIES: u64 = 12;
 /// The slot state word: `pos << 24 | owner << 4 | phase` (see `src/ring.rs`).
 const POS_MASK: u64 = (1 << 40) - 1;
 const EMPTY: u64 = 0;
+const WRITING: u64 = 1;
 const FULL: u64 = 2;
+const READING: u64 = 3;
 /// Bound on a child's run: every case takes milliseconds, a hang takes forever.
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -48,7 +68,20 @@ impl Target {
         let dir = common::tempdir();
         let path = dir.path().join("q");
         let queue = Queue::create(&path, Options::new(CAPACITY, MAX)).unwrap();
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        Target::with(dir, queue)
+    }
+
+    /// A queue opened from a copy of `bytes` (a queue file left by other processes).
+    fn from_bytes(bytes: &[u8]) -> Target {
+        let dir = common::tempdir();
+        let path = dir.path().join("q");
+        std::fs::write(&path, bytes).unwrap();
+        let queue = Queue::open(&path).unwrap();
+        Target::with(dir, queue)
+    }
+
+    fn with(dir: tempfile::TempDir, queue: Queue) -> Target {
+        let file = OpenOptions::new().write(true).open(queue.path()).unwrap();
         Target {
             _dir: dir,
             queue,
@@ -97,6 +130,33 @@ enum Op {
         slot: u32,
         len: u32,
     },
+    /// Writes a slot's delivery count.
+    Deliveries {
+        slot: u32,
+        count: u32,
+    },
+    /// Writes a 32-bit word of the header's identity block (the first 128 bytes).
+    Identity {
+        word: u64,
+        value: u32,
+    },
+    /// Writes a wait word (sleeper count and epoch).
+    WaitWord {
+        senders: bool,
+        value: u32,
+    },
+    /// Writes one of the counters (including the last sweep time).
+    Counter {
+        index: u64,
+        value: u64,
+    },
+    /// Writes a 32-bit word of one of the first entries of the participant table (the live and
+    /// dead participants are there).
+    Participant {
+        entry: u64,
+        word: u64,
+        value: u32,
+    },
     /// Moves a cursor by `delta` positions, optionally setting the tail's closed bit.
     Cursor {
         tail: bool,
@@ -109,6 +169,11 @@ enum Op {
     TryRecv(usize),
     TryRecvInPlace,
     TryRecvBatch(usize),
+    /// A blocking receive into a buffer of this size, with a short timeout (it sweeps).
+    RecvTimeout(usize),
+    /// A blocking send of this many bytes, with a short timeout (it sweeps).
+    SendTimeout(usize),
+    Recover,
     Close,
 }
 
@@ -135,6 +200,17 @@ fn op() -> impl Strategy<Value = Op> {
                 closed,
             }
         }),
+        (0..CAPACITY, prop_oneof![0..4u32, any::<u32>()])
+            .prop_map(|(slot, count)| Op::Deliveries { slot, count }),
+        (0..32u64, any::<u32>()).prop_map(|(word, value)| Op::Identity { word, value }),
+        (any::<bool>(), prop_oneof![0..4u32, any::<u32>()])
+            .prop_map(|(senders, value)| Op::WaitWord { senders, value }),
+        (0..8u64, any::<u64>()).prop_map(|(index, value)| Op::Counter { index, value }),
+        (0..4u64, 0..8u64, prop_oneof![0..8u32, any::<u32>()])
+            .prop_map(|(entry, word, value)| Op::Participant { entry, word, value }),
+        (0..=MAX as usize + 2).prop_map(Op::RecvTimeout),
+        (0..=MAX as usize + 2).prop_map(Op::SendTimeout),
+        Just(Op::Recover),
         (0..=MAX as usize + 2).prop_map(Op::TrySend),
         (1..6usize).prop_map(Op::TrySendBatch),
         prop::option::of(0..=MAX as usize + 2).prop_map(Op::Reserve),
@@ -145,11 +221,32 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Runs `ops` against a fresh queue. Every call must return (`Ok` or a typed error); a message
-/// handed out is never longer than the maximum, nor than the caller's buffer.
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let t = Target::new();
+/// `result`'s value, or `None` after checking that its error is one of `allowed` (the errors
+/// the call can give: never, say, `Timeout` from a non-blocking call, nor `Io`).
+macro_rules! allowed {
+    ($what:expr, $result:expr, $($allowed:pat_param)|+) => {
+        match $result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                prop_assert!(
+                    matches!(e, $($allowed)|+),
+                    "{}: an error it cannot give: {:?}",
+                    $what,
+                    e
+                );
+                None
+            }
+        }
+    };
+}
+
+/// Runs `ops` against a queue opened from `start` (a queue file's bytes). Every call must
+/// return `Ok` or an error it can give; a message handed out is never longer than the maximum,
+/// nor than the caller's buffer.
+fn run(start: &[u8], ops: &[Op]) -> Result<(), TestCaseError> {
+    let t = Target::from_bytes(start);
     let q = &t.queue;
+    let brief = Duration::from_millis(1);
     let max = MAX as usize;
     for op in ops {
         let s = q.stats();
@@ -167,6 +264,15 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::BadPhase { slot, word } => t.write_u64(t.slot(slot) + SLOT_STATE, word),
             Op::Len { slot, len } => t.write_u32(t.slot(slot) + SLOT_LEN, len),
+            Op::Deliveries { slot, count } => t.write_u32(t.slot(slot) + SLOT_DELIVERIES, count),
+            Op::Identity { word, value } => t.write_u32(word * 4, value),
+            Op::WaitWord { senders, value } => {
+                t.write_u32(if senders { SEND_WAIT } else { RECV_WAIT }, value)
+            }
+            Op::Counter { index, value } => t.write_u64(COUNTERS + index * 8, value),
+            Op::Participant { entry, word, value } => {
+                t.write_u32(PARTICIPANTS + entry * ENTRY + word * 4, value)
+            }
             Op::Cursor {
                 tail,
                 delta,
@@ -181,40 +287,96 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 t.write_u64(if tail { TAIL } else { HEAD }, value | closed_bit);
             }
             Op::TrySend(len) => {
-                let _ = q.try_send(&vec![b's'; len]);
+                allowed!(
+                    "try_send",
+                    q.try_send(&vec![b's'; len]),
+                    Error::Full | Error::Closed | Error::Corrupt { .. } | Error::TooLarge { .. }
+                );
             }
             Op::TrySendBatch(n) => {
                 let msgs: Vec<Vec<u8>> = (0..n).map(|i| vec![b'b'; i]).collect();
-                if let Ok(sent) = q.try_send_batch(&msgs) {
+                let sent = allowed!(
+                    "try_send_batch",
+                    q.try_send_batch(&msgs),
+                    Error::Full | Error::Closed | Error::Corrupt { .. }
+                );
+                if let Some(sent) = sent {
                     prop_assert!((1..=n).contains(&sent));
                 }
             }
             Op::Reserve(commit) => {
-                if let Ok(mut slot) = q.try_reserve() {
+                let slot = allowed!(
+                    "try_reserve",
+                    q.try_reserve(),
+                    Error::Full | Error::Closed | Error::Corrupt { .. }
+                );
+                if let Some(mut slot) = slot {
                     prop_assert_eq!(slot.len(), max);
                     slot.fill(b'r');
                     if let Some(len) = commit {
-                        let _ = slot.commit(len);
+                        allowed!("commit", slot.commit(len), Error::TooLarge { .. });
                     }
                 }
             }
             Op::TryRecv(cap) => {
                 let mut buf = vec![0u8; cap];
-                if let Ok(n) = q.try_recv(&mut buf) {
+                let got = allowed!(
+                    "try_recv",
+                    q.try_recv(&mut buf),
+                    Error::Empty
+                        | Error::Closed
+                        | Error::Corrupt { .. }
+                        | Error::BufferTooSmall { .. }
+                );
+                if let Some(n) = got {
                     prop_assert!(n <= cap && n <= max, "received {} bytes", n);
                 }
             }
             Op::TryRecvInPlace => {
-                if let Ok(m) = q.try_recv_in_place() {
+                let got = allowed!(
+                    "try_recv_in_place",
+                    q.try_recv_in_place(),
+                    Error::Empty | Error::Closed | Error::Corrupt { .. }
+                );
+                if let Some(m) = got {
                     prop_assert!(m.len() <= max);
                 }
             }
             Op::TryRecvBatch(n) => {
                 let mut longest = 0;
-                if let Ok(got) = q.try_recv_batch(n, |m| longest = longest.max(m.len())) {
+                let got = allowed!(
+                    "try_recv_batch",
+                    q.try_recv_batch(n, |m| longest = longest.max(m.len())),
+                    Error::Empty | Error::Closed | Error::Corrupt { .. }
+                );
+                if let Some(got) = got {
                     prop_assert!((1..=n).contains(&got));
                 }
                 prop_assert!(longest <= max);
+            }
+            Op::RecvTimeout(cap) => {
+                let mut buf = vec![0u8; cap];
+                let got = allowed!(
+                    "recv_timeout",
+                    q.recv_timeout(&mut buf, brief),
+                    Error::Timeout
+                        | Error::Closed
+                        | Error::Corrupt { .. }
+                        | Error::BufferTooSmall { .. }
+                );
+                if let Some(n) = got {
+                    prop_assert!(n <= cap && n <= max, "received {} bytes", n);
+                }
+            }
+            Op::SendTimeout(len) => {
+                allowed!(
+                    "send_timeout",
+                    q.send_timeout(&vec![b't'; len], brief),
+                    Error::Timeout | Error::Closed | Error::Corrupt { .. } | Error::TooLarge { .. }
+                );
+            }
+            Op::Recover => {
+                q.recover();
             }
             Op::Close => {
                 q.close();
@@ -225,9 +387,40 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The bytes of a queue on which two participants died holding claims: a consumer holding the
+/// first message (SIGKILLed at `recv-claimed`) and a producer holding the next slot (at
+/// `send-claimed`), with one more message between them. Nobody has swept since: their entries
+/// are still marked in use, their claims unresolved.
+fn queue_with_dead_participants(dir: &Path) -> Vec<u8> {
+    let path = dir.join("template");
+    let q = Queue::create(&path, Options::new(CAPACITY, MAX)).unwrap();
+    q.try_send(b"held").unwrap();
+    q.try_send(b"next").unwrap();
+    victim(dir, &path, "victim-recv", "recv-claimed").kill();
+    victim(dir, &path, "victim-send", "send-claimed").kill();
+    let st = q.stats();
+    assert_eq!(
+        st.participants.iter().filter(|p| !p.alive).count(),
+        2,
+        "{st:?}"
+    );
+    assert_eq!((st.sent, st.received), (3, 1), "{st:?}");
+    drop(q);
+    std::fs::read(&path).unwrap()
+}
+
+/// Starts a child that opens the queue at `path` and stops at the pause point `point` holding a
+/// claim; returns it once it is there.
+fn victim(dir: &Path, path: &Path, role: &str, point: &str) -> Child {
+    let queue = path.display();
+    common::spawn_paused(dir, role, &[("queue", &queue)], point, BOUND)
+}
+
 /// Runs the scribbling property with `cases` cases. Before each case it reports the case, so
 /// that the parent can show which one hung.
 fn scribble_property(role: &Role) {
+    let dir = common::tempdir();
+    let start = queue_with_dead_participants(dir.path());
     let mut runner = TestRunner::new(Config {
         cases: role.arg("cases"),
         failure_persistence: None,
@@ -235,7 +428,7 @@ fn scribble_property(role: &Role) {
     });
     let result = runner.run(&prop::collection::vec(op(), 1..48), |ops| {
         role.report(&format!("{ops:?}"));
-        run(&ops)
+        run(&start, &ops)
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -268,12 +461,23 @@ fn child() {
     common::child_main(|role| match role.name() {
         "scribble" => scribble_property(role),
         "far_future" => far_future_states(role),
+        // Crash-recovery victims: stopped at a pause point holding a claim, then killed.
+        "victim-send" => {
+            let q = Queue::open(role.path("queue")).unwrap();
+            let _ = q.send(b"lost");
+            unreachable!("the pause point stops this process");
+        }
+        "victim-recv" => {
+            let q = Queue::open(role.path("queue")).unwrap();
+            let _ = q.recv(&mut [0u8; MAX as usize]);
+            unreachable!("the pause point stops this process");
+        }
         other => panic!("unknown role {other}"),
     });
 }
 
 #[test]
-fn scribbled_slot_states_lengths_and_cursors_give_typed_errors_never_panics_or_hangs() {
+fn scribbled_queue_with_dead_participants_gives_only_the_errors_each_call_can_give() {
     let dir = common::tempdir();
     let child = Child::spawn(dir.path(), "scribble", &[("cases", &256)]);
     assert_eq!(child.wait(BOUND), "passed");
@@ -306,4 +510,165 @@ fn a_head_cursor_at_the_end_of_the_position_space_gives_no_panic() {
     let _ = t.queue.try_recv(&mut buf);
     let _ = t.queue.try_recv(&mut buf);
     let _ = t.queue.stats();
+}
+
+/// Asserts that `result` is `Corrupt` and its description contains `what`.
+#[track_caller]
+fn assert_corrupt<T>(result: shmq::Result<T>, what: &str) {
+    match result {
+        Err(Error::Corrupt { what: said }) => {
+            assert!(
+                said.contains(what),
+                "Corrupt, but {said:?} does not say {what:?}"
+            )
+        }
+        Err(e) => panic!("expected Corrupt ({what}), got {e:?}"),
+        Ok(_) => panic!("expected Corrupt ({what}), got Ok"),
+    }
+}
+
+#[test]
+fn a_state_word_with_an_unknown_phase_is_corrupt_for_every_send_and_receive() {
+    let t = Target::new();
+    let q = &t.queue;
+    let bad = state(0, 0, 7);
+    t.write_u64(t.slot(0) + SLOT_STATE, bad);
+    let what = "unknown phase";
+    let mut buf = [0u8; MAX as usize];
+    // Slot 0 is at both cursors.
+    assert_corrupt(q.try_recv(&mut buf), what);
+    assert_corrupt(q.try_recv_in_place(), what);
+    assert_corrupt(q.try_recv_batch(4, |_| {}), what);
+    assert_corrupt(q.recv_timeout(&mut buf, Duration::from_millis(10)), what);
+    assert_corrupt(q.try_send(b"x"), what);
+    assert_corrupt(q.try_send_batch(&[b"x"]), what);
+    assert_corrupt(q.try_reserve(), what);
+    assert_corrupt(q.send_timeout(b"x", Duration::from_millis(10)), what);
+    // Nothing moved: the cursors are where they were.
+    let st = q.stats();
+    assert_eq!((st.sent, st.received), (0, 0));
+}
+
+#[test]
+fn a_slot_state_more_than_a_lap_from_its_cursor_is_corrupt() {
+    let t = Target::new();
+    let q = &t.queue;
+    let cap = u64::from(CAPACITY);
+    // A free slot for a position two laps ahead of the tail: no honest peer writes that.
+    t.write_u64(t.slot(0) + SLOT_STATE, state(2 * cap, 0, EMPTY));
+    assert_corrupt(q.try_send(b"x"), "more than a lap ahead of the tail");
+    // A message two laps behind the head.
+    let t = Target::new();
+    let q = &t.queue;
+    q.try_send(b"x").unwrap();
+    t.write_u64(HEAD, 2 * cap);
+    t.write_u64(TAIL, 2 * cap + 1);
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, 0, FULL));
+    assert_corrupt(
+        q.try_recv(&mut [0u8; MAX as usize]),
+        "more than a lap behind the head",
+    );
+}
+
+#[test]
+fn a_committed_length_beyond_the_maximum_is_corrupt_and_frees_the_slot() {
+    let t = Target::new();
+    let q = &t.queue;
+    q.try_send(b"bad").unwrap();
+    q.try_send(b"good").unwrap();
+    t.write_u32(t.slot(0) + SLOT_LEN, MAX + 1);
+    assert_corrupt(q.try_recv_in_place(), "exceeds the maximum message size");
+    let mut buf = [0u8; MAX as usize];
+    assert_eq!(q.try_recv(&mut buf).unwrap(), 4);
+    assert_eq!(&buf[..4], b"good");
+}
+
+#[test]
+fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
+    let t = Target::new();
+    let q = &t.queue;
+    // Entry 100 marked in use (generation 5) with no lock behind it, as a participant that died
+    // leaves it, holding a claim to write at the head and a message it was reading.
+    let index = 100u64;
+    let token = index << GENERATION_BITS | 5;
+    t.write_u32(PARTICIPANTS + index * ENTRY, 5 << 1 | 1);
+    q.try_send(b"gap").unwrap();
+    q.try_send(b"held").unwrap();
+    q.try_send(b"after").unwrap();
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, WRITING));
+    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, READING));
+    let entry = |q: &Queue| {
+        q.stats()
+            .participants
+            .into_iter()
+            .find(|p| u64::from(p.index) == index)
+    };
+    assert!(matches!(entry(q), Some(p) if !p.alive));
+    let mut buf = [0u8; MAX as usize];
+    assert!(matches!(q.try_recv(&mut buf), Err(Error::Empty)));
+    assert!(q.recover());
+    assert_eq!(entry(q), None, "the dead entry was not freed");
+    let st = q.stats();
+    assert_eq!((st.abandoned_sends, st.redelivered), (1, 1), "{st:?}");
+    let mut got = Vec::new();
+    while let Ok(r) = q.try_recv_meta(&mut buf) {
+        got.push((
+            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
+            r.deliveries,
+        ));
+    }
+    assert_eq!(got, [("after".to_string(), 1), ("held".to_string(), 2)]);
+}
+
+#[test]
+fn bogus_sleeper_counts_are_lowered_to_the_live_sleepers_once_someone_died() {
+    let dir = common::tempdir();
+    let t = Target::from_bytes(&queue_with_dead_participants(dir.path()));
+    let q = &t.queue;
+    // Counts no live participant's record backs, and a dead participant's record that claims
+    // sleepers of its own.
+    t.write_u32(RECV_WAIT, 9 | 3 << 16);
+    t.write_u32(SEND_WAIT, 0xFFFF);
+    for entry in 0..4 {
+        t.write_u32(PARTICIPANTS + entry * ENTRY + ENTRY_SLEEPING, 0x0005_0005);
+    }
+    // Our own record must say "no sleepers" (we have none): restore it.
+    let me = q
+        .stats()
+        .participants
+        .iter()
+        .find(|p| p.alive)
+        .unwrap()
+        .index;
+    t.write_u32(PARTICIPANTS + u64::from(me) * ENTRY + ENTRY_SLEEPING, 0);
+    assert!(q.recover());
+    let st = q.stats();
+    assert_eq!((st.recv_sleepers, st.send_sleepers), (0, 0), "{st:?}");
+    // The dead consumer's message came back, the dead producer's claim was skipped.
+    assert_eq!((st.redelivered, st.abandoned_sends), (1, 1), "{st:?}");
+}
+
+#[test]
+fn blocking_calls_on_scribbled_wait_words_time_out_on_time() {
+    let t = Target::new();
+    let q = &t.queue;
+    for value in [0xFFFF_FFFF, 0xFFFF, 0x8000_0000] {
+        t.write_u32(RECV_WAIT, value);
+        t.write_u32(SEND_WAIT, value);
+        let start = Instant::now();
+        let timeout = Duration::from_millis(20);
+        assert!(matches!(
+            q.recv_timeout(&mut [0u8; MAX as usize], timeout),
+            Err(Error::Timeout)
+        ));
+        for _ in 0..CAPACITY {
+            q.try_send(b"fill").unwrap();
+        }
+        assert!(matches!(q.send_timeout(b"x", timeout), Err(Error::Timeout)));
+        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+        assert_eq!(
+            q.try_recv_batch(CAPACITY as usize, |_| {}).unwrap(),
+            CAPACITY as usize
+        );
+    }
 }

@@ -265,3 +265,41 @@ pub fn child_main(run: impl FnOnce(&Role)) {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     run(&role);
 }
+
+/// Starts a child that runs `role` with `args` and stops at the crash-recovery pause point
+/// `point` (`SHMQ_TEST_PAUSE`, see `src/test_hooks.rs`), holding what it claimed there; returns
+/// it once it is there (panics, quoting its log, if it is not within `bound`).
+pub fn spawn_paused(
+    dir: &Path,
+    role: &str,
+    args: &[(&str, &dyn Display)],
+    point: &str,
+    bound: Duration,
+) -> Child {
+    let pause_file = dir.join(format!("paused-{}", SPAWNED.load(Ordering::Relaxed)));
+    let pause_text = pause_file.display().to_string();
+    let mut child = Child::spawn_with_env(
+        dir,
+        role,
+        args,
+        &[
+            ("SHMQ_TEST_PAUSE", point),
+            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
+        ],
+    );
+    let line = format!("{point} {}", child.pid());
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&pause_file).unwrap_or_default();
+        if text.lines().any(|l| l == line) {
+            return child;
+        }
+        if child.has_exited() || start.elapsed() > bound {
+            panic!(
+                "child {role} did not reach pause point {point}; its log:\n{}",
+                child.log_so_far()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
