@@ -756,3 +756,47 @@ fn man_pages_are_generated_for_every_visible_subcommand() {
         assert!(text.contains("--watch"), "{text}");
     }
 }
+
+#[test]
+fn make_install_cli_installs_the_command_its_man_pages_and_completions() {
+    let Some(make) = tool(
+        "make",
+        "make_install_cli_installs_the_command_its_man_pages_and_completions",
+    ) else {
+        return;
+    };
+    let prefix = tempfile::tempdir().unwrap();
+    let ffi = Path::new(env!("CARGO_MANIFEST_DIR")).join("ffi");
+    // SHMQ names the binary the tests built, so make does not build another.
+    let out = Command::new(make)
+        .arg("-C")
+        .arg(&ffi)
+        .arg("install-cli")
+        .arg(format!("PREFIX={}", prefix.path().display()))
+        .arg(format!("SHMQ={BIN}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let p = prefix.path();
+    assert_eq!(
+        std::fs::read(p.join("bin/shmq")).unwrap(),
+        std::fs::read(BIN).unwrap()
+    );
+    for page in ["shmq.1", "shmq-stat.1", "shmq-ls.1", "shmq-exporter.1"] {
+        assert!(p.join("share/man/man1").join(page).is_file(), "no {page}");
+    }
+    for (file, marker) in [
+        (
+            "share/bash-completion/completions/shmq",
+            "complete -F _shmq",
+        ),
+        ("share/zsh/site-functions/_shmq", "#compdef shmq"),
+        (
+            "share/fish/vendor_completions.d/shmq.fish",
+            "complete -c shmq",
+        ),
+    ] {
+        let text = std::fs::read_to_string(p.join(file)).unwrap();
+        assert!(text.contains(marker), "{file}");
+    }
+}
