@@ -765,8 +765,13 @@ fn make_install_cli_installs_the_command_its_man_pages_and_completions() {
     ) else {
         return;
     };
-    let prefix = tempfile::tempdir().unwrap();
     let ffi = Path::new(env!("CARGO_MANIFEST_DIR")).join("ffi");
+    if !ffi.join("Makefile").is_file() {
+        // The crate as published has no ffi/ directory; the repository always has.
+        println!("SKIPPED make install-cli: no ffi/Makefile (not a repository checkout)");
+        return;
+    }
+    let prefix = tempfile::tempdir().unwrap();
     // SHMQ names the binary the tests built, so make does not build another.
     let out = Command::new(make)
         .arg("-C")
