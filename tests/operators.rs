@@ -107,6 +107,8 @@ fn which(name: &str) -> Option<PathBuf> {
 struct Tmux {
     tmux: PathBuf,
     socket: PathBuf,
+    /// The session the view runs in (a new one for each start).
+    session: std::cell::RefCell<String>,
 }
 
 impl Tmux {
@@ -125,7 +127,59 @@ impl Tmux {
 
     /// The pane's visible text.
     fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "watch"])
+        self.run(&["capture-pane", "-p", "-t", &self.session.borrow()])
+    }
+
+    /// Runs `command` in a new session, 120×40, which from now on is the one looked at and
+    /// typed into. The old session, if any, is killed after the new one exists: killing the last
+    /// session would end the server, racing with the next start.
+    fn start(&self, command: &str) {
+        let old = self.session.borrow().clone();
+        let new = format!("watch{}", old.len());
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            &new,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
+        ]);
+        if !old.is_empty() {
+            self.run(&["kill-session", "-t", &old]);
+        }
+        *self.session.borrow_mut() = new;
+    }
+
+    /// Types `key` into the session.
+    fn key(&self, key: &str) {
+        self.run(&["send-keys", "-t", &self.session.borrow(), key]);
+    }
+
+    /// Waits until the view is drawn.
+    fn wait_for_view(&self) {
+        wait_for("the view is drawn", || {
+            let screen = self.screen();
+            if screen.contains("depth") && screen.contains("participants") {
+                Ok(())
+            } else {
+                Err(screen)
+            }
+        });
+    }
+
+    /// Waits until the command has exited (the pane's shell printed `exited STATUS`); the screen.
+    fn wait_for_exit(&self) -> String {
+        wait_for("the view exits", || {
+            let screen = self.screen();
+            if screen.contains("exited ") {
+                Ok(screen)
+            } else {
+                Err(screen)
+            }
+        })
     }
 }
 
@@ -151,8 +205,8 @@ fn rates(screen: &str) -> Option<(f64, f64, f64)> {
 }
 
 #[test]
-fn watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q() {
-    let test = "watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q";
+fn watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q_ctrl_c_or_removal() {
+    let test = "watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q_ctrl_c_or_removal";
     let Some(tmux) = tool("tmux", test) else {
         return;
     };
@@ -162,6 +216,7 @@ fn watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q() {
     let tmux = Tmux {
         tmux,
         socket: dir.path().join("tmux.sock"),
+        session: Default::default(),
     };
     // The command runs under sh in the pane; after it ends, its status stays on the screen.
     let command = format!(
@@ -236,15 +291,8 @@ fn watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q() {
     });
 
     // `q` ends the view with status 0 and gives the terminal back (the alternate screen is gone).
-    tmux.run(&["send-keys", "-t", "watch", "q"]);
-    let screen = wait_for("the view exits on q", || {
-        let screen = tmux.screen();
-        if screen.contains("exited ") {
-            Ok(screen)
-        } else {
-            Err(screen)
-        }
-    });
+    tmux.key("q");
+    let screen = tmux.wait_for_exit();
     assert!(screen.contains("exited 0"), "{screen}");
     assert!(
         !screen.contains("depth"),
@@ -252,6 +300,22 @@ fn watch_view_in_a_terminal_shows_depth_and_rates_and_quits_on_q() {
     );
     drop(producer);
     assert!(Queue::inspect(&path).unwrap().participants.is_empty());
+
+    // Ctrl-C ends it the same way (raw mode turns it into a key, not a signal).
+    tmux.start(&command);
+    tmux.wait_for_view();
+    tmux.key("C-c");
+    assert!(tmux.wait_for_exit().contains("exited 0"));
+
+    // So does the file going away, with a line saying so on the restored screen.
+    tmux.start(&command);
+    tmux.wait_for_view();
+    Queue::unlink(&path).unwrap();
+    let screen = tmux.wait_for_exit();
+    assert!(
+        screen.contains("the queue file is gone; stopped watching") && screen.contains("exited 0"),
+        "{screen}"
+    );
 }
 
 #[test]
