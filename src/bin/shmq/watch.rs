@@ -24,7 +24,6 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One snapshot and when it was taken.
-#[derive(Clone)]
 struct Sample {
     at: Instant,
     stats: Stats,
@@ -157,7 +156,7 @@ fn line(s: &Stats, first: &Stats, rates: Option<Rates>, now_unix_ns: u64) -> Str
         s.abandoned_receives,
         s.redelivered,
         s.dead_lettered,
-        recovered(s) - recovered(first),
+        recovered(s).saturating_sub(recovered(first)),
         s.participants.len(),
         s.closed,
     )
@@ -170,9 +169,16 @@ fn rfc3339(unix_ns: u64) -> String {
     format!("{}Z", text.replacen(' ', "T", 1))
 }
 
-/// All recovery events so far.
+/// All recovery events so far (saturating: the counters come from shared memory).
 fn recovered(s: &Stats) -> u64 {
-    s.abandoned_sends + s.abandoned_receives + s.redelivered + s.dead_lettered
+    [
+        s.abandoned_sends,
+        s.abandoned_receives,
+        s.redelivered,
+        s.dead_lettered,
+    ]
+    .into_iter()
+    .fold(0, u64::saturating_add)
 }
 
 /// The terminal form: the alternate screen, redrawn every interval and on resize.
@@ -428,6 +434,64 @@ fn unix_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real snapshot (of an empty queue) to vary.
+    fn stats() -> Stats {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q");
+        drop(Queue::create(&path, shmq::Options::new(8, 8)).unwrap());
+        Queue::inspect(&path).unwrap()
+    }
+
+    #[test]
+    fn rates_span_at_least_a_second_and_restart_with_a_new_file() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let base = stats();
+        let with = |sent, received| {
+            let mut s = base.clone();
+            s.sent = sent;
+            s.received = received;
+            s
+        };
+        let mut history = History::new(Sample {
+            at: at(0),
+            stats: with(0, 0),
+        });
+        // Until a second has passed, the rate is over everything seen.
+        let r = history.record(Sample {
+            at: at(200),
+            stats: with(100, 40),
+        });
+        assert_eq!(
+            r,
+            Some(Rates {
+                sent: 500.0,
+                received: 200.0,
+                over: Duration::from_millis(200)
+            })
+        );
+        // Then over the shortest stretch reaching back a second: the burst at 0..200 ms has left.
+        let r = history
+            .record(Sample {
+                at: at(1400),
+                stats: with(100, 100),
+            })
+            .unwrap();
+        assert_eq!(r.over, Duration::from_millis(1200));
+        assert_eq!(r.sent, 0.0);
+        assert_eq!(r.received, 50.0);
+        assert_eq!(history.first.sent, 0);
+        // A file created anew (another creation time) starts over, without rates.
+        let mut other = with(3, 3);
+        other.created_unix_ns += 1;
+        let r = history.record(Sample {
+            at: at(1600),
+            stats: other,
+        });
+        assert_eq!(r, None);
+        assert_eq!(history.first.sent, 3);
+    }
 
     #[test]
     fn bar_fills_in_proportion_and_shows_any_message() {
