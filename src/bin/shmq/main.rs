@@ -3,8 +3,10 @@
 //!
 //! This file parses the command line and dispatches; each family of subcommands lives in its
 //! own module: [`lifecycle`] (create, close, rm), [`transfer`] (send and recv: lines of stdin
-//! in, lines of stdout out), [`stat`] (the header and counters), and `bench`. Every failure is
-//! reported as one line `shmq: <cause>` on stderr (see [`failure`]).
+//! in, lines of stdout out), [`stat`] (the header and counters), [`watch`] (`stat --watch`),
+//! [`metrics`] and [`exporter`] (Prometheus text, printed or served), [`ls`], [`generated`]
+//! (completions and man pages), and `bench`. Every failure is reported as one line
+//! `shmq: <cause>` on stderr (see [`failure`]).
 
 mod bench;
 mod duration;
