@@ -3,15 +3,22 @@
 //!
 //! This file parses the command line and dispatches; each family of subcommands lives in its
 //! own module: [`lifecycle`] (create, close, rm), [`transfer`] (send and recv: lines of stdin
-//! in, lines of stdout out), [`stat`] (the header and counters), and `bench`. Every failure is
-//! reported as one line `shmq: <cause>` on stderr (see [`failure`]).
+//! in, lines of stdout out), [`stat`] (the header and counters), [`watch`] (`stat --watch`),
+//! [`metrics`] and [`exporter`] (Prometheus text, printed or served), [`ls`], [`generated`]
+//! (completions and man pages), and `bench`. Every failure is reported as one line
+//! `shmq: <cause>` on stderr (see [`failure`]).
 
 mod bench;
 mod duration;
+mod exporter;
 mod failure;
+mod generated;
 mod lifecycle;
+mod ls;
+mod metrics;
 mod stat;
 mod transfer;
+mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use failure::Failure;
@@ -131,11 +138,60 @@ enum Command {
     /// abandoned_receives, redelivered, dead_lettered. Needs read permission only, and does not
     /// register as a participant.
     Stat {
-        /// The queue
-        path: PathBuf,
-        /// Print one JSON object instead of a table
+        /// The queue (several only with --format prometheus)
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+        /// Print one JSON object instead of a table (the same as --format json)
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// How to print: `table`, `json`, or `prometheus` (the text exposition format, every
+        /// counter and gauge of every PATH, for node_exporter's textfile collector)
+        #[arg(long, value_name = "FORMAT", value_enum)]
+        format: Option<stat::Format>,
+        /// Show a live view, redrawn every --interval, until q, Esc or Ctrl-C or until the file
+        /// goes away; when stdout is not a terminal, print one line per interval instead
+        #[arg(long, conflicts_with_all = ["json", "format"])]
+        watch: bool,
+        /// Time between samples with --watch (500ms, 2s, 1.5s, 1m, or seconds)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, requires = "watch")]
+        interval: Option<Duration>,
+    },
+    /// Serve the queues' counters over HTTP at /metrics in the Prometheus text format
+    ///
+    /// Every scrape reads each PATH afresh (read permission only, nothing registered); a queue
+    /// that cannot be read shows as shmq_up 0. Answers GET and HEAD on /metrics, 404 elsewhere.
+    Exporter {
+        /// Where to listen: ADDR:PORT, or :PORT / PORT for loopback (127.0.0.1)
+        #[arg(long, value_name = "ADDR:PORT", default_value = exporter::DEFAULT_LISTEN)]
+        listen: String,
+        /// The queues
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List the queue files in a directory with depth, capacity, message size, participants
+    ///
+    /// Files that are not shmq queues are skipped silently; a queue file that cannot be read
+    /// (corrupt, other version) is listed with the reason. Needs read permission only.
+    Ls {
+        /// The directory
+        #[arg(value_name = "DIR", default_value = ls::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script (e.g. `shmq completions bash > /etc/bash_completion.d/shmq`)
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (shmq.1, shmq-SUBCOMMAND.1) into DIR
+    #[command(hide = true)]
+    Man {
+        /// The directory (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Measure latency and throughput against the floor and the alternatives
     #[command(about = "Measure latency and throughput against the floor and the alternatives")]
@@ -207,7 +263,36 @@ fn main() -> ExitCode {
         }
         Command::Close { path } => lifecycle::close(&path),
         Command::Rm { path } => lifecycle::rm(&path),
-        Command::Stat { path, json } => stat::stat(&path, json),
+        Command::Stat {
+            paths,
+            json,
+            format,
+            watch,
+            interval,
+        } => {
+            let format = if json {
+                Some(stat::Format::Json)
+            } else {
+                format
+            };
+            match (paths.as_slice(), format) {
+                (paths, Some(stat::Format::Prometheus)) => stat::prometheus(paths),
+                ([path], _) if watch => {
+                    watch::watch(path, interval.unwrap_or(Duration::from_secs(1)))
+                }
+                ([path], format) => stat::stat(path, format == Some(stat::Format::Json)),
+                _ => {
+                    return usage_error(Cli::command().error(
+                        clap::error::ErrorKind::TooManyValues,
+                        "several PATHs need --format prometheus",
+                    ))
+                }
+            }
+        }
+        Command::Exporter { listen, paths } => exporter::exporter(&listen, &paths),
+        Command::Ls { dir, json } => ls::ls(&dir, json),
+        Command::Completions { shell } => generated::completions(Cli::command(), shell),
+        Command::Man { dir } => generated::man(Cli::command(), &dir),
         Command::Bench(args) => bench::run(&args).map_err(Failure::Other),
     };
     match result {

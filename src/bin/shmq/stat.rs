@@ -11,7 +11,19 @@ use crate::lifecycle::policy_name;
 use serde_json::json;
 use shmq::{ParticipantInfo, Queue, Stats, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// How `shmq stat` prints: `--format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Aligned `name  value` rows, then the participants
+    #[default]
+    Table,
+    /// One JSON object keyed by the `shmq::Stats` field names
+    Json,
+    /// The Prometheus text exposition format, for node_exporter's textfile collector
+    Prometheus,
+}
 
 /// `shmq stat`: prints the stats of the queue at `path` to stdout.
 ///
@@ -29,6 +41,42 @@ pub fn stat(path: &Path, json: bool) -> Result<(), Failure> {
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Stdout(e)),
         _ => Ok(()),
+    }
+}
+
+/// `shmq stat PATH… --format prometheus`: every queue's counters and gauges in the Prometheus
+/// text format on stdout (see [`crate::metrics`]).
+///
+/// Every queue is written even when some cannot be read (those show `shmq_up 0`); the command
+/// then fails with one line naming each of them, so a script can tell, yet a textfile written
+/// from the output still reports the bad queues as down.
+pub fn prometheus(paths: &[PathBuf]) -> Result<(), Failure> {
+    let queues = crate::metrics::inspect_all(paths);
+    let text = crate::metrics::render(&queues);
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(Failure::Stdout(e)),
+        _ => {}
+    }
+    let unreadable: Vec<String> = queues
+        .iter()
+        .filter_map(|(path, stats)| {
+            let e = stats.as_ref().err()?;
+            Some(format!("{}: {e}", path.display()))
+        })
+        .collect();
+    if unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Other(format!(
+            "{} of {} queues could not be read (shown as shmq_up 0): {}",
+            unreadable.len(),
+            queues.len(),
+            unreadable.join("; ")
+        )))
     }
 }
 
@@ -182,7 +230,7 @@ fn holding(p: &ParticipantInfo, now_unix_ns: u64) -> String {
 /// What a participant has done so far: `sender`, `receiver`, `both`, or `none` (a handle that
 /// has only opened the queue, such as `shmq stat`'s or a consumer still waiting for its first
 /// message).
-fn role(p: &ParticipantInfo) -> &'static str {
+pub(crate) fn role(p: &ParticipantInfo) -> &'static str {
     match (p.sender, p.receiver) {
         (true, true) => "both",
         (true, false) => "sender",
@@ -192,7 +240,7 @@ fn role(p: &ParticipantInfo) -> &'static str {
 }
 
 /// `YYYY-MM-DD hh:mm:ss.mmm UTC` for nanoseconds since the Unix epoch.
-fn utc_timestamp(unix_ns: u64) -> String {
+pub(crate) fn utc_timestamp(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
     let millis = unix_ns % 1_000_000_000 / 1_000_000;
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Queue counters in the Prometheus text exposition format (version 0.0.4), for
+//! `shmq stat PATH… --format prometheus` (node_exporter's textfile collector) and for
+//! `shmq exporter` (served at `/metrics`).
+//!
+//! Every metric family is written once, with its `# HELP` and `# TYPE` lines, followed by one
+//! sample per queue labelled `queue="<path>"`. Counters end in `_total`. A queue that cannot be
+//! read (missing, corrupt, no permission) appears only as `shmq_up{queue="…"} 0`, so one bad
+//! queue never hides the others and an alert can fire on it.
+//!
+//! Every value comes from [`Queue::inspect`]: read permission only, nothing registered.
+
+use crate::lifecycle::policy_name;
+use shmq::{Queue, Stats};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The `Content-Type` of this format, for HTTP.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a family only grows (`counter`) or goes up and down (`gauge`).
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family: its name, kind, help text, and its value for a snapshot.
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&Stats, u64) -> f64,
+}
+
+/// Every family, in output order (`shmq_up` is written separately, first).
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "shmq_depth",
+        kind: Kind::Gauge,
+        help: "Messages in the queue now (approximate while sends and receives are in flight).",
+        value: |s, _| s.len as f64,
+    },
+    Family {
+        name: "shmq_capacity",
+        kind: Kind::Gauge,
+        help: "Slots in the queue: the most messages it can hold.",
+        value: |s, _| f64::from(s.capacity),
+    },
+    Family {
+        name: "shmq_max_message_size_bytes",
+        kind: Kind::Gauge,
+        help: "Largest message the queue accepts, in bytes.",
+        value: |s, _| f64::from(s.max_message_size),
+    },
+    Family {
+        name: "shmq_file_size_bytes",
+        kind: Kind::Gauge,
+        help: "Size of the queue file, in bytes.",
+        value: |s, _| s.file_len as f64,
+    },
+    Family {
+        name: "shmq_creation_time_seconds",
+        kind: Kind::Gauge,
+        help: "When the queue was created, in seconds since the Unix epoch.",
+        value: |s, _| s.created_unix_ns as f64 / 1e9,
+    },
+    Family {
+        name: "shmq_sent_total",
+        kind: Kind::Counter,
+        help: "Positions claimed by senders since creation (committed or cancelled messages).",
+        value: |s, _| s.sent as f64,
+    },
+    Family {
+        name: "shmq_received_total",
+        kind: Kind::Counter,
+        help: "Positions claimed by receivers since creation.",
+        value: |s, _| s.received as f64,
+    },
+    Family {
+        name: "shmq_cancelled_sends_total",
+        kind: Kind::Counter,
+        help: "Sends cancelled after claiming a slot (a reserve guard dropped without commit).",
+        value: |s, _| s.cancelled_sends as f64,
+    },
+    Family {
+        name: "shmq_abandoned_sends_total",
+        kind: Kind::Counter,
+        help: "Sends whose producer died between claiming and publishing a slot (skipped).",
+        value: |s, _| s.abandoned_sends as f64,
+    },
+    Family {
+        name: "shmq_abandoned_receives_total",
+        kind: Kind::Counter,
+        help: "Messages dropped because their consumer died (policy drop).",
+        value: |s, _| s.abandoned_receives as f64,
+    },
+    Family {
+        name: "shmq_redelivered_total",
+        kind: Kind::Counter,
+        help: "Messages given back to the queue because their consumer died (policy redeliver).",
+        value: |s, _| s.redelivered as f64,
+    },
+    Family {
+        name: "shmq_dead_lettered_total",
+        kind: Kind::Counter,
+        help: "Messages dropped after max_deliveries deliveries to consumers that died.",
+        value: |s, _| s.dead_lettered as f64,
+    },
+    Family {
+        name: "shmq_full_waits_total",
+        kind: Kind::Counter,
+        help: "Times a sender found the queue full and went to sleep.",
+        value: |s, _| s.full_waits as f64,
+    },
+    Family {
+        name: "shmq_empty_waits_total",
+        kind: Kind::Counter,
+        help: "Times a receiver found the queue empty and went to sleep.",
+        value: |s, _| s.empty_waits as f64,
+    },
+    Family {
+        name: "shmq_send_sleepers",
+        kind: Kind::Gauge,
+        help: "Senders asleep now, waiting for room.",
+        value: |s, _| f64::from(s.send_sleepers),
+    },
+    Family {
+        name: "shmq_recv_sleepers",
+        kind: Kind::Gauge,
+        help: "Receivers asleep now, waiting for a message.",
+        value: |s, _| f64::from(s.recv_sleepers),
+    },
+    Family {
+        name: "shmq_closed",
+        kind: Kind::Gauge,
+        help: "1 if the queue is closed (no more sends), else 0.",
+        value: |s, _| f64::from(u8::from(s.closed)),
+    },
+    Family {
+        name: "shmq_max_deliveries",
+        kind: Kind::Gauge,
+        help: "Deliveries to dying consumers after which a message is dead-lettered (0: no limit).",
+        value: |s, _| f64::from(s.max_deliveries),
+    },
+    Family {
+        name: "shmq_participants",
+        kind: Kind::Gauge,
+        help:
+            "Participant entries in use: handles with the queue open, and dead ones not yet swept.",
+        value: |s, _| s.participants.len() as f64,
+    },
+    Family {
+        name: "shmq_dead_participants",
+        kind: Kind::Gauge,
+        help: "Participant entries whose process died and whose claims are not yet resolved.",
+        value: |s, _| s.participants.iter().filter(|p| !p.alive).count() as f64,
+    },
+    Family {
+        name: "shmq_held_slots",
+        kind: Kind::Gauge,
+        help: "Slots claimed and not yet published or released (sends and receives in progress).",
+        value: |s, _| {
+            let attributed: u64 = s.participants.iter().map(|p| u64::from(p.holding)).sum();
+            (attributed + u64::from(s.unattributed_holds)) as f64
+        },
+    },
+    Family {
+        name: "shmq_oldest_hold_seconds",
+        kind: Kind::Gauge,
+        help: "How long the longest-held guard has been held (0 if none): producers cannot pass a \
+               held slot.",
+        value: |s, now| {
+            s.participants
+                .iter()
+                .filter(|p| p.holding != 0 && p.holding_since_unix_ns != 0)
+                .map(|p| now.saturating_sub(p.holding_since_unix_ns))
+                .max()
+                .unwrap_or(0) as f64
+                / 1e9
+        },
+    },
+];
+
+/// Each queue's snapshot, or why it could not be read, in the order given (duplicates removed).
+pub fn inspect_all(paths: &[PathBuf]) -> Vec<(PathBuf, Result<Stats, shmq::Error>)> {
+    let mut seen = std::collections::HashSet::new();
+    paths
+        .iter()
+        .filter(|p| seen.insert(p.as_path()))
+        .map(|p| (p.clone(), Queue::inspect(p)))
+        .collect()
+}
+
+/// The exposition of `queues` (as from [`inspect_all`]), ending in a newline.
+pub fn render(queues: &[(PathBuf, Result<Stats, shmq::Error>)]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut out = String::new();
+    family_head(
+        &mut out,
+        "shmq_up",
+        Kind::Gauge,
+        "1 if the queue file could be read, 0 if not (missing, corrupt, no permission).",
+    );
+    for (path, stats) in queues {
+        sample(
+            &mut out,
+            "shmq_up",
+            path,
+            "",
+            f64::from(u8::from(stats.is_ok())),
+        );
+    }
+    family_head(
+        &mut out,
+        "shmq_info",
+        Kind::Gauge,
+        "Always 1; the labels carry the queue's layout version and consumer-death policy.",
+    );
+    for (path, stats) in queues {
+        if let Ok(s) = stats {
+            let extra = format!(
+                ",version=\"{}\",on_consumer_death=\"{}\"",
+                s.version,
+                policy_name(s.on_consumer_death)
+            );
+            sample(&mut out, "shmq_info", path, &extra, 1.0);
+        }
+    }
+    for family in FAMILIES {
+        family_head(&mut out, family.name, family.kind, family.help);
+        for (path, stats) in queues {
+            if let Ok(s) = stats {
+                sample(&mut out, family.name, path, "", (family.value)(s, now));
+            }
+        }
+    }
+    out
+}
+
+fn family_head(out: &mut String, name: &str, kind: Kind, help: &str) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    // HELP text escapes only backslash and newline; ours has neither, but stay correct.
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// `name{queue="path"<extra>} value`; `extra` is further labels, each starting with a comma.
+fn sample(out: &mut String, name: &str, path: &Path, extra: &str, value: f64) {
+    let _ = writeln!(
+        out,
+        "{name}{{queue=\"{}\"{extra}}} {value}",
+        label_value(&path.to_string_lossy())
+    );
+}
+
+/// A label value escaped as the format requires: backslash, double quote and newline.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline() {
+        assert_eq!(label_value(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(label_value("x\ny"), r"x\ny");
+        assert_eq!(label_value("/dev/shm/jobs"), "/dev/shm/jobs");
+    }
+
+    #[test]
+    fn an_unreadable_queue_is_down_and_has_no_other_samples() {
+        let missing = PathBuf::from("/nonexistent/shmq-metrics-test");
+        let text = render(&inspect_all(&[missing.clone(), missing]));
+        assert!(text.contains("shmq_up{queue=\"/nonexistent/shmq-metrics-test\"} 0\n"));
+        // Heads for every family, but no other sample lines.
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 1, "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("# TYPE")).count(),
+            FAMILIES.len() + 2
+        );
+    }
+}
