@@ -20,6 +20,7 @@ use proptest::test_runner::{Config, TestRunner};
 use shmq::{Error, Geometry, Options, Queue};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,8 @@ impl Target {
         let dir = common::tempdir();
         let path = dir.path().join("q");
         std::fs::write(&path, bytes).unwrap();
+        // Private, as a queue file must be (a new file gets 0666 minus the umask).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let queue = Queue::open(&path).unwrap();
         Target::with(dir, queue)
     }
