@@ -63,6 +63,8 @@ mod stats;
 mod sync;
 #[cfg(not(loom))]
 mod test_hooks;
+#[cfg(not(loom))]
+pub mod topic;
 mod wait;
 
 #[cfg(not(loom))]
@@ -78,6 +80,10 @@ pub use participant::ParticipantInfo;
 pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard};
 #[cfg(not(loom))]
 pub use stats::Stats;
+#[cfg(not(loom))]
+pub use topic::{
+    Subscription, SubscriptionInfo, Topic, TopicOptions, TopicStats, WhenFull, TOPIC_MAGIC,
+};
 
 /// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
 #[cfg(loom)]
