@@ -91,7 +91,7 @@ use crate::error::{Error, Result};
 use crate::file::{self, Trust};
 use crate::layout::{self, Line, Participant, MAX_MESSAGE_SIZE, PARTICIPANTS, PLATFORM};
 use crate::participant::{self, Registration};
-use crate::queue::{Options, Queue, SendGuard};
+use crate::queue::{Options, Queue};
 use crate::stats::Stats;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
@@ -399,11 +399,8 @@ struct Sub {
 
 impl Sub {
     fn matches(&self, msg: &[u8]) -> bool {
-        msg.starts_with(&self.prefix)
-    }
-
-    fn blocks(&self, msg: &[u8]) -> bool {
-        self.when_full == WhenFull::Block && self.matches(msg)
+        // (`starts_with` calls `memcmp` even for an empty prefix.)
+        self.prefix.is_empty() || msg.starts_with(&self.prefix)
     }
 
     /// What became of the queue's file, looked at most every [`REMOVAL_CHECK`].
@@ -1053,11 +1050,10 @@ impl Topic {
     /// Reserves a slot in every matching `Block` subscription (the one at `first`, if any,
     /// first: with waiting), then commits them all and offers the message to the `Drop` ones.
     fn deliver(&self, cache: &mut Cache, msg: &[u8], wait: Wait) -> Result<()> {
-        let mut first = cache
-            .hint
-            .filter(|&i| cache.subs.get(i).is_some_and(|s| s.blocks(msg)));
+        let mut targets = Targets::of(&cache.subs, msg);
+        let mut first = cache.hint.filter(|&i| targets.block & 1 << i != 0);
         loop {
-            let outcome = self.deliver_once(&cache.subs, msg, first, wait);
+            let outcome = self.deliver_once(&cache.subs, msg, first, wait, targets);
             let index = match outcome {
                 Ok(()) => {
                     cache.hint = first;
@@ -1093,6 +1089,7 @@ impl Topic {
                 || self.header().control.0.generation.load(Ordering::Acquire) != cache.generation
             {
                 self.refresh(cache)?;
+                targets = Targets::of(&cache.subs, msg);
                 first = None;
                 continue;
             }
@@ -1124,22 +1121,24 @@ impl Topic {
         msg: &[u8],
         first: Option<usize>,
         wait: Wait,
+        targets: Targets,
     ) -> std::result::Result<(), Blocked> {
         let mut closed = 0u64;
         let held = match first {
             None => None,
             Some(i) => {
                 let queue = &subs[i].queue;
-                let reserved = match wait {
-                    Wait::Now => queue.try_reserve(),
-                    Wait::Until(deadline) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        queue.reserve_timeout(left.min(WAIT_SLICE))
-                    }
-                    Wait::Forever => queue.reserve_timeout(WAIT_SLICE),
+                let timeout = match wait {
+                    Wait::Now => None,
+                    Wait::Until(deadline) => Some(
+                        deadline
+                            .saturating_duration_since(Instant::now())
+                            .min(WAIT_SLICE),
+                    ),
+                    Wait::Forever => Some(WAIT_SLICE),
                 };
-                match reserved {
-                    Ok(guard) => Some((i, guard)),
+                match Claimed::new(queue, timeout) {
+                    Ok(claimed) => Some(claimed),
                     Err(Error::Closed) => {
                         closed |= 1 << i;
                         None
@@ -1149,13 +1148,15 @@ impl Topic {
                 }
             }
         };
-        reserve_rest(subs, msg, 0, first, &mut closed)?;
-        if let Some((_, guard)) = held {
-            commit(guard, msg).map_err(Blocked::Failed)?;
+        let others = first.map_or(targets.block, |i| targets.block & !(1 << i));
+        reserve_rest(subs, msg, others, &mut closed)?;
+        if let Some(claimed) = held {
+            claimed.publish(msg).map_err(Blocked::Failed)?;
         }
         // Every Block subscription has the message: offer it to the Drop ones.
-        for (i, sub) in subs.iter().enumerate() {
-            if sub.when_full == WhenFull::Drop && sub.matches(msg) {
+        for i in bits(targets.drop) {
+            let sub = &subs[i];
+            {
                 match sub.queue.try_send(msg) {
                     Ok(()) => self.delivered(sub),
                     Err(_) => {
@@ -1171,12 +1172,13 @@ impl Topic {
                 }
             }
         }
-        for (i, sub) in subs.iter().enumerate() {
+        for i in bits(targets.block | closed) {
+            let sub = &subs[i];
             if closed & (1 << i) != 0 {
                 self.entries()[sub.index]
                     .dropped
                     .fetch_add(1, Ordering::Relaxed);
-            } else if sub.blocks(msg) {
+            } else {
                 self.delivered(sub);
             }
         }
@@ -1345,23 +1347,55 @@ fn snapshot(
     })
 }
 
-/// Reserves a slot for `msg` in every matching `Block` subscription at index `from` or later
-/// (except `skip`, reserved by the caller), and once all are reserved writes and commits them,
-/// deepest first. The reservations live on the stack of this recursion (at most
-/// [`MAX_SUBSCRIPTIONS`] deep), so a `Full` anywhere drops, and so cancels, every one made.
-/// A closed queue is skipped and noted in `closed`.
+/// The subscriptions a message goes to, as bit masks over the indices of `Cache::subs` (at most
+/// [`MAX_SUBSCRIPTIONS`] = 64), worked out once per publish.
+#[derive(Clone, Copy)]
+struct Targets {
+    block: u64,
+    drop: u64,
+}
+
+impl Targets {
+    fn of(subs: &[Sub], msg: &[u8]) -> Targets {
+        let mut targets = Targets { block: 0, drop: 0 };
+        for (i, sub) in subs.iter().enumerate() {
+            if sub.matches(msg) {
+                match sub.when_full {
+                    WhenFull::Block => targets.block |= 1 << i,
+                    WhenFull::Drop => targets.drop |= 1 << i,
+                }
+            }
+        }
+        targets
+    }
+}
+
+/// The indices of the bits set in `mask`, lowest first.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (i < 64).then_some(i)
+    })
+}
+
+/// Reserves a slot for `msg` in every subscription of `pending` (a mask of `Block`
+/// subscriptions), and once all are reserved writes and commits them, the last reserved first.
+/// The reservations live on the stack of this recursion (at most [`MAX_SUBSCRIPTIONS`] deep),
+/// so a `Full` anywhere drops, and so cancels, every one made. A closed queue is skipped and
+/// noted in `closed`.
 fn reserve_rest(
     subs: &[Sub],
     msg: &[u8],
-    from: usize,
-    skip: Option<usize>,
+    pending: u64,
     closed: &mut u64,
 ) -> std::result::Result<(), Blocked> {
-    let Some(i) = (from..subs.len()).find(|&i| Some(i) != skip && subs[i].blocks(msg)) else {
+    if pending == 0 {
         return Ok(());
-    };
-    let guard = match subs[i].queue.try_reserve() {
-        Ok(guard) => Some(guard),
+    }
+    let i = pending.trailing_zeros() as usize;
+    let claimed = match Claimed::new(&subs[i].queue, None) {
+        Ok(claimed) => Some(claimed),
         Err(Error::Closed) => {
             *closed |= 1 << i;
             None
@@ -1369,21 +1403,46 @@ fn reserve_rest(
         Err(Error::Full) => return Err(Blocked::Full(i)),
         Err(e) => return Err(Blocked::Failed(e)),
     };
-    reserve_rest(subs, msg, i + 1, skip, closed)?;
-    if let Some(guard) = guard {
-        commit(guard, msg).map_err(Blocked::Failed)?;
+    reserve_rest(subs, msg, pending & (pending - 1), closed)?;
+    if let Some(claimed) = claimed {
+        claimed.publish(msg).map_err(Blocked::Failed)?;
     }
     Ok(())
 }
 
-/// Writes `msg` into a reserved slot and commits it.
-fn commit(mut guard: SendGuard<'_>, msg: &[u8]) -> Result<()> {
-    // `refresh` checked that every queue holds the topic's largest message.
-    guard
-        .get_mut(..msg.len())
-        .ok_or_else(|| Error::corrupt("subscription queue shrank"))?
-        .copy_from_slice(msg);
-    guard.commit(msg.len())
+/// A slot claimed in a subscription's queue for one publish; dropped unpublished, it is
+/// cancelled (a tombstone the queue's consumers skip).
+struct Claimed<'q> {
+    queue: &'q Queue,
+    /// `None` once published.
+    pos: Option<u64>,
+}
+
+impl<'q> Claimed<'q> {
+    fn new(queue: &'q Queue, timeout: Option<Duration>) -> Result<Self> {
+        let pos = queue.claim_slot(timeout)?;
+        Ok(Claimed {
+            queue,
+            pos: Some(pos),
+        })
+    }
+
+    /// Writes and publishes `msg` (`refresh` checked that every queue holds the topic's
+    /// largest message, so this fails only if a queue was swapped under us).
+    fn publish(mut self, msg: &[u8]) -> Result<()> {
+        let pos = self.pos.expect("a claim is published once");
+        self.queue.publish_slot(pos, msg)?;
+        self.pos = None;
+        Ok(())
+    }
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if let Some(pos) = self.pos {
+            self.queue.cancel_slot(pos);
+        }
+    }
 }
 
 impl Drop for Topic {

@@ -11,6 +11,7 @@ mod duration;
 mod failure;
 mod lifecycle;
 mod stat;
+mod topic;
 mod transfer;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -124,6 +125,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fanout topics: create one, subscribe and unsubscribe queues
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Publish each line of stdin (without its newline) to every matching subscription of a
+    /// topic; waits while a `block` subscription is full
+    Publish {
+        /// The topic
+        topic: PathBuf,
+    },
     /// Measure latency and throughput against the floor and the alternatives
     #[command(about = "Measure latency and throughput against the floor and the alternatives")]
     Bench(bench::BenchArgs),
@@ -174,7 +186,10 @@ fn main() -> ExitCode {
         } => transfer::recv(&path, count, timeout),
         Command::Close { path } => lifecycle::close(&path),
         Command::Rm { path } => lifecycle::rm(&path),
+        Command::Stat { path, json } if topic::is_topic(&path) => topic::stat(&path, json),
         Command::Stat { path, json } => stat::stat(&path, json),
+        Command::Topic { command } => topic::run(command),
+        Command::Publish { topic } => topic::publish(&topic),
         Command::Bench(args) => bench::run(&args).map_err(Failure::Other),
     };
     match result {
