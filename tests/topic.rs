@@ -806,3 +806,120 @@ fn a_symbolic_link_is_not_followed() {
         Err(Error::PermissionDenied { .. })
     ));
 }
+
+/// Runs `shmq` with `args` (through `sh -c` when `pipe_from` names a shell pipeline to feed
+/// it) and returns (success, stdout, stderr).
+fn shmq_cli(args: &[&str], stdin_from: Option<&str>) -> (bool, String, String) {
+    let bin = env!("CARGO_BIN_EXE_shmq");
+    let output = match stdin_from {
+        None => std::process::Command::new(bin).args(args).output(),
+        Some(pipeline) => {
+            let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+            let script = format!("{pipeline} | '{bin}' {}", quoted.join(" "));
+            std::process::Command::new("sh")
+                .args(["-c", &script])
+                .output()
+        }
+    }
+    .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The CLI end to end: `shmq topic create/subscribe/unsubscribe`, `seq … | shmq publish` to
+/// `shmq recv` on each subscription (a prefix filter and a `drop` one among them), `shmq stat`
+/// of a topic (table and JSON), clear errors, and `shmq rm` of a topic.
+#[test]
+fn the_cli_pipeline_publishes_each_line_to_every_subscription() {
+    let dir = common::tempdir();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let (t, a, b, d) = (p("orders"), p("a"), p("b"), p("d"));
+    let ok = |args: &[&str]| {
+        let (success, out, err) = shmq_cli(args, None);
+        assert!(success, "shmq {args:?} failed: {err}");
+        out
+    };
+    ok(&[
+        "topic",
+        "create",
+        &t,
+        "--mode",
+        "640",
+        "--max-message-size",
+        "64",
+    ]);
+    let create = ["--capacity", "1024", "--max-message-size", "64"];
+    ok(&[&["topic", "subscribe", &t, &a][..], &create].concat());
+    ok(&[
+        &["topic", "subscribe", &t, &b, "--prefix", "1"][..],
+        &create,
+    ]
+    .concat());
+    ok(&[
+        "topic",
+        "subscribe",
+        &t,
+        &d,
+        "--when-full",
+        "drop",
+        "--capacity",
+        "2",
+        "--max-message-size",
+        "64",
+    ]);
+    let (success, _, err) = shmq_cli(&["publish", &t], Some("seq 1 500"));
+    assert!(success, "{err}");
+    let all: Vec<String> = (1..=500).map(|i| i.to_string()).collect();
+    let out = ok(&["recv", &a, "--count", "500"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), all);
+    let out = ok(&["recv", &b, "--timeout", "200ms"]);
+    let ones: Vec<&String> = all.iter().filter(|l| l.starts_with('1')).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), ones);
+    assert_eq!(ok(&["recv", &d, "--timeout", "200ms"]), "1\n2\n");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&["stat", &t, "--json"])).unwrap();
+    assert_eq!(json["kind"], "topic");
+    assert_eq!(json["max_message_size"], 64);
+    let subs = json["subscriptions"].as_array().unwrap();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[1]["prefix"], "1");
+    assert_eq!(subs[1]["delivered"], ones.len());
+    assert_eq!(
+        (subs[2]["when_full"].as_str(), subs[2]["delivered"].as_u64()),
+        (Some("drop"), Some(2))
+    );
+    assert_eq!(subs[2]["dropped"], 498);
+    assert_eq!(subs[0]["depth"], 0);
+    let table = ok(&["stat", &t]);
+    assert!(table.contains("interrupted_publishes  0"), "{table}");
+    assert!(table.contains(&format!("  {d}  when_full drop")), "{table}");
+
+    // Clear errors.
+    let (success, _, err) = shmq_cli(&["topic", "subscribe", &t, &p("nowhere")], None);
+    assert!(
+        !success && err.contains("give --capacity and --max-message-size"),
+        "{err}"
+    );
+    let (success, _, err) = shmq_cli(&["publish", &a], Some("echo x"));
+    assert!(
+        !success && err.contains("is a shmq queue, not a topic"),
+        "{err}"
+    );
+    let (success, _, err) = shmq_cli(&["publish", &t], Some("printf 'ok\\n%070d\\n' 0"));
+    assert!(!success && err.contains("line 2"), "{err}");
+    assert_eq!(ok(&["recv", &a, "--count", "1"]), "ok\n");
+
+    ok(&["topic", "unsubscribe", &t, &b]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&["stat", &t, "--json"])).unwrap();
+    assert_eq!(json["subscriptions"].as_array().unwrap().len(), 2);
+    let (success, _, err) = shmq_cli(&["topic", "unsubscribe", &t, &b], None);
+    assert!(!success && err.contains("is not subscribed"), "{err}");
+    ok(&["rm", &t]);
+    assert!(!dir.path().join("orders").exists());
+    std::fs::write(dir.path().join("text"), vec![b'x'; 4096]).unwrap();
+    let (success, _, _) = shmq_cli(&["rm", &p("text")], None);
+    assert!(!success);
+}
