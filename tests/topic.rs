@@ -923,3 +923,127 @@ fn the_cli_pipeline_publishes_each_line_to_every_subscription() {
     let (success, _, _) = shmq_cli(&["rm", &p("text")], None);
     assert!(!success);
 }
+
+/// A seccomp filter that allows `exit_group` and kills the process on any other system call
+/// (as in `tests/fast_path.rs`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn only_exit_group() -> [libc::sock_filter; 6] {
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    [
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 2, AUDIT_ARCH),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 1, 0, libc::SYS_exit_group as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Publishes 10 messages with `try_publish` and `publish` and drains the subscriptions (without waiting); any
+/// failure is an `Err` (no panic: the seccomp child cannot afford one).
+fn publish_rounds(topic: &Topic, queues: &[Queue], rounds: u32) -> Result<(), &'static str> {
+    for round in 0..rounds {
+        for i in 0..10u32 {
+            let msg = key(round, i);
+            // (Not publish_timeout: reading the clock is a system call where the clock source
+            // has no vDSO support.)
+            let sent = match i % 2 {
+                0 => topic.try_publish(&msg),
+                _ => topic.publish(&msg),
+            };
+            sent.map_err(|_| "a publish failed")?;
+        }
+        for q in queues {
+            while q.try_recv_batch(64, |_| {}).is_ok() {}
+        }
+    }
+    Ok(())
+}
+
+/// The publish path makes no system call when the subscriptions have not changed and none is
+/// full: a forked child under a seccomp filter that kills it on any system call but
+/// `exit_group` publishes 30,000 messages to two `Block` subscriptions (one with a prefix) and
+/// a `Drop` one, with another publisher registered on the topic. The subscription change made
+/// before the fork is picked up by the warm-up.
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn publishing_makes_no_system_call_when_nothing_changed() {
+    let dir = common::tempdir();
+    let topic = Topic::create(dir.path().join("t"), TopicOptions::new(MAX_MESSAGE)).unwrap();
+    let _other_publisher = Topic::open(dir.path().join("t")).unwrap();
+    let subs = [
+        Subscription::new(64, MAX_MESSAGE),
+        Subscription::new(64, MAX_MESSAGE).prefix([0u8]),
+        Subscription::new(64, MAX_MESSAGE).when_full(WhenFull::Drop),
+    ];
+    let queues: Vec<Queue> = subs
+        .into_iter()
+        .enumerate()
+        .map(|(i, sub)| {
+            let path = dir.path().join(format!("q{i}"));
+            topic.subscribe(&path, sub).unwrap();
+            Queue::open(path).unwrap()
+        })
+        .collect();
+    publish_rounds(&topic, &queues, 10).expect("warm-up");
+    let mut filter = only_exit_group();
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: the child runs only the publish and receive paths, which take no lock that another
+    // test thread could hold at the fork and allocate nothing once warm; it ends with
+    // exit_group and never returns into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: prctl and seccomp get constants and a pointer to `program` (on this stack).
+        let code = unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                3
+            } else {
+                match publish_rounds(&topic, &queues, 3_000) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                }
+            }
+        };
+        // SAFETY: exit_group ends the process (the one system call the filter allows).
+        unsafe { libc::syscall(libc::SYS_exit_group, code) };
+        unreachable!();
+    }
+    let mut status = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    // SAFETY (each waitpid and kill): `pid` is our child and `status` a live int.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
+        if Instant::now() > deadline {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the publishing child did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS),
+        "the publish path made a system call (the seccomp filter killed the child)"
+    );
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "a publish failed in the child"
+    );
+}
