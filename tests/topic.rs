@@ -807,8 +807,10 @@ fn a_symbolic_link_is_not_followed() {
     ));
 }
 
-/// Runs `shmq` with `args` (through `sh -c` when `pipe_from` names a shell pipeline to feed
-/// it) and returns (success, stdout, stderr).
+/// Runs `shmq` with `args` (through `sh -c` when `stdin_from` names a shell pipeline to feed
+/// it) and returns (success, stdout, stderr). The command exists only with the `cli` feature
+/// (the sanitizer runs build without it).
+#[cfg(feature = "cli")]
 fn shmq_cli(args: &[&str], stdin_from: Option<&str>) -> (bool, String, String) {
     let bin = env!("CARGO_BIN_EXE_shmq");
     let output = match stdin_from {
@@ -833,6 +835,7 @@ fn shmq_cli(args: &[&str], stdin_from: Option<&str>) -> (bool, String, String) {
 /// `shmq recv` on each subscription (a prefix filter and a `drop` one among them), `shmq stat`
 /// of a topic (table and JSON), clear errors, and `shmq rm` of a topic.
 #[test]
+#[cfg(feature = "cli")]
 fn the_cli_pipeline_publishes_each_line_to_every_subscription() {
     let dir = common::tempdir();
     let p = |name: &str| dir.path().join(name).display().to_string();

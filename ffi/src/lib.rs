@@ -16,7 +16,8 @@
 //! Modules, by concept: `status` (codes, `shmq_strerror`, the panic boundary), `timeout` (the
 //! `timeout_ns` convention), `handle` (open, create with options, detach, close, stats),
 //! `messages` (copying sends and receives, one or a batch, and the receive with its delivery
-//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count).
+//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count), `topic`
+//! (fanout: topics whose subscriptions are queues).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
