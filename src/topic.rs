@@ -41,7 +41,9 @@
 //! - **Changes while publishing.** [`Topic::subscribe`] and [`Topic::unsubscribe`] may run
 //!   while others publish, from any process. They raise a generation counter in the topic's
 //!   header; each publisher keeps its subscriptions' queues open and compares the counter with
-//!   its own on every publish, so when nothing changed the publish path makes no system call.
+//!   its own on every publish, so when nothing changed (and no subscription is full: a full one
+//!   is checked for removal, one `stat` at most every [`REMOVAL_CHECK`]) the publish path makes
+//!   no system call.
 //!   A publish that begins after `subscribe` (`unsubscribe`) returned delivers (does not
 //!   deliver) to that subscription; one already under way may not (may).
 //! - **A publisher killed at any instant never wedges a subscription.** What it leaves behind is
@@ -152,9 +154,14 @@ struct TopicIdentity {
     publishers: u32,
     /// Reserved; 0.
     flags: u32,
+    /// Offset of the subscription table: [`SUBSCRIPTIONS_OFFSET`] (every offset and the length
+    /// are fixed by this version; a file that says otherwise is refused).
     subscriptions_offset: u64,
+    /// Offset of the publisher table: [`PUBLISHERS_OFFSET`].
     publishers_offset: u64,
+    /// Offset of the publishers' marks: [`PUBLISHING_OFFSET`].
     publishing_offset: u64,
+    /// Length of the file: [`FILE_LEN`].
     file_len: u64,
     /// Creation time, nanoseconds since the Unix epoch.
     created_unix_ns: u64,
@@ -360,11 +367,14 @@ pub struct TopicStats {
 
 /// A topic file, opened for publishing and for managing its subscriptions. See the module doc.
 pub struct Topic {
+    /// The whole file ([`FILE_LEN`] bytes, checked on open), mapped shared.
     map: MmapRaw,
     /// Holds our publisher-table lock and, while we change the table, the table lock.
     file: File,
     path: PathBuf,
+    /// From the validated header: the longest message `publish` accepts.
     max_message_size: u32,
+    /// Our entry in the publisher table (its lock dies with us); its token marks our publishes.
     me: Registration,
     /// The subscriptions this handle has open. A `RefCell`, so `Topic` is not `Sync`: one
     /// publisher per handle, which is what keeps each publisher's messages in order.
@@ -383,11 +393,16 @@ struct Cache {
 
 /// A subscription this publisher has open.
 struct Sub {
+    /// Its entry in the subscription table.
     index: usize,
+    /// The entry's `seq` when we opened the queue: the entry is still this subscription only
+    /// while its `seq` is the same.
     seq: u64,
+    /// The queue's absolute path, policy and prefix, as read from the entry.
     path: PathBuf,
     when_full: WhenFull,
     prefix: Vec<u8>,
+    /// Our handle on the queue (a participant of it, so its crash recovery covers our claims).
     queue: Queue,
     /// Device and inode of the file when we opened it, to tell a removed or replaced file.
     file_id: Option<(u64, u64)>,
@@ -442,7 +457,7 @@ enum Blocked {
     Failed(Error),
 }
 
-/// A subscription entry, validated.
+/// A subscription entry, validated (fields as in [`SubscriptionEntry`]).
 struct EntryData {
     seq: u64,
     when_full: WhenFull,
