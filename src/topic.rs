@@ -1138,7 +1138,9 @@ impl Topic {
         wait: Wait,
         targets: Targets,
     ) -> std::result::Result<(), Blocked> {
-        let mut closed = 0u64;
+        // Subscriptions that match but do not get the message (their queue is closed, or it is
+        // a full Drop one): each counts a drop once the message went everywhere else.
+        let mut missed = 0u64;
         let held = match first {
             None => None,
             Some(i) => {
@@ -1155,7 +1157,7 @@ impl Topic {
                 match Claimed::new(queue, timeout) {
                     Ok(claimed) => Some(claimed),
                     Err(Error::Closed) => {
-                        closed |= 1 << i;
+                        missed |= 1 << i;
                         None
                     }
                     Err(Error::Full | Error::Timeout) => return Err(Blocked::Full(i)),
@@ -1164,32 +1166,30 @@ impl Topic {
             }
         };
         let others = first.map_or(targets.block, |i| targets.block & !(1 << i));
-        reserve_rest(subs, msg, others, &mut closed)?;
+        reserve_rest(subs, msg, others, &mut missed)?;
         if let Some(claimed) = held {
             claimed.publish(msg).map_err(Blocked::Failed)?;
         }
         // Every Block subscription has the message: offer it to the Drop ones.
         for i in bits(targets.drop) {
             let sub = &subs[i];
-            {
-                match sub.queue.try_send(msg) {
-                    Ok(()) => self.delivered(sub),
-                    Err(_) => {
-                        closed |= 1 << i;
-                        // Full for good if its file is gone: end it (at most every
-                        // REMOVAL_CHECK), so that nobody keeps filling an orphan.
-                        if sub.file_fate() == FileFate::Removed {
-                            if let Ok(_lock) = TableLock::take(&self.file) {
-                                self.end_subscription(sub.index, sub.seq);
-                            }
+            match sub.queue.try_send(msg) {
+                Ok(()) => self.delivered(sub),
+                Err(_) => {
+                    missed |= 1 << i;
+                    // Full for good if its file is gone: end it (looked at most every
+                    // REMOVAL_CHECK), so that nobody keeps filling an orphan.
+                    if sub.file_fate() == FileFate::Removed {
+                        if let Ok(_lock) = TableLock::take(&self.file) {
+                            self.end_subscription(sub.index, sub.seq);
                         }
                     }
                 }
             }
         }
-        for i in bits(targets.block | closed) {
+        for i in bits(targets.block | missed) {
             let sub = &subs[i];
-            if closed & (1 << i) != 0 {
+            if missed & (1 << i) != 0 {
                 self.entries()[sub.index]
                     .dropped
                     .fetch_add(1, Ordering::Relaxed);
@@ -1398,12 +1398,12 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
 /// subscriptions), and once all are reserved writes and commits them, the last reserved first.
 /// The reservations live on the stack of this recursion (at most [`MAX_SUBSCRIPTIONS`] deep),
 /// so a `Full` anywhere drops, and so cancels, every one made. A closed queue is skipped and
-/// noted in `closed`.
+/// noted in `missed`.
 fn reserve_rest(
     subs: &[Sub],
     msg: &[u8],
     pending: u64,
-    closed: &mut u64,
+    missed: &mut u64,
 ) -> std::result::Result<(), Blocked> {
     if pending == 0 {
         return Ok(());
@@ -1412,13 +1412,13 @@ fn reserve_rest(
     let claimed = match Claimed::new(&subs[i].queue, None) {
         Ok(claimed) => Some(claimed),
         Err(Error::Closed) => {
-            *closed |= 1 << i;
+            *missed |= 1 << i;
             None
         }
         Err(Error::Full) => return Err(Blocked::Full(i)),
         Err(e) => return Err(Blocked::Failed(e)),
     };
-    reserve_rest(subs, msg, pending & (pending - 1), closed)?;
+    reserve_rest(subs, msg, pending & (pending - 1), missed)?;
     if let Some(claimed) = claimed {
         claimed.publish(msg).map_err(Blocked::Failed)?;
     }
