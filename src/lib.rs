@@ -63,6 +63,8 @@ mod stats;
 mod sync;
 #[cfg(not(loom))]
 mod test_hooks;
+#[cfg(not(loom))]
+pub mod topic;
 mod wait;
 
 #[cfg(not(loom))]
@@ -82,6 +84,10 @@ pub use stats::Stats;
 #[cfg(all(not(loom), feature = "test-hooks"))]
 #[doc(hidden)]
 pub use test_hooks::testing;
+#[cfg(not(loom))]
+pub use topic::{
+    Subscription, SubscriptionInfo, Topic, TopicOptions, TopicStats, WhenFull, TOPIC_MAGIC,
+};
 
 /// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
 #[cfg(loom)]

@@ -1095,6 +1095,36 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// Sending in two steps without a guard, for `topic`: a publish claims a slot in every `Block`
+/// subscription before it writes any (all or nothing), and must cost no more than the sends it
+/// stands for, so it skips what a `SendGuard` adds for monitors (the holding stamp): like
+/// `send`'s, these claims live only inside one call.
+impl Queue {
+    /// Claims one slot to write, waiting at most `timeout` for room (`None`: not at all).
+    pub(crate) fn claim_slot(&self, timeout: Option<Duration>) -> Result<u64> {
+        let deadline = timeout.map_or(Deadline::Now, Deadline::after);
+        self.claim_send(1, deadline).map(|claim| claim.first)
+    }
+
+    /// Writes `msg` into the slot claimed at `pos` and publishes it; `TooLarge` (and the slot
+    /// still claimed) if it does not fit.
+    pub(crate) fn publish_slot(&self, pos: u64, msg: &[u8]) -> Result<()> {
+        self.check_len(msg.len())?;
+        self.write(pos, msg);
+        self.ring().publish(pos, self.me.token);
+        self.wake(&self.header().recv_wait.0);
+        Ok(())
+    }
+
+    /// Gives up the slot claimed at `pos`: receivers skip it (counted in `cancelled_sends`).
+    pub(crate) fn cancel_slot(&self, pos: u64) {
+        self.ring().cancel(pos, self.me.token);
+        let counters = &self.header().counters.0;
+        counters.cancelled_sends.fetch_add(1, Ordering::Relaxed);
+        self.wake(&self.header().recv_wait.0);
+    }
+}
+
 fn claim_error(e: Option<ClaimError>) -> Error {
     match e {
         Some(ClaimError::Closed) => Error::Closed,

@@ -359,6 +359,87 @@ uint32_t shmq_message_deliveries(const shmq_message *m);
 void shmq_release(shmq_message *m);
 
 /* ---------------------------------------------------------------------------------------------
+ * Topics (fanout): every published message goes to one shmq queue per subscription
+ *
+ *     shmq_topic *t;
+ *     shmq_topic_create("/dev/shm/orders", 256, &t);
+ *     struct shmq_subscription_options billing = {0};
+ *     billing.capacity = 1024; billing.max_message_size = 256;   // if the queue is created
+ *     shmq_topic_subscribe(t, "/dev/shm/billing", &billing);
+ *     shmq_topic_publish(t, "order 42", 8, -1);                  // consumers: shmq_recv on billing
+ *     shmq_topic_detach(t);
+ *
+ * A publish that returns SHMQ_OK has put the message in every matching SHMQ_WHEN_FULL_BLOCK
+ * subscription and in every matching SHMQ_WHEN_FULL_DROP one that had room (the others count a
+ * drop); shmq_topic_try_publish and a shmq_topic_publish with a timeout are all-or-nothing across
+ * the BLOCK subscriptions: SHMQ_FULL or SHMQ_TIMEOUT means the message went nowhere. Each
+ * publisher's messages keep their order in every subscription. A closed subscription queue is
+ * skipped (its drops counted); one whose file was removed leaves the topic. A shmq_topic * is
+ * thread-safe (threads sharing one publish one at a time); open one per process. The full
+ * contract is the Rust module doc of shmq::topic and the README.
+ * ------------------------------------------------------------------------------------------- */
+
+/** An open topic: opaque, thread-safe. From shmq_topic_create / shmq_topic_open; released with
+ *  shmq_topic_detach. */
+typedef struct shmq_topic shmq_topic;
+
+/** What a subscription does with a message when its queue is full. */
+enum shmq_when_full {
+    /** Publishers wait for room (or fail as a whole: SHMQ_FULL, SHMQ_TIMEOUT). The default. */
+    SHMQ_WHEN_FULL_BLOCK = 0,
+    /** The message is not put in this subscription and counts a drop; never waits. */
+    SHMQ_WHEN_FULL_DROP = 1
+};
+
+/** How to subscribe a queue, for shmq_topic_subscribe. Zero-initialize it; `capacity` and
+ *  `max_message_size` are used only if the queue does not exist yet (an existing queue is
+ *  subscribed as it is, and must hold messages at least as long as the topic's). */
+struct shmq_subscription_options {
+    /** Slots of a queue created for the subscription: a power of two, 2 to 2^24. */
+    uint32_t capacity;
+    /** Largest message of a queue created for the subscription; at least the topic's. */
+    uint32_t max_message_size;
+    /** An enum shmq_when_full value. */
+    uint32_t when_full;
+    /** Deliver only messages that start with these `prefix_len` bytes (NULL if 0; at most 192). */
+    const void *prefix;
+    size_t prefix_len;
+};
+
+/** Creates a topic file at `path` (mode 0600) for messages of up to `max_message_size` bytes
+ *  (1 to 16 MiB), and opens it into `*out`. SHMQ_ALREADY_EXISTS if `path` exists. On failure
+ *  `*out` is set to NULL. */
+int shmq_topic_create(const char *path, uint32_t max_message_size, shmq_topic **out);
+
+/** Opens the existing topic file at `path` into `*out`. SHMQ_NOT_FOUND; SHMQ_CORRUPT for a file
+ *  that is not a topic (a queue, say); SHMQ_INCOMPATIBLE; SHMQ_PERMISSION_DENIED. On failure
+ *  `*out` is set to NULL. */
+int shmq_topic_open(const char *path, shmq_topic **out);
+
+/** Releases this handle (NULL is fine); must be the last call on `t`. */
+void shmq_topic_detach(shmq_topic *t);
+
+/** Subscribes the queue at `queue_path`, creating it with `opts`' sizes if there is none.
+ *  SHMQ_ALREADY_EXISTS if it is subscribed already; SHMQ_INVALID_ARGUMENT for a queue whose
+ *  maximum message size is smaller than the topic's, a prefix longer than 192 bytes, a full
+ *  subscription table (64 subscriptions), or bad options. */
+int shmq_topic_subscribe(shmq_topic *t, const char *queue_path,
+                         const struct shmq_subscription_options *opts);
+
+/** Removes the subscription of the queue at `queue_path` (the queue and its messages stay).
+ *  SHMQ_INVALID_ARGUMENT if it is not subscribed. */
+int shmq_topic_unsubscribe(shmq_topic *t, const char *queue_path);
+
+/** Publishes `len` bytes at `data` if every matching BLOCK subscription has room now, else
+ *  SHMQ_FULL and the message went nowhere. SHMQ_TOO_LARGE beyond the topic's maximum. */
+int shmq_topic_try_publish(shmq_topic *t, const void *data, size_t len);
+
+/** Publishes `len` bytes at `data`, waiting as `timeout_ns` says (see THE CONTRACT) for room in
+ *  every matching BLOCK subscription; SHMQ_TIMEOUT (or SHMQ_FULL for 0) means the message went
+ *  nowhere. */
+int shmq_topic_publish(shmq_topic *t, const void *data, size_t len, int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------------------------------
  * Diagnostics
  * ------------------------------------------------------------------------------------------- */
 

@@ -361,6 +361,87 @@ private:
     shmq *q_;
 };
 
+/// A topic (fanout; see shmq.h): every published message goes to one queue per subscription.
+/// Move-only; the handle is detached when it goes.
+///   auto t = shmqpp::topic::create("/dev/shm/orders", 256);
+///   t.subscribe("/dev/shm/billing", shmqpp::subscription(1024, 256));
+///   (void)t.publish("order 42");
+class topic {
+public:
+    static topic create(const std::string &path, std::uint32_t max_message_size) {
+        shmq_topic *t = nullptr;
+        detail::opened(shmq_topic_create(path.c_str(), max_message_size, &t), "shmq_topic_create",
+                       path);
+        return topic(t);
+    }
+    static topic open(const std::string &path) {
+        shmq_topic *t = nullptr;
+        detail::opened(shmq_topic_open(path.c_str(), &t), "shmq_topic_open", path);
+        return topic(t);
+    }
+    topic(topic &&o) noexcept : t_(std::exchange(o.t_, nullptr)) {}
+    topic &operator=(topic &&o) noexcept {
+        if (this != &o) {
+            shmq_topic_detach(t_);
+            t_ = std::exchange(o.t_, nullptr);
+        }
+        return *this;
+    }
+    topic(const topic &) = delete;
+    topic &operator=(const topic &) = delete;
+    ~topic() { shmq_topic_detach(t_); }
+
+    /// Subscribes the queue at `queue_path` (see shmqpp::subscription).
+    [[nodiscard]] status subscribe(const std::string &queue_path,
+                                   const struct shmq_subscription_options &opts) noexcept {
+        return detail::st(shmq_topic_subscribe(t_, queue_path.c_str(), &opts));
+    }
+    [[nodiscard]] status unsubscribe(const std::string &queue_path) noexcept {
+        return detail::st(shmq_topic_unsubscribe(t_, queue_path.c_str()));
+    }
+    /// All or nothing across the block subscriptions: full means it went nowhere.
+    [[nodiscard]] status try_publish(std::string_view msg) noexcept {
+        return detail::st(shmq_topic_try_publish(t_, msg.data(), msg.size()));
+    }
+    /// Waits for room as `t` says (forever by default; a finite wait is all or nothing).
+    [[nodiscard]] status publish(std::string_view msg, timeout t = forever) noexcept {
+        return detail::st(shmq_topic_publish(t_, msg.data(), msg.size(), detail::ns(t)));
+    }
+    shmq_topic *handle() const noexcept { return t_; }
+
+private:
+    explicit topic(shmq_topic *t) noexcept : t_(t) {}
+    shmq_topic *t_;
+};
+
+/// Subscription options (shmq.h's struct shmq_subscription_options) with chainable setters;
+/// converts to the C struct. The prefix is borrowed: its bytes must outlive the subscribe call.
+class subscription {
+public:
+    subscription(std::uint32_t capacity, std::uint32_t max_message_size) noexcept : o_{} {
+        o_.capacity = capacity;
+        o_.max_message_size = max_message_size;
+    }
+    subscription &drop_when_full() noexcept {
+        o_.when_full = SHMQ_WHEN_FULL_DROP;
+        return *this;
+    }
+    subscription &prefix(std::string_view p) noexcept {
+        prefix_ = p;
+        return *this;
+    }
+    operator struct shmq_subscription_options() const noexcept {
+        struct shmq_subscription_options o = o_;
+        o.prefix = prefix_.data();
+        o.prefix_len = prefix_.size();
+        return o;
+    }
+
+private:
+    struct shmq_subscription_options o_;
+    std::string_view prefix_;
+};
+
 }  // namespace shmqpp
 
 #endif  // SHMQ_HPP

@@ -51,7 +51,7 @@ pub(crate) unsafe fn share(q: *const shmq) -> Result<Arc<shmq>, c_int> {
 ///
 /// # Safety
 /// `path` is NULL or points to a NUL-terminated string that lives for `'a`.
-unsafe fn path<'a>(path: *const c_char) -> Result<&'a Path, c_int> {
+pub(crate) unsafe fn path<'a>(path: *const c_char) -> Result<&'a Path, c_int> {
     if path.is_null() {
         return Err(SHMQ_INVALID_ARGUMENT);
     }

@@ -16,7 +16,8 @@
 //! Modules, by concept: `status` (codes, `shmq_strerror`, the panic boundary), `timeout` (the
 //! `timeout_ns` convention), `handle` (open, create with options, detach, close, stats),
 //! `messages` (copying sends and receives, one or a batch, and the receive with its delivery
-//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count).
+//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count), `topic`
+//! (fanout: topics whose subscriptions are queues).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -24,6 +25,7 @@ mod handle;
 mod messages;
 mod status;
 mod timeout;
+mod topic;
 mod zero_copy;
 
 pub use handle::{
@@ -36,6 +38,11 @@ pub use messages::{
     shmq_try_recv, shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
 };
 pub use status::*;
+pub use topic::{
+    shmq_subscription_options, shmq_topic, shmq_topic_create, shmq_topic_detach, shmq_topic_open,
+    shmq_topic_publish, shmq_topic_subscribe, shmq_topic_try_publish, shmq_topic_unsubscribe,
+    SHMQ_WHEN_FULL_BLOCK, SHMQ_WHEN_FULL_DROP,
+};
 pub use zero_copy::{
     shmq_cancel, shmq_commit, shmq_message, shmq_message_deliveries, shmq_recv_in_place,
     shmq_release, shmq_reservation, shmq_reserve, shmq_try_recv_in_place, shmq_try_reserve,

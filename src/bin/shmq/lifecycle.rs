@@ -64,7 +64,7 @@ pub fn rm(path: &Path) -> Result<(), Failure> {
             std::io::ErrorKind::UnexpectedEof => not_a_queue(),
             _ => io_at(e, path),
         })?;
-    if magic != shmq::MAGIC {
+    if magic != shmq::MAGIC && magic != shmq::TOPIC_MAGIC {
         return Err(not_a_queue().into());
     }
     Queue::unlink(path)?;

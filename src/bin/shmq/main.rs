@@ -17,6 +17,7 @@ mod lifecycle;
 mod ls;
 mod metrics;
 mod stat;
+mod topic;
 mod transfer;
 mod watch;
 
@@ -193,6 +194,17 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Fanout topics: create one, subscribe and unsubscribe queues
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Publish each line of stdin (without its newline) to every matching subscription of a
+    /// topic; waits while a `block` subscription is full
+    Publish {
+        /// The topic
+        topic: PathBuf,
+    },
     /// Measure latency and throughput against the floor and the alternatives
     #[command(about = "Measure latency and throughput against the floor and the alternatives")]
     Bench(bench::BenchArgs),
@@ -277,6 +289,9 @@ fn main() -> ExitCode {
             };
             match (paths.as_slice(), format) {
                 (paths, Some(stat::Format::Prometheus)) => stat::prometheus(paths),
+                ([path], format) if !watch && topic::is_topic(path) => {
+                    topic::stat(path, format == Some(stat::Format::Json))
+                }
                 ([path], _) if watch => {
                     watch::watch(path, interval.unwrap_or(Duration::from_secs(1)))
                 }
@@ -293,6 +308,8 @@ fn main() -> ExitCode {
         Command::Ls { dir, json } => ls::ls(&dir, json),
         Command::Completions { shell } => generated::completions(Cli::command(), shell),
         Command::Man { dir } => generated::man(Cli::command(), &dir),
+        Command::Topic { command } => topic::run(command),
+        Command::Publish { topic } => topic::publish(&topic),
         Command::Bench(args) => bench::run(&args).map_err(Failure::Other),
     };
     match result {
