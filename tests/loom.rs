@@ -90,6 +90,8 @@ impl Model {
         let ring = self.ring();
         let claim = ring.claim_send(owner, 1)?;
         self.payload[self.index(claim.first)].with_mut(|p| unsafe { *p = value });
+        // A new message: no delivery of it has failed (as `Queue::write`).
+        self.failed[self.index(claim.first)].store(0, Ordering::Relaxed);
         ring.publish(claim.first, owner);
         wake_if_sleeping(&self.recv_wait);
         Ok(())
@@ -111,6 +113,7 @@ impl Model {
         let claim = ring.claim_send(owner, values.len() as u64)?;
         for (pos, v) in claim.positions().zip(values) {
             self.payload[self.index(pos)].with_mut(|p| unsafe { *p = *v });
+            self.failed[self.index(pos)].store(0, Ordering::Relaxed);
             ring.publish(pos, owner);
         }
         wake_if_sleeping(&self.recv_wait);
