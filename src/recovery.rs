@@ -32,6 +32,10 @@
 //! come round to it and the message is published again in place (no copy, no extra space). If
 //! the queue is full of other messages, the message waits for a later sweep, and the dead
 //! participant's table entry stays marked until it is resolved, so nothing is forgotten.
+//!
+//! What to do with a dead participant's claims is in [`claims`]: it needs only the ring, so it
+//! is written over a small store trait, and the loom models and the heap-ring tests under Miri
+//! run it too. This file decides who is dead and when to look.
 
 pub(crate) mod claims;
 
