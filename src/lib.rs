@@ -57,6 +57,12 @@ mod participant;
 mod queue;
 #[cfg(not(loom))]
 mod recovery;
+/// Under loom, only the part of recovery that resolves a dead participant's claims (the rest
+/// needs a mapped file and the kernel's locks): the models run it over a heap store.
+#[cfg(loom)]
+mod recovery {
+    pub(crate) mod claims;
+}
 mod ring;
 #[cfg(not(loom))]
 mod stats;
@@ -89,10 +95,12 @@ pub use topic::{
     Subscription, SubscriptionInfo, Topic, TopicOptions, TopicStats, WhenFull, TOPIC_MAGIC,
 };
 
-/// The claim and wait protocols, exposed to the loom models in `tests/loom.rs` only.
+/// The claim, wait and claim-resolution protocols, exposed to the loom models in
+/// `tests/loom.rs` only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod model {
+    pub use crate::recovery::claims::{resolve_claims, ClaimStore, Outcome, Resolution};
     pub use crate::ring::{empty_state, Claim, ClaimError, Phase, Ring, SlotState, SlotStates};
     pub use crate::sync::{AtomicU32, AtomicU64};
     pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline, Waiter};

@@ -32,13 +32,20 @@
 //! come round to it and the message is published again in place (no copy, no extra space). If
 //! the queue is full of other messages, the message waits for a later sweep, and the dead
 //! participant's table entry stays marked until it is resolved, so nothing is forgotten.
+//!
+//! What to do with a dead participant's claims is in [`claims`]: it needs only the ring, so it
+//! is written over a small store trait, and the loom models and the heap-ring tests under Miri
+//! run it too. This file decides who is dead and when to look.
+
+pub(crate) mod claims;
 
 use crate::participant::{self, Registration};
 use crate::queue::{OnConsumerDeath, Queue};
-use crate::ring::{Phase, SlotState};
-use crate::sync::Ordering;
+use crate::ring::{Phase, Ring, SlotState, SlotStates};
+use crate::sync::{AtomicU32, Ordering};
 use crate::test_hooks;
 use crate::wait;
+use claims::{ClaimStore, Outcome, Resolution};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as StdOrdering};
 
@@ -212,101 +219,54 @@ pub(crate) fn sweep(queue: &Queue) -> bool {
     repaired
 }
 
-/// What `resolve_claims` did.
-struct Outcome {
-    /// No claim of the dead participant is left.
-    all_resolved: bool,
-    /// Some claim was resolved.
-    changed: bool,
+/// Resolves every claim that the dead participant `dead` holds (see `claims`, which holds the
+/// logic, written over [`ClaimStore`] so that loom and Miri check it too).
+fn resolve_claims(queue: &Queue, me: Registration, dead: u32) -> Outcome {
+    claims::resolve_claims(queue, me.token, dead)
 }
 
-/// Resolves every claim that the dead participant `dead` holds. A message it held may have to
-/// wait for room (the queue full of other messages); then `all_resolved` is false.
-fn resolve_claims(queue: &Queue, me: Registration, dead: u32) -> Outcome {
-    let ring = queue.ring();
-    let counters = &queue.header().counters.0;
-    let mut all_resolved = true;
-    let mut changed = false;
-    for index in 0..u64::from(queue.capacity()) {
-        let Some(state) = ring.state_at(index) else {
-            continue;
+/// The mapped queue as the store that `claims` resolves claims in.
+impl ClaimStore for Queue {
+    fn ring(&self) -> Ring<'_, impl SlotStates + '_> {
+        Queue::ring(self)
+    }
+    fn drops_on_consumer_death(&self) -> bool {
+        self.on_consumer_death_policy() == OnConsumerDeath::Drop
+    }
+    fn max_deliveries(&self) -> u32 {
+        self.max_deliveries_limit()
+    }
+    fn failed_deliveries(&self, pos: u64) -> u32 {
+        Queue::failed_deliveries(self, pos)
+    }
+    fn count_failed_delivery(&self, pos: u64) {
+        Queue::count_failed_delivery(self, pos)
+    }
+    fn copy_message(&self, from: u64, to: u64) {
+        Queue::copy_message(self, from, to)
+    }
+    fn recv_wait(&self) -> &AtomicU32 {
+        &self.header().recv_wait.0
+    }
+    fn send_wait(&self) -> &AtomicU32 {
+        &self.header().send_wait.0
+    }
+    fn record(&self, what: Resolution) {
+        let counters = &self.header().counters.0;
+        let counter = match what {
+            Resolution::AbandonedSend => &counters.abandoned_sends,
+            Resolution::AbandonedReceive => &counters.abandoned_receives,
+            Resolution::DeadLettered => &counters.dead_lettered,
+            Resolution::RedeliveredInPlace | Resolution::RedeliveredByCopy => &counters.redelivered,
         };
-        if state.owner != dead {
-            continue;
-        }
-        match state.phase {
-            Phase::Writing => {
-                if let Some(abandoned) = ring.abandon_send(state) {
-                    changed = true;
-                    if abandoned {
-                        counters.abandoned_sends.fetch_add(1, Ordering::Relaxed);
-                    }
-                    wait::wake_if_sleeping(&queue.header().recv_wait.0);
-                }
-            }
-            Phase::Reading => match resolve_message(queue, me, state) {
-                Some(done) => changed |= done,
-                None => all_resolved = false,
-            },
+        counter.fetch_add(1, Ordering::Relaxed);
+        // Which redelivery path ran, for the chaos test (nothing without `test-hooks`).
+        match what {
+            Resolution::RedeliveredInPlace => test_hooks::event("redelivered-in-place"),
+            Resolution::RedeliveredByCopy => test_hooks::event("redelivered-copy"),
             _ => {}
         }
     }
-    Outcome {
-        all_resolved,
-        changed,
-    }
-}
-
-/// Gives back or drops the message of a dead consumer. Returns `Some(true)` if this call did it,
-/// `Some(false)` if someone else did first, `None` if it must wait for room.
-fn resolve_message(queue: &Queue, me: Registration, state: SlotState) -> Option<bool> {
-    let ring = queue.ring();
-    let counters = &queue.header().counters.0;
-    let header = queue.header();
-    // Deliveries so far: the earlier ones that ended in death, and the dead consumer's.
-    let deliveries = queue.failed_deliveries(state.pos).saturating_add(1);
-    let limit = queue.max_deliveries_limit();
-    let drop_it = queue.on_consumer_death_policy() == OnConsumerDeath::Drop
-        || (limit != 0 && deliveries >= limit);
-    if drop_it {
-        if !ring.drop_claimed(state) {
-            return Some(false);
-        }
-        let counter = if queue.on_consumer_death_policy() == OnConsumerDeath::Drop {
-            &counters.abandoned_receives
-        } else {
-            &counters.dead_lettered
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        wait::wake_if_sleeping(&header.send_wait.0);
-        return Some(true);
-    }
-    // The tail has come round to this very slot: publish it again where it is.
-    if let Some(pos) = ring.reclaim_in_place(state, me.token) {
-        queue.count_failed_delivery(pos);
-        ring.publish(pos, me.token);
-        counters.redelivered.fetch_add(1, Ordering::Relaxed);
-        test_hooks::event("redelivered-in-place");
-        wait::wake_if_sleeping(&header.recv_wait.0);
-        return Some(true);
-    }
-    // Otherwise copy it into the slot at the tail, then free its old slot.
-    let to = ring.claim_for_redelivery(me.token)?; // None: full of other messages, for later
-    let Some(from) = ring.take_over(state, me.token) else {
-        // Someone else resolved it first: give our claim back as a tombstone.
-        ring.cancel(to, me.token);
-        wait::wake_if_sleeping(&header.recv_wait.0);
-        return Some(false);
-    };
-    queue.copy_message(from, to);
-    queue.count_failed_delivery(to);
-    ring.publish(to, me.token);
-    ring.release(from);
-    counters.redelivered.fetch_add(1, Ordering::Relaxed);
-    test_hooks::event("redelivered-copy");
-    wait::wake_if_sleeping(&header.recv_wait.0);
-    wait::wake_if_sleeping(&header.send_wait.0);
-    Some(true)
 }
 
 /// Recomputes both shared sleeper counts from the live participants' records, lowering a count

@@ -81,7 +81,10 @@ const MESSAGE: usize = 24;
 /// Flag in a consumer record's consumer field: the payload was damaged.
 const DAMAGED: u32 = 1 << 31;
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// Ignored, so that a test run does not count it; the children run it with `--ignored`.
 #[test]
+#[ignore = "the entry point of child processes, not a test"]
 fn child() {
     common::child_main(|role| match role.name() {
         "producer" => producer(role),

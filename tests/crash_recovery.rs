@@ -49,7 +49,10 @@ const PHASES: u32 = 5;
 /// does not steal the other's core.
 static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// Ignored, so that a test run does not count it; the children run it with `--ignored`.
 #[test]
+#[ignore = "the entry point of child processes, not a test"]
 fn child() {
     common::child_main(run_role);
 }

@@ -714,7 +714,9 @@ fn modes_must_be_permission_bits_that_let_the_owner_read_and_write() {
 }
 
 /// Not a test: the entry point of the child processes these tests spawn (see `common`).
+/// Ignored, so that a test run does not count it; the children run it with `--ignored`.
 #[test]
+#[ignore = "the entry point of child processes, not a test"]
 fn child() {
     common::child_main(|role| match role.name() {
         "claim_and_drop" => claim_and_drop(role),

@@ -12,21 +12,31 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 use shmq::model::{
-    empty_state, wait_for, wake_all, wake_if_sleeping, ClaimError, Deadline, Phase, Ring,
-    SlotStates, Waiter,
+    empty_state, resolve_claims, wait_for, wake_all, wake_if_sleeping, ClaimError, ClaimStore,
+    Deadline, Resolution, Ring, SlotStates, Waiter,
 };
 use shmq::model::{AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering;
 
-/// A ring of `CAP` slots on the heap, with a `u32` payload per slot and the two wait words.
+/// A ring of `CAP` slots on the heap, with a `u32` payload and a failed-delivery count per slot,
+/// the two wait words, and the crash policy: everything `resolve_claims` needs.
 struct Model {
     tail: AtomicU64,
     head: AtomicU64,
     closing: AtomicU64,
     states: Vec<AtomicU64>,
     payload: Vec<UnsafeCell<u32>>,
+    /// Per slot, as the mapping's `deliveries` word: deliveries that ended in a death.
+    failed: Vec<AtomicU32>,
     recv_wait: AtomicU32,
     send_wait: AtomicU32,
+    /// The crash policy (`OnConsumerDeath::Drop`, and the delivery limit).
+    drops: bool,
+    max_deliveries: u32,
+    /// How many claims `resolve_claims` resolved, by kind (indexed by `Resolution as usize`).
+    /// Plain atomics, outside the model: they synchronise nothing and are read after the
+    /// threads are joined.
+    resolved: [std::sync::atomic::AtomicU32; 5],
 }
 
 struct HeapSlots<'a>(&'a [AtomicU64]);
@@ -42,14 +52,22 @@ const OWNER_B: u32 = 2;
 
 impl Model {
     fn new(cap: u64) -> Arc<Self> {
+        Model::with_policy(cap, false, 0)
+    }
+
+    fn with_policy(cap: u64, drops: bool, max_deliveries: u32) -> Arc<Self> {
         Arc::new(Model {
             tail: AtomicU64::new(0),
             head: AtomicU64::new(0),
             closing: AtomicU64::new(0),
             states: (0..cap).map(|i| AtomicU64::new(empty_state(i))).collect(),
             payload: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+            failed: (0..cap).map(|_| AtomicU32::new(0)).collect(),
             recv_wait: AtomicU32::new(0),
             send_wait: AtomicU32::new(0),
+            drops,
+            max_deliveries,
+            resolved: Default::default(),
         })
     }
 
@@ -72,6 +90,8 @@ impl Model {
         let ring = self.ring();
         let claim = ring.claim_send(owner, 1)?;
         self.payload[self.index(claim.first)].with_mut(|p| unsafe { *p = value });
+        // A new message: no delivery of it has failed (as `Queue::write`).
+        self.failed[self.index(claim.first)].store(0, Ordering::Relaxed);
         ring.publish(claim.first, owner);
         wake_if_sleeping(&self.recv_wait);
         Ok(())
@@ -93,6 +113,7 @@ impl Model {
         let claim = ring.claim_send(owner, values.len() as u64)?;
         for (pos, v) in claim.positions().zip(values) {
             self.payload[self.index(pos)].with_mut(|p| unsafe { *p = *v });
+            self.failed[self.index(pos)].store(0, Ordering::Relaxed);
             ring.publish(pos, owner);
         }
         wake_if_sleeping(&self.recv_wait);
@@ -339,9 +360,18 @@ fn close_wakes_a_sleeping_receiver() {
     });
 }
 
-/// Set when some interleaving of `one_message_handoff_orders_the_payload` received the message
-/// while the producer was running: proof that the model explores the race it is about.
-static HANDOFF_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// What `one_message_handoff_orders_the_payload` saw, each recorded only by an execution in
+/// which it happened: the receive claimed the message (its claim read the publish, and loom
+/// checked its payload read against the producer's write), or found nothing (it looked before
+/// the publish). Both must occur, or the model never put the receive on both sides of the
+/// publish and proves nothing about the hand-off.
+///
+/// (It cannot claim more: no execution receives the message while the producer's `try_send` is
+/// still running, since nothing the producer does after its publish depends on the receiver,
+/// and loom's reduction explores only one order of independent steps. An earlier version set
+/// a flag on every receive and called it that.)
+static HANDOFF_RECEIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HANDOFF_MISSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[test]
 fn one_message_handoff_orders_the_payload() {
@@ -351,81 +381,103 @@ fn one_message_handoff_orders_the_payload() {
             let m = m.clone();
             thread::spawn(move || m.try_send(OWNER_A, 42).unwrap())
         };
-        if let Ok(v) = m.try_recv(OWNER_B) {
-            assert_eq!(v, 42);
-            HANDOFF_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+        match m.try_recv(OWNER_B) {
+            Ok(v) => {
+                assert_eq!(v, 42);
+                HANDOFF_RECEIVED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Err(ClaimError::WouldBlock) => {
+                HANDOFF_MISSED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Err(e) => panic!("{e:?}"),
         }
         producer.join().unwrap();
     });
-    assert!(HANDOFF_SEEN.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(HANDOFF_RECEIVED.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(HANDOFF_MISSED.load(std::sync::atomic::Ordering::SeqCst));
 }
 
 // Crash recovery. A participant that "dies" is a thread that claims and then stops for good,
 // setting its `dead` flag as its last act (the kernel dropping its lock). A survivor that finds
-// the queue stuck checks the flag (the oracle) and resolves the dead owner's claims with the
-// ring's recovery operations, as `src/recovery.rs` does: `WRITING` becomes a tombstone,
-// `READING` is redelivered in place when the tail has come round to it, or copied to the tail.
+// the queue stuck checks the flag (the oracle standing in for the kernel's lock, which loom
+// cannot model) and resolves the dead owner's claims with `resolve_claims`, the production code
+// of `src/recovery/claims.rs`: `WRITING` becomes a tombstone, `READING` is redelivered in place
+// when the tail has come round to it, or copied to the tail, or dropped by the policy.
 
 const DEAD: u32 = 9;
+
+/// The heap model as the store `resolve_claims` works in.
+impl ClaimStore for Model {
+    fn ring(&self) -> Ring<'_, impl SlotStates + '_> {
+        Model::ring(self)
+    }
+    fn drops_on_consumer_death(&self) -> bool {
+        self.drops
+    }
+    fn max_deliveries(&self) -> u32 {
+        self.max_deliveries
+    }
+    fn failed_deliveries(&self, pos: u64) -> u32 {
+        self.failed[self.index(pos)].load(Ordering::Relaxed)
+    }
+    fn count_failed_delivery(&self, pos: u64) {
+        let failed = &self.failed[self.index(pos)];
+        failed.store(failed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    fn copy_message(&self, from: u64, to: u64) {
+        let v = self.payload[self.index(from)].with(|p| unsafe { *p });
+        self.payload[self.index(to)].with_mut(|p| unsafe { *p = v });
+        let failed = self.failed[self.index(from)].load(Ordering::Relaxed);
+        self.failed[self.index(to)].store(failed, Ordering::Relaxed);
+    }
+    fn recv_wait(&self) -> &AtomicU32 {
+        &self.recv_wait
+    }
+    fn send_wait(&self) -> &AtomicU32 {
+        &self.send_wait
+    }
+    fn record(&self, what: Resolution) {
+        self.resolved[what as usize].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Set when some interleaving redelivered in place / by copy: proof both paths are explored.
 static IN_PLACE_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static COPY_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Model {
-    /// One recovery pass over every slot for the claims of owner `DEAD`. Returns how many
-    /// claims it resolved.
-    fn resolve_dead(&self, me: u32) -> u32 {
-        let ring = self.ring();
-        let mut resolved = 0;
-        for index in 0..self.states.len() as u64 {
-            let Some(state) = ring.state_at(index) else {
-                continue;
-            };
-            if state.owner != DEAD {
-                continue;
-            }
-            match state.phase {
-                Phase::Writing => {
-                    if ring.abandon_send(state).is_some() {
-                        resolved += 1;
-                        wake_if_sleeping(&self.recv_wait);
-                    }
-                }
-                Phase::Reading => {
-                    if let Some(pos) = ring.reclaim_in_place(state, me) {
-                        ring.publish(pos, me);
-                        IN_PLACE_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
-                        resolved += 1;
-                    } else if let Some(to) = ring.claim_for_redelivery(me) {
-                        match ring.take_over(state, me) {
-                            Some(from) => {
-                                let v = self.payload[self.index(from)].with(|p| unsafe { *p });
-                                self.payload[self.index(to)].with_mut(|p| unsafe { *p = v });
-                                ring.publish(to, me);
-                                ring.release(from);
-                                COPY_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
-                                resolved += 1;
-                            }
-                            None => ring.cancel(to, me),
-                        }
-                    }
-                    wake_if_sleeping(&self.recv_wait);
-                    wake_if_sleeping(&self.send_wait);
-                }
-                _ => {}
-            }
-        }
-        resolved
+    /// How many claims were resolved as `what`.
+    fn resolved(&self, what: Resolution) -> u32 {
+        self.resolved[what as usize].load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Receives, resolving the dead's claims when stuck, within `tries` attempts.
-    fn recv_recovering(&self, me: u32, dead: &AtomicU32, tries: usize) -> Option<u32> {
+    /// One attempt to receive: the value and its delivery number (1 + failed deliveries).
+    fn try_recv_counted(&self, owner: u32) -> Result<(u32, u32), ClaimError> {
+        let ring = self.ring();
+        let claim = ring.claim_recv(owner, 1, |_| true)?;
+        let value = self.payload[self.index(claim.first)].with(|p| unsafe { *p });
+        let deliveries = self.failed[self.index(claim.first)].load(Ordering::Relaxed) + 1;
+        ring.release(claim.first);
+        wake_if_sleeping(&self.send_wait);
+        Ok((value, deliveries))
+    }
+
+    fn drain_counted(&self, owner: u32) -> Vec<(u32, u32)> {
+        let mut got = vec![];
+        while let Ok(v) = self.try_recv_counted(owner) {
+            got.push(v);
+        }
+        got
+    }
+
+    /// Receives, resolving the dead's claims when stuck, within `tries` attempts: the value and
+    /// its delivery number.
+    fn recv_recovering(&self, me: u32, dead: &AtomicU32, tries: usize) -> Option<(u32, u32)> {
         for _ in 0..tries {
-            match self.try_recv(me) {
+            match self.try_recv_counted(me) {
                 Ok(v) => return Some(v),
                 Err(_) if dead.load(Ordering::Acquire) == 1 => {
-                    self.resolve_dead(me);
+                    resolve_claims(self, me, DEAD);
                 }
                 Err(_) => {}
             }
@@ -456,8 +508,13 @@ fn dead_producer_claim_is_skipped_and_everything_else_arrives_once() {
         let claimed = dying.join().unwrap();
         let sent = producer.join().unwrap();
         // After the death, one resolution pass, then drain.
-        m.resolve_dead(OWNER_B);
-        let mut got: Vec<u32> = first.into_iter().collect();
+        resolve_claims(&*m, OWNER_B, DEAD);
+        assert_eq!(
+            m.resolved(Resolution::AbandonedSend),
+            u32::from(claimed),
+            "the dead claim is tombstoned once"
+        );
+        let mut got: Vec<u32> = first.into_iter().map(|(v, _)| v).collect();
         got.extend(m.drain(OWNER_B));
         assert_eq!(
             got,
@@ -505,15 +562,99 @@ fn dead_consumer_message_is_redelivered_exactly_once() {
         let third = m.try_send(OWNER_A, msg(1, 2)).is_ok();
         let claimed = dying.join().unwrap();
         let mut got = survivor.join().unwrap();
-        m.resolve_dead(OWNER_B);
-        got.extend(m.drain(OWNER_B));
+        resolve_claims(&*m, OWNER_B, DEAD);
+        got.extend(m.drain_counted(OWNER_B));
         got.sort_unstable();
         let mut expected = vec![msg(1, 0), msg(1, 1)];
         if third {
             expected.push(msg(1, 2));
         }
-        assert_eq!(got, expected, "dead consumer claimed: {claimed}");
+        let values: Vec<u32> = got.iter().map(|(v, _)| *v).collect();
+        assert_eq!(values, expected, "dead consumer claimed: {claimed}");
+        // The message the dead consumer held arrives on its second delivery, by either path.
+        let second_deliveries = got.iter().filter(|(_, d)| *d == 2).count();
+        assert_eq!(second_deliveries, usize::from(claimed), "{got:?}");
+        assert!(got.iter().all(|(_, d)| *d <= 2), "{got:?}");
+        let redelivered =
+            m.resolved(Resolution::RedeliveredInPlace) + m.resolved(Resolution::RedeliveredByCopy);
+        assert_eq!(redelivered, u32::from(claimed));
+        if m.resolved(Resolution::RedeliveredInPlace) > 0 {
+            IN_PLACE_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if m.resolved(Resolution::RedeliveredByCopy) > 0 {
+            COPY_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     });
     assert!(IN_PLACE_SEEN.load(std::sync::atomic::Ordering::SeqCst));
     assert!(COPY_SEEN.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// Two survivors resolve the same dead consumer's claim at once: exactly one of them resolves
+/// it, as the policy says, and the queue holds exactly what it should. `cap` 2 with the queue
+/// full puts the tail on the dead claim's slot (redelivery in place); `cap` 4 leaves room at
+/// the tail (redelivery by copy, where the loser hands its claim at the tail back as a
+/// tombstone).
+fn two_survivors_resolve_one_claim(cap: u64, drops: bool, max_deliveries: u32, expect: Resolution) {
+    loom::model(move || {
+        let m = Model::with_policy(cap, drops, max_deliveries);
+        m.try_send(OWNER_A, msg(1, 0)).unwrap();
+        m.try_send(OWNER_A, msg(1, 1)).unwrap();
+        // The dead consumer holds the first message.
+        m.ring().claim_recv(DEAD, 1, |_| true).unwrap();
+        let survivors: Vec<_> = [OWNER_A, OWNER_B]
+            .into_iter()
+            .map(|me| {
+                let m = m.clone();
+                thread::spawn(move || resolve_claims(&*m, me, DEAD))
+            })
+            .collect();
+        let outcomes: Vec<_> = survivors.into_iter().map(|s| s.join().unwrap()).collect();
+        // (The loser may report the claim unresolved, having found no room for it: the entry
+        // then stays marked until a later pass, which finds nothing left.)
+        let again = resolve_claims(&*m, 3, DEAD);
+        assert!(again.all_resolved && !again.changed, "{again:?}");
+        assert_eq!(
+            outcomes.iter().filter(|o| o.changed).count(),
+            1,
+            "exactly one survivor resolves it: {outcomes:?}"
+        );
+        assert_eq!(m.resolved(expect), 1);
+        let total: u32 = (0..5)
+            .map(|i| m.resolved[i].load(std::sync::atomic::Ordering::SeqCst))
+            .sum();
+        assert_eq!(total, 1, "one resolution in all");
+        let got = m.drain_counted(3);
+        let expected = match expect {
+            Resolution::RedeliveredInPlace | Resolution::RedeliveredByCopy => {
+                vec![(msg(1, 1), 1), (msg(1, 0), 2)]
+            }
+            _ => vec![(msg(1, 1), 1)],
+        };
+        assert_eq!(got, expected);
+        // Nothing is left held: a full lap of sends and receives goes through.
+        for seq in 2..2 + cap as u32 {
+            m.try_send(OWNER_A, msg(1, seq)).unwrap();
+        }
+        assert_eq!(m.drain_counted(3).len(), cap as usize);
+    });
+}
+
+#[test]
+fn two_survivors_redeliver_in_place_once() {
+    two_survivors_resolve_one_claim(2, false, 0, Resolution::RedeliveredInPlace);
+}
+
+#[test]
+fn two_survivors_redeliver_by_copy_once() {
+    two_survivors_resolve_one_claim(4, false, 0, Resolution::RedeliveredByCopy);
+}
+
+#[test]
+fn two_survivors_drop_by_policy_once() {
+    two_survivors_resolve_one_claim(2, true, 0, Resolution::AbandonedReceive);
+}
+
+#[test]
+fn two_survivors_dead_letter_at_the_limit_once() {
+    two_survivors_resolve_one_claim(4, false, 1, Resolution::DeadLettered);
 }

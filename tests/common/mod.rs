@@ -4,15 +4,17 @@
 //! A test binary re-executes itself to run one *role* in a fresh process, so that every queue
 //! operation goes through a real mapping in another address space (never threads sharing one).
 //!
-//! - **Parent**: [`Child::spawn`] runs `current_exe() --exact child --nocapture --test-threads=1`
-//!   with the role, its arguments and a report file named in environment variables; the child's
+//! - **Parent**: [`Child::spawn`] runs
+//!   `current_exe() --ignored --exact child --nocapture --test-threads=1` with the role, its arguments and a report file named in environment variables; the child's
 //!   stdout and stderr go to a log file that is quoted if the child fails. [`Child::wait`] waits
 //!   with a bound and returns what the child reported. A `Child` dropped while its process still
 //!   runs kills it, so a failing test leaves no orphan.
-//! - **Child**: every test file that spawns children has one `#[test] fn child()` that calls
-//!   [`child_main`]; it returns at once in a normal test run (no role in the environment), and in
-//!   a spawned child runs the role, which reports with [`Role::report`] and fails by panicking
-//!   (the test harness then exits non-zero).
+//! - **Child**: every test file that spawns children has one `#[test] #[ignore] fn child()`
+//!   that calls [`child_main`]. Ignored, so that a test run never counts an entry point as a
+//!   passing test (CI must not pass on tests that did nothing); the parent runs it with
+//!   `--ignored`. In a spawned child it runs the role, which reports with [`Role::report`] and
+//!   fails by panicking (the test harness then exits non-zero). Run by hand without a role
+//!   (`--ignored`), it fails, saying it is not a test.
 //!
 //! Children also die with the test thread that spawned them (`PR_SET_PDEATHSIG`).
 
@@ -106,7 +108,13 @@ impl Child {
         let encoded: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let log_file = File::create(&log).expect("create child log");
         let process = Command::new(std::env::current_exe().expect("current_exe"))
-            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                ENTRY,
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ROLE_VAR, role)
             .env(ARGS_VAR, encoded.join("\n"))
             .env(REPORT_VAR, &report)
@@ -165,6 +173,13 @@ impl Child {
             "child {} failed ({status}); its log:\n{}",
             self.label,
             self.log_text()
+        );
+        // The harness ran no entry point (a `fn child()` without `#[ignore]`, which
+        // `--ignored` filters out): the child did nothing, and its silence must not pass.
+        assert!(
+            !self.log_text().contains("running 0 tests"),
+            "child {} ran no `{ENTRY}` entry point: it must be `#[test] #[ignore]` (see common)",
+            self.label
         );
         std::fs::read_to_string(&self.report).unwrap_or_default()
     }
@@ -255,11 +270,11 @@ impl Role {
     }
 }
 
-/// The body of each test file's `child` test: runs the role if this process is a spawned child,
-/// and returns at once otherwise.
+/// The body of each test file's `child` entry point: runs the role this process was spawned to
+/// play. Run by hand (`--ignored`) with no role, it panics: it is not a test.
 pub fn child_main(run: impl FnOnce(&Role)) {
     let Some(role) = Role::from_env() else {
-        return;
+        panic!("`{ENTRY}` is the entry point of child processes (see tests/common), not a test");
     };
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only and touches no memory of ours.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
