@@ -8,8 +8,8 @@ use std::path::PathBuf;
 ///
 /// Transient conditions (`Full`, `Empty`, `Timeout`, `Closed`) come from the send and receive
 /// calls and leave the queue and the caller's data untouched. The others come from opening or
-/// creating a queue file, or from finding the shared memory in a state that honest peers never
-/// produce (`Corrupt`).
+/// creating a queue file (`TooManyHandles` when every participant entry is taken), or from
+/// finding the shared memory in a state that honest peers never produce (`Corrupt`).
 ///
 /// # Examples
 /// ```
@@ -88,6 +88,16 @@ pub enum Error {
         found: String,
         /// What this build of shmq reads.
         expected: String,
+    },
+    /// Every participant entry of the queue is held by a live handle, so no other handle can be
+    /// opened on it until one is dropped. The queue itself is fine: do not recreate it.
+    #[error(
+        "too many handles: all {limit} participant entries of the queue are held by open handles; \
+         close handles that are not needed (one handle can be shared by all threads of a process)"
+    )]
+    TooManyHandles {
+        /// How many handles a queue can have open at once (`PARTICIPANTS`).
+        limit: u32,
     },
     /// Any other operating-system error.
     #[error("I/O error: {0}")]

@@ -83,7 +83,8 @@ fn lock_entry(file: &File, index: u32) -> io::Result<bool> {
 /// free but which is still marked in use belonged to a process that died and whose claims have
 /// not been resolved yet (sweeps resolve them and then free the entry); it is taken only when
 /// no free entry is left, and then the caller must resolve the displaced token's claims.
-/// Returns `Corrupt` if all 512 entries are held by live handles.
+/// Returns `TooManyHandles` if all 512 entries are held by live handles: a limit reached, not
+/// damage (a caller that answered `Corrupt` by recreating the queue would destroy it).
 pub(crate) fn register(file: &File, table: &[Participant]) -> Result<(Registration, Option<u32>)> {
     for take_dead in [false, true] {
         for (index, entry) in (0u32..).zip(table) {
@@ -108,9 +109,9 @@ pub(crate) fn register(file: &File, table: &[Participant]) -> Result<(Registrati
             return Ok((me, displaced));
         }
     }
-    Err(Error::corrupt(format!(
-        "all {PARTICIPANTS} participant entries are held by live handles"
-    )))
+    Err(Error::TooManyHandles {
+        limit: PARTICIPANTS,
+    })
 }
 
 /// Marks `me` as gone. The lock itself goes when the caller closes the file.

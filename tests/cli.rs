@@ -1039,3 +1039,30 @@ fn a_send_killed_while_blocked_on_a_full_queue_does_not_wedge_it() {
         (&0.into(), &0.into())
     );
 }
+
+/// The rows issue 10 measures against: each runs (the 4 + 4 processes of `shmq_tput_4p4c`
+/// included), moves messages, and appears in the JSON under its contract name.
+#[test]
+fn bench_scaling_and_size_rows_run_and_keep_their_json_names() {
+    let rows = [
+        "shmq_busy_8",
+        "shmq_busy_1024",
+        "shmq_tput_2p2c",
+        "shmq_tput_4p4c",
+    ];
+    let only = rows.join(",");
+    let run = shmq(&["bench", "--quick", "--json", "--only", &only], b"");
+    assert!(run.status.success(), "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).expect("bench --json");
+    let measured = json.as_array().expect("an array of rows");
+    assert_eq!(measured.len(), rows.len(), "{json}");
+    for (row, name) in measured.iter().zip(rows) {
+        assert_eq!(row["name"], name, "{json}");
+        let value = match row["kind"].as_str() {
+            Some("rtt") => row["p50_ns"].as_f64(),
+            Some("throughput") => row["msgs_per_sec"].as_f64(),
+            _ => None,
+        };
+        assert!(value.is_some_and(|v| v > 0.0), "{name}: {row}");
+    }
+}

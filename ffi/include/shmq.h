@@ -184,7 +184,10 @@ enum shmq_status {
                                      shmq process writes */
     SHMQ_INCOMPATIBLE = 12,     /**< a queue file of another layout version or platform */
     SHMQ_IO = 13,               /**< any other operating-system error */
-    SHMQ_INTERNAL = 14          /**< a bug in the library, caught at the boundary */
+    SHMQ_INTERNAL = 14,         /**< a bug in the library, caught at the boundary */
+    /* 15 is reserved (SHMQ_EXPIRED, issue 12). */
+    SHMQ_TOO_MANY_HANDLES = 16  /**< every participant entry (512) is held by an open handle: close
+                                     one and retry; the queue is not corrupt */
 };
 
 /** A static, NUL-terminated description of `status` that starts with its name
@@ -214,7 +217,8 @@ int shmq_create_ex(const char *path, const struct shmq_options *opts, shmq **out
 /** Opens the existing queue file at `path` into `*out`, validating its header. SHMQ_NOT_FOUND,
  *  SHMQ_PERMISSION_DENIED (also for a symbolic link, and for a mode with bits for "other" on a
  *  queue not created with allow_other_access), SHMQ_CORRUPT (not a queue file),
- *  SHMQ_INCOMPATIBLE (another version or platform), SHMQ_IO. On failure `*out` is set to NULL. */
+ *  SHMQ_INCOMPATIBLE (another version or platform), SHMQ_TOO_MANY_HANDLES (512 handles are
+ *  open on the queue already), SHMQ_IO. On failure `*out` is set to NULL. */
 int shmq_open(const char *path, shmq **out);
 
 /** Opens the queue at `path`, creating it as shmq_create does if no file exists. If another

@@ -63,6 +63,7 @@ enum class status : int {
     incompatible = SHMQ_INCOMPATIBLE,
     io = SHMQ_IO,
     internal = SHMQ_INTERNAL,
+    too_many_handles = SHMQ_TOO_MANY_HANDLES,
 };
 
 /// The static description of a status ("SHMQ_FULL: the queue is full").

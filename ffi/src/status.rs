@@ -39,6 +39,10 @@ pub const SHMQ_INCOMPATIBLE: c_int = 12;
 pub const SHMQ_IO: c_int = 13;
 /// A bug inside the library (a Rust panic, caught at the boundary).
 pub const SHMQ_INTERNAL: c_int = 14;
+// 15 is reserved for SHMQ_EXPIRED (issue 12).
+/// Every participant entry of the queue is held by an open handle: close one and retry. The
+/// queue is fine (not corrupt).
+pub const SHMQ_TOO_MANY_HANDLES: c_int = 16;
 
 /// The status code for a core error.
 pub(crate) fn status_of(err: &Error) -> c_int {
@@ -56,6 +60,7 @@ pub(crate) fn status_of(err: &Error) -> c_int {
         Error::Corrupt { .. } => SHMQ_CORRUPT,
         Error::Incompatible { .. } => SHMQ_INCOMPATIBLE,
         Error::Io(_) => SHMQ_IO,
+        Error::TooManyHandles { .. } => SHMQ_TOO_MANY_HANDLES,
         // `Error` is non-exhaustive: a variant this build does not know is a library bug here.
         _ => SHMQ_INTERNAL,
     }
@@ -107,6 +112,10 @@ fn describe(status: c_int) -> &'static std::ffi::CStr {
         SHMQ_INCOMPATIBLE => c"SHMQ_INCOMPATIBLE: queue file of another version or platform",
         SHMQ_IO => c"SHMQ_IO: operating-system error",
         SHMQ_INTERNAL => c"SHMQ_INTERNAL: internal error in the shmq library",
+        SHMQ_TOO_MANY_HANDLES => {
+            c"SHMQ_TOO_MANY_HANDLES: every participant entry of the queue is held by an open \
+              handle; close handles that are not needed (threads can share one)"
+        }
         _ => c"SHMQ_UNKNOWN: unknown status code",
     }
 }
@@ -124,7 +133,7 @@ mod tests {
     use std::ffi::CStr;
 
     /// Every status code with its name, in value order.
-    const ALL: [(c_int, &str); 15] = [
+    const ALL: [(c_int, &str); 16] = [
         (SHMQ_OK, "SHMQ_OK"),
         (SHMQ_FULL, "SHMQ_FULL"),
         (SHMQ_EMPTY, "SHMQ_EMPTY"),
@@ -140,17 +149,27 @@ mod tests {
         (SHMQ_INCOMPATIBLE, "SHMQ_INCOMPATIBLE"),
         (SHMQ_IO, "SHMQ_IO"),
         (SHMQ_INTERNAL, "SHMQ_INTERNAL"),
+        (SHMQ_TOO_MANY_HANDLES, "SHMQ_TOO_MANY_HANDLES"),
     ];
+
+    /// Values no status has yet: 15 is reserved for SHMQ_EXPIRED (issue 12), and must stay
+    /// unknown until it is given that meaning.
+    const RESERVED: [c_int; 1] = [15];
 
     #[test]
     fn codes_are_distinct_ordered_and_named_by_strerror() {
-        for (i, (code, name)) in ALL.iter().enumerate() {
-            assert_eq!(*code, i as c_int);
+        let values = (0..).filter(|v| !RESERVED.contains(v));
+        for ((code, name), value) in ALL.iter().zip(values) {
+            assert_eq!(*code, value, "{name}");
             // SAFETY: shmq_strerror returns a pointer to a static NUL-terminated string.
             let text = unsafe { CStr::from_ptr(shmq_strerror(*code)) };
             assert!(text.to_str().unwrap().starts_with(&format!("{name}: ")));
         }
-        for unknown in [-1, 15, c_int::MAX, c_int::MIN] {
+        let past_the_last = ALL[ALL.len() - 1].0 + 1;
+        for unknown in RESERVED
+            .into_iter()
+            .chain([-1, past_the_last, c_int::MAX, c_int::MIN])
+        {
             // SAFETY: as above.
             let text = unsafe { CStr::from_ptr(shmq_strerror(unknown)) };
             assert!(text.to_str().unwrap().starts_with("SHMQ_UNKNOWN"));

@@ -104,7 +104,7 @@ impl Settings {
 
     /// Slots of the queues and rings: 1024, fewer for large messages (at most 16 MiB a ring).
     pub fn capacity(&self) -> u32 {
-        ((16 << 20) / self.size).clamp(16, 1024).next_power_of_two() as u32
+        capacity_for(self.size)
     }
 
     /// A new path for a queue file in the run's directory: `name` and a number, so that every
@@ -124,6 +124,8 @@ pub fn measurements() -> Vec<Measurement> {
     vec![
         m("floor", Rtt, rtt::floor),
         m("shmq_busy", Rtt, rtt::shmq_busy),
+        m("shmq_busy_8", Rtt, rtt::shmq_busy_8),
+        m("shmq_busy_1024", Rtt, rtt::shmq_busy_1024),
         m("shmq_blocking", Rtt, rtt::shmq_blocking),
         m("shmq_blocking_idle", Rtt, rtt::shmq_blocking_idle),
         m("futex", Rtt, rtt::futex),
@@ -138,6 +140,8 @@ pub fn measurements() -> Vec<Measurement> {
             Throughput,
             throughput::shmq_tput_batch32,
         ),
+        m("shmq_tput_2p2c", Throughput, throughput::shmq_tput_2p2c),
+        m("shmq_tput_4p4c", Throughput, throughput::shmq_tput_4p4c),
         m("spsc_ring_tput", Throughput, throughput::spsc_ring_tput),
         m("crossbeam_tput", Throughput, throughput::crossbeam_tput),
     ]
@@ -282,6 +286,11 @@ fn settings(args: &BenchArgs) -> Result<Settings, String> {
         dir,
         queues_made: std::sync::atomic::AtomicU32::new(0),
     })
+}
+
+/// Slots of a queue or ring of `size`-byte messages (see `Settings::capacity`).
+pub fn capacity_for(size: usize) -> u32 {
+    ((16 << 20) / size).clamp(16, 1024).next_power_of_two() as u32
 }
 
 fn ms(n: u64) -> Duration {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The other side of a two-process measurement: a forked child on its own CPU, memory shared
-//! with it, and the bounds that keep a broken peer from hanging the benchmark.
+//! The other side of a two-process measurement: a forked child on its own CPU (or, for the
+//! scaling rows, a group of children sharing the run's two CPUs), memory shared with it, and
+//! the bounds that keep a broken peer from hanging the benchmark.
 //!
 //! - **Fork, not re-exec.** The mechanisms under test are set up first (a shared mapping, pipe
 //!   ends, queue files), then the process forks, so both sides start from the same state with
@@ -56,6 +57,15 @@ impl Pinning {
         }
     }
 
+    /// Lets the calling thread run on both CPUs of the run (this side's and the peer's), and
+    /// only those: the processes of a scaling row share them.
+    pub fn pin_shared(self) -> Result<(), String> {
+        match self {
+            Pinning::Pinned { me, peer } => pin_to_set(&[me, peer]),
+            Pinning::Unpinned => Ok(()),
+        }
+    }
+
     /// "parent on CPU 0, peer on CPU 1", or why nothing is pinned.
     pub fn describe(self) -> String {
         match self {
@@ -87,15 +97,22 @@ pub fn allowed_cpus() -> Result<Vec<usize>, String> {
 
 /// Pins the calling thread to `cpu`.
 fn pin_to(cpu: usize) -> Result<(), String> {
+    pin_to_set(&[cpu])
+}
+
+/// Lets the calling thread run on `cpus` only.
+fn pin_to_set(cpus: &[usize]) -> Result<(), String> {
     // SAFETY: as in `allowed_cpus`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` came from `allowed_cpus`, so it is below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu` came from `allowed_cpus`, so it is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: `set` is a live `cpu_set_t` of the size we pass; the kernel only reads it.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
     if r != 0 {
         return Err(format!(
-            "sched_setaffinity(CPU {cpu}): {}",
+            "sched_setaffinity(CPUs {cpus:?}): {}",
             std::io::Error::last_os_error()
         ));
     }
@@ -198,58 +215,71 @@ impl Peer {
         B: FnOnce() -> Result<(), String>,
         U: FnOnce() + Send + 'static,
     {
-        only_thread()?;
-        // Output buffered now would be written twice, once by each process.
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        // SAFETY: getpid has no preconditions.
-        let parent = unsafe { libc::getpid() };
-        // SAFETY: this process has one thread (checked above), so the child's copy of memory is
-        // consistent: no lock (allocator, stdio) is held by a thread that does not exist there.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            child(parent, settings.pinning, body);
-        }
-        drop(body);
-        Self::watch(pid, settings.peer_limit(), unblock)
+        prepare_fork()?;
+        let pinning = settings.pinning;
+        let pid = fork_child(|| pinning.pin_peer(), body)?;
+        Self::watch(vec![pid], settings.peer_limit(), unblock)
     }
 
-    /// Starts the watchdog of child `pid`.
-    fn watch<U>(pid: libc::pid_t, limit: Duration, unblock: U) -> Result<Peer, String>
+    /// Forks `count` children, each running `body(index)` until killed, all of them free to run
+    /// on both of the run's CPUs (this side's and the peer's), so that more processes than CPUs
+    /// compete for them. They are watched as one peer: when any of them exits, or the deadline
+    /// passes, all are killed, and `unblock` runs as in [`Peer::spawn`].
+    pub fn spawn_group<B, U>(
+        settings: &Settings,
+        count: usize,
+        body: B,
+        unblock: U,
+    ) -> Result<Peer, String>
+    where
+        B: Fn(usize) -> Result<(), String>,
+        U: FnOnce() + Send + 'static,
+    {
+        prepare_fork()?;
+        // Every child is forked before the watchdog thread starts: a fork is only safe while
+        // this process has one thread.
+        let pinning = settings.pinning;
+        let mut pids = Vec::with_capacity(count);
+        for index in 0..count {
+            match fork_child(|| pinning.pin_shared(), || body(index)) {
+                Ok(pid) => pids.push(pid),
+                Err(e) => {
+                    kill_and_reap(&pids);
+                    return Err(e);
+                }
+            }
+        }
+        drop(body);
+        Self::watch(pids, settings.peer_limit(), unblock)
+    }
+
+    /// Starts the watchdog of the children `pids`.
+    fn watch<U>(pids: Vec<libc::pid_t>, limit: Duration, unblock: U) -> Result<Peer, String>
     where
         U: FnOnce() + Send + 'static,
     {
         let deadline = Instant::now() + limit;
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-        if raw < 0 {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: `pid` is our unreaped child: killing and reaping it touches nobody else.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
+        let mut pidfds = Vec::with_capacity(pids.len());
+        for &pid in &pids {
+            // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+            let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+            if raw < 0 {
+                let e = std::io::Error::last_os_error();
+                kill_and_reap(&pids);
+                return Err(format!("pidfd_open (Linux 5.3 or later is needed): {e}"));
             }
-            return Err(format!("pidfd_open (Linux 5.3 or later is needed): {e}"));
+            // SAFETY: `raw` is a descriptor we just opened and own.
+            pidfds.push(unsafe { OwnedFd::from_raw_fd(raw) });
         }
-        // SAFETY: `raw` is a descriptor we just opened and own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
         let (stop_rx, stop_tx) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         let gone = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&gone);
         let watchdog = std::thread::Builder::new()
             .name("bench-watchdog".into())
             .spawn(move || {
-                wait_exit_or_stop(&pidfd, &stop_rx, deadline);
+                wait_exit_or_stop(&pidfds, &stop_rx, deadline);
                 flag.store(true, Ordering::SeqCst);
-                // SAFETY: only this thread reaps `pid`, after this kill, so the pid is still
-                // our child (alive or a zombie) and cannot belong to anyone else.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, std::ptr::null_mut(), 0);
-                }
+                kill_and_reap(&pids);
                 unblock();
             })
             .map_err(|e| format!("cannot start the watchdog thread: {e}"))?;
@@ -290,8 +320,55 @@ impl Drop for Peer {
     }
 }
 
-/// The child's side of `Peer::spawn`: never returns.
-fn child<B: FnOnce() -> Result<(), String>>(parent: libc::pid_t, pinning: Pinning, body: B) -> ! {
+/// Checks that a fork is safe (one thread) and flushes what would otherwise be written twice.
+fn prepare_fork() -> Result<(), String> {
+    only_thread()?;
+    // Output buffered now would be written twice, once by each process.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    Ok(())
+}
+
+/// Forks a child that runs `pin`, then `body`, and exits; returns its pid. Whatever `body`
+/// captures is dropped in the parent when this returns.
+fn fork_child<P, B>(pin: P, body: B) -> Result<libc::pid_t, String>
+where
+    P: FnOnce() -> Result<(), String>,
+    B: FnOnce() -> Result<(), String>,
+{
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the callers checked that this process has one thread (`prepare_fork`), so the
+    // child's copy of memory is consistent: no lock (allocator, stdio) is held by a thread that
+    // does not exist there.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        child(parent, pin, body);
+    }
+    Ok(pid)
+}
+
+/// Kills and reaps the children `pids`.
+fn kill_and_reap(pids: &[libc::pid_t]) {
+    for &pid in pids {
+        // SAFETY: each `pid` is our unreaped child (reaped only here, after this kill), so it is
+        // still our child, alive or a zombie, and cannot belong to anyone else.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// The child's side of `fork_child`: never returns.
+fn child<P, B>(parent: libc::pid_t, pin: P, body: B) -> !
+where
+    P: FnOnce() -> Result<(), String>,
+    B: FnOnce() -> Result<(), String>,
+{
     // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid read no memory of ours.
     let orphaned = unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -300,7 +377,7 @@ fn child<B: FnOnce() -> Result<(), String>>(parent: libc::pid_t, pinning: Pinnin
     let result = if orphaned {
         Err("the parent exited before the peer started".to_string())
     } else {
-        pinning.pin_peer().and_then(|()| {
+        pin().and_then(|()| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
                 .unwrap_or_else(|_| Err("panicked".into()))
         })
@@ -331,27 +408,25 @@ fn only_thread() -> Result<(), String> {
     }
 }
 
-/// Blocks until the process behind `pidfd` exits, `stop` closes, or `deadline` passes.
-fn wait_exit_or_stop(pidfd: &OwnedFd, stop: &std::io::PipeReader, deadline: Instant) {
+/// Blocks until a process behind `pidfds` exits, `stop` closes, or `deadline` passes.
+fn wait_exit_or_stop(pidfds: &[OwnedFd], stop: &std::io::PipeReader, deadline: Instant) {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
+        let mut fds: Vec<libc::pollfd> = pidfds
+            .iter()
+            .map(|fd| fd.as_raw_fd())
+            .chain([stop.as_raw_fd()])
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+            })
+            .collect();
         let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: `fds` is a live array of two pollfd structures, and we pass its length.
+        // SAFETY: `fds` is a live array of pollfd structures, and we pass its length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n > 0 {
             return;

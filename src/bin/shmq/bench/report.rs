@@ -110,7 +110,7 @@ pub fn table(machine: &Machine, rows: &[Row]) -> String {
     if !rtt.is_empty() {
         let _ = writeln!(
             out,
-            "\nRound trip, ns (two processes; crossbeam: two threads). \
+            "\nRound trip, ns (two processes; crossbeam: two threads; _8, _1024: message bytes). \
              × floor = p50 / floor p50, lower is better.\n\
              Every sample includes one clock read (about {} ns here).",
             machine.clock_read_ns
@@ -141,7 +141,8 @@ pub fn table(machine: &Machine, rows: &[Row]) -> String {
     if !tput.is_empty() {
         let _ = writeln!(
             out,
-            "\nOne-way throughput (two processes; crossbeam: two threads). \
+            "\nOne-way throughput (two processes; NpNc: N producer and N consumer processes; \
+             crossbeam: two threads).\n\
              × floor = msgs/s / spsc_ring_tput msgs/s (the ceiling), higher is better"
         );
         let _ = writeln!(out, "{:<20} {:>14} {:>8}", "name", "msgs/s", "× floor");

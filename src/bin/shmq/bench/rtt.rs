@@ -399,7 +399,12 @@ struct QueuePair {
 
 impl QueuePair {
     fn create(s: &Settings, tag: &str) -> Result<Self, String> {
-        let options = Options::new(s.capacity(), s.size as u32);
+        Self::create_sized(s, tag, s.size)
+    }
+
+    /// A pair for `size`-byte messages, whatever the run's size.
+    fn create_sized(s: &Settings, tag: &str, size: usize) -> Result<Self, String> {
+        let options = Options::new(super::capacity_for(size), size as u32);
         let create = |dir: &str| {
             Queue::create(s.queue_path(&format!("{tag}-{dir}")), options).map_err(|e| e.to_string())
         };
@@ -427,8 +432,24 @@ impl QueuePair {
 
 /// `shmq_busy`: shmq with `try_send` / `try_recv`, spinning while empty.
 pub fn shmq_busy(s: &Settings) -> Result<Outcome, String> {
-    let queues = QueuePair::create(s, "busy")?;
-    let size = s.size;
+    busy_round_trips(s, s.size, "busy")
+}
+
+/// `shmq_busy_8`: `shmq_busy` with 8-byte messages, whatever `--size` says: the cost of the
+/// protocol with almost no payload to copy.
+pub fn shmq_busy_8(s: &Settings) -> Result<Outcome, String> {
+    busy_round_trips(s, 8, "busy-8")
+}
+
+/// `shmq_busy_1024`: `shmq_busy` with 1 KiB messages, whatever `--size` says: beside
+/// `shmq_busy_8`, how the cost grows with the bytes copied (16 cache lines each way).
+pub fn shmq_busy_1024(s: &Settings) -> Result<Outcome, String> {
+    busy_round_trips(s, 1024, "busy-1024")
+}
+
+/// Busy round trips of `size`-byte messages over two queues.
+fn busy_round_trips(s: &Settings, size: usize, tag: &str) -> Result<Outcome, String> {
+    let queues = QueuePair::create_sized(s, tag, size)?;
     let peer = Peer::spawn(
         s,
         || {
