@@ -46,6 +46,8 @@
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
+mod async_wait;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod file;
@@ -56,8 +58,12 @@ mod participant;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
+mod reactor;
+#[cfg(not(loom))]
 mod recovery;
 mod ring;
+#[cfg(not(loom))]
+mod select;
 #[cfg(not(loom))]
 mod stats;
 mod sync;
@@ -65,6 +71,8 @@ mod sync;
 mod test_hooks;
 mod wait;
 
+#[cfg(not(loom))]
+pub use async_wait::{RecvFuture, RecvInPlaceFuture, SendFuture};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
@@ -76,6 +84,11 @@ pub use layout::{
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]
 pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard};
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use reactor::helper_threads;
+#[cfg(not(loom))]
+pub use select::Select;
 #[cfg(not(loom))]
 pub use stats::Stats;
 
