@@ -30,7 +30,13 @@
 //! [`WORDS_PER_THREAD`] (127) distinct words plus its own control word (`futex_waitv` takes at
 //! most 128). Waiting on `W` distinct words (a queue's receive side and send side are two
 //! words; any number of waiters on one word share it) uses at most `ceil(W / 127)` helpers: 8
-//! for 1,000 queues. Idle helpers sleep on their control word and cost nothing.
+//! for 1,000 queues. A helper left with no word for [`IDLE_EXIT`] exits (so a program that
+//! stops waiting asynchronously is single-threaded again, and may fork safely); the next wait
+//! starts one again.
+//!
+//! A child forked by a process with helpers has none: the reactor notices the new process id
+//! and starts afresh (the parent's registrations are the parent's to undo). As with any lock,
+//! a fork while another thread is inside the reactor is not supported.
 //!
 //! Kernels before 5.16 have no `futex_waitv` (`ENOSYS`, found by the first helper): each helper
 //! then serves one word with `FUTEX_WAIT`, so `W` words use `W` threads. If a helper thread
@@ -177,6 +183,8 @@ struct Watched {
 }
 
 struct Helper {
+    /// Whether its thread runs (false once it exited idle; the slot is then reused).
+    alive: bool,
     /// Bumped (and woken) to make the helper rebuild its set of words.
     control: Arc<AtomicU32>,
     /// Addresses of the words it serves.
@@ -184,6 +192,8 @@ struct Helper {
 }
 
 struct State {
+    /// The process these helpers run in (see the module doc on fork).
+    pid: u32,
     mode: Mode,
     /// Watched words by address.
     words: HashMap<usize, Watched>,
@@ -194,6 +204,7 @@ fn reactor() -> &'static Mutex<State> {
     static REACTOR: OnceLock<Mutex<State>> = OnceLock::new();
     REACTOR.get_or_init(|| {
         Mutex::new(State {
+            pid: std::process::id(),
             mode: if cfg!(feature = "test-hooks")
                 && std::env::var_os("SHMQ_TEST_NO_FUTEX_WAITV").is_some()
             {
@@ -210,8 +221,20 @@ fn reactor() -> &'static Mutex<State> {
 }
 
 fn lock() -> MutexGuard<'static, State> {
-    reactor().lock().unwrap_or_else(|e| e.into_inner())
+    let mut state = reactor().lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if state.pid != pid {
+        // A forked child: the helpers were the parent's threads, and so are the registrations
+        // (their sleeper counts are the parent's to take back). Start afresh.
+        state.pid = pid;
+        state.words.clear();
+        state.helpers.clear();
+    }
+    state
 }
+
+/// How long a helper with no word to watch waits before its thread exits.
+pub(crate) const IDLE_EXIT: Duration = Duration::from_millis(250);
 
 /// How many words one helper may serve in this mode.
 fn per_helper(mode: Mode) -> usize {
@@ -288,7 +311,11 @@ pub(crate) fn park_all(
             continue;
         }
         let limit = per_helper(state.mode);
-        let helper = match state.helpers.iter().position(|h| h.words.len() < limit) {
+        let helper = match state
+            .helpers
+            .iter()
+            .position(|h| h.alive && h.words.len() < limit)
+        {
             Some(i) => i,
             None => match spawn_helper(&mut state) {
                 Ok(i) => i,
@@ -389,8 +416,13 @@ pub(crate) fn forget_mapping(base: usize, len: usize) {
 /// Set once the first helper starts: `forget_mapping` has nothing to do before.
 static REACTOR_STARTED: OnceLock<()> = OnceLock::new();
 
+/// Starts a helper thread in the first slot whose thread exited, or a new one.
 fn spawn_helper(state: &mut State) -> Result<usize> {
-    let index = state.helpers.len();
+    let index = state
+        .helpers
+        .iter()
+        .position(|h| !h.alive)
+        .unwrap_or(state.helpers.len());
     let control = Arc::new(AtomicU32::new(0));
     let theirs = Arc::clone(&control);
     std::thread::Builder::new()
@@ -403,10 +435,15 @@ fn spawn_helper(state: &mut State) -> Result<usize> {
             ))
         })?;
     let _ = REACTOR_STARTED.set(());
-    state.helpers.push(Helper {
+    let helper = Helper {
+        alive: true,
         control,
         words: Vec::new(),
-    });
+    };
+    match state.helpers.get_mut(index) {
+        Some(slot) => *slot = helper,
+        None => state.helpers.push(helper),
+    }
     Ok(index)
 }
 
@@ -414,6 +451,8 @@ fn spawn_helper(state: &mut State) -> Result<usize> {
 fn helper_loop(index: usize, control: &AtomicU32) {
     let mut due = Vec::new();
     let mut waitv: Vec<FutexWaitv> = Vec::with_capacity(FUTEX_WAITV_MAX);
+    let mut idle_since: Option<Instant> = None;
+    let mut exit = false;
     loop {
         let now = Instant::now();
         let mut next_deadline: Option<Instant> = None;
@@ -426,8 +465,12 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                 words,
                 helpers,
                 mode,
+                ..
             } = &mut *state;
-            let mine = &mut helpers[index].words;
+            let Some(me) = helpers.get_mut(index).filter(|h| h.alive) else {
+                return; // the process forked: this thread is the parent's (never here)
+            };
+            let mine = &mut me.words;
             mine.retain(|addr| {
                 let Some(watched) = words.get_mut(addr) else {
                     return false;
@@ -454,6 +497,18 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                 }
                 true
             });
+            if mine.is_empty() {
+                // Nothing to watch: exit once idle for IDLE_EXIT (decided under the lock, so a
+                // new word goes to a live helper or starts one).
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) >= IDLE_EXIT {
+                    me.alive = false;
+                    exit = true;
+                }
+                next_deadline = Some(since + IDLE_EXIT);
+            } else {
+                idle_since = None;
+            }
             // Read the words after every uncount above: the kernel compares these values.
             for &addr in mine.iter() {
                 // SAFETY: the word has cells in the table, so its mapping is alive; we hold the
@@ -465,6 +520,9 @@ fn helper_loop(index: usize, control: &AtomicU32) {
         };
         for wake in due.drain(..) {
             wake.wake();
+        }
+        if exit {
+            return;
         }
         let timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if timeout == Some(Duration::ZERO) {
@@ -513,7 +571,11 @@ fn switch_to_single() {
     }
     let mut due = Vec::new();
     for addr in moved {
-        let target = match state.helpers.iter().position(|h| h.words.is_empty()) {
+        let target = match state
+            .helpers
+            .iter()
+            .position(|h| h.alive && h.words.is_empty())
+        {
             Some(i) => Some(i),
             None => spawn_helper(&mut state).ok(),
         };
@@ -677,5 +739,8 @@ fn futex_wake_private(word: &AtomicU32) {
 #[doc(hidden)]
 pub fn helper_threads() -> (usize, usize) {
     let state = lock();
-    (state.helpers.len(), state.words.len())
+    (
+        state.helpers.iter().filter(|h| h.alive).count(),
+        state.words.len(),
+    )
 }

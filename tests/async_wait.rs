@@ -44,6 +44,8 @@ fn idle_waiters(role: &Role) {
     let dir = role.path("dir");
     let n: usize = role.arg("queues");
     let messages: usize = role.arg("messages");
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    let threads_before = threads();
     let queues: Vec<&'static Queue> = (0..n)
         .map(|i| &*Box::leak(Box::new(Queue::open(dir.join(format!("q{i}"))).unwrap())))
         .collect();
@@ -90,9 +92,21 @@ fn idle_waiters(role: &Role) {
         }
         idle
     });
+    drop(rt);
+    // With nothing left to wait on, the helper threads exit: the process is down to this
+    // thread again.
+    let stopped = Instant::now();
+    while shmq::helper_threads().0 > 0 || threads() > threads_before {
+        assert!(stopped.elapsed() < BOUND, "the helper threads did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let lat = latencies.lock().unwrap();
     let text: Vec<String> = lat.iter().map(|l| l.to_string()).collect();
-    role.report(&format!("{idle}lat {}\n", text.join(" ")));
+    role.report(&format!(
+        "{idle}lat {}\nthreads gone after {} ms\n",
+        text.join(" "),
+        stopped.elapsed().as_millis()
+    ));
 }
 
 /// Awaits one message with `recv_async` (or `recv_in_place_async` if `in_place=1`) and
@@ -261,14 +275,9 @@ fn run_idle_waiters(
         child.report_so_far().contains("idle ")
     });
     send_stamped(&queues, (0..messages).map(|k| (k * 337) % n));
-    common::wait_until(BOUND, "every message", || {
-        child.report_so_far().contains("lat")
-    });
-    for q in &queues {
-        q.close();
-    }
     let report = child.wait(BOUND);
     let (cpu, helpers) = parse_idle(&report);
+    assert!(report.contains("threads gone"), "{report}");
     let mut lat = parse_latencies(&report);
     lat.sort();
     assert_eq!(lat.len(), messages);
