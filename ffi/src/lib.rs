@@ -16,12 +16,14 @@
 //! Modules, by concept: `status` (codes, `shmq_strerror`, the panic boundary), `timeout` (the
 //! `timeout_ns` convention), `handle` (open, create with options, detach, close, stats),
 //! `messages` (copying sends and receives, one or a batch, and the receive with its delivery
-//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count).
+//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count), `select`
+//! (`shmq_wait_any`: one thread waits on many queues).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod handle;
 mod messages;
+mod select;
 mod status;
 mod timeout;
 mod zero_copy;
@@ -35,6 +37,7 @@ pub use messages::{
     shmq_buf, shmq_recv, shmq_recv_batch, shmq_recv_fn, shmq_recv_meta, shmq_send, shmq_send_batch,
     shmq_try_recv, shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
 };
+pub use select::shmq_wait_any;
 pub use status::*;
 pub use zero_copy::{
     shmq_cancel, shmq_commit, shmq_message, shmq_message_deliveries, shmq_recv_in_place,
