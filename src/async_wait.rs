@@ -3,7 +3,8 @@
 //! [`Queue::recv_in_place_async`], futures that work under any executor.
 //!
 //! A future first makes the non-blocking call (`try_send`, `try_recv`, `try_recv_in_place`),
-//! exactly as a synchronous caller would; only when that says `Full` or `Empty` does it count
+//! exactly as a synchronous caller would; only when that says `Full` or `Empty`, and still does
+//! after a few microseconds of looking again (a peer that answers at once), does it count
 //! itself as a sleeper and hand its `Waker` to the reactor (`reactor`), whose helper threads
 //! sleep on the queue's futex word and wake the task when a peer in any process makes
 //! progress. No runtime is needed, and an idle task costs no CPU.
@@ -35,11 +36,15 @@ use crate::error::{Error, Result};
 use crate::queue::{Queue, RecvGuard};
 use crate::reactor::{self, Cell, Wake};
 use crate::recovery;
-use crate::sync::{fence, Ordering};
+use crate::sync::{fence, spin_hint, Ordering};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+/// How many times a future looks again, with a CPU pause between looks, before it registers
+/// with the reactor: a quarter of a blocking call's spin, a few microseconds.
+const SPIN_TRIES: u32 = 1024;
 
 /// Which side of a queue a waiter waits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +209,19 @@ impl<'q> AsyncWait<'q> {
         loop {
             if let Some(done) = attempt() {
                 return Poll::Ready(done);
+            }
+            // A peer that answers at once (a ping-pong) answers within a few microseconds:
+            // look again for that long before handing the task to the reactor, whose wake-up
+            // costs two thread hand-overs. Bounded, so the executor's thread is held no longer
+            // than a system call would hold it; and only before the first wait, so a task
+            // woken for crash recovery (every waiter once a slice) does not spin again.
+            if !self.counted {
+                for _ in 0..SPIN_TRIES {
+                    spin_hint();
+                    if let Some(done) = attempt() {
+                        return Poll::Ready(done);
+                    }
+                }
             }
             if !self.counted {
                 self.counted = true;

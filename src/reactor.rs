@@ -180,6 +180,11 @@ struct Watched {
     /// The helper serving it.
     helper: usize,
     cells: Vec<Arc<Cell>>,
+    /// Since when it has had no cell. A word stays watched for [`IDLE_EXIT`] after its last
+    /// cell left, so that a task that waits again soon (every message of a ping-pong) finds
+    /// its helper asleep on it already, with no hand-over. Watching it costs nothing: with no
+    /// cell nobody is counted on it, and wakers skip `FUTEX_WAKE`.
+    empty_since: Option<Instant>,
 }
 
 struct Helper {
@@ -307,6 +312,7 @@ pub(crate) fn park_all(
             // Its helper sleeps on the word already: the next wake of the word reaches it, and
             // every cell's deadline is later than those before it.
             watched.cells.push(Arc::clone(&cell));
+            watched.empty_since = None;
             cells.push(Some(cell));
             continue;
         }
@@ -333,6 +339,7 @@ pub(crate) fn park_all(
             Watched {
                 helper,
                 cells: vec![Arc::clone(&cell)],
+                empty_since: None,
             },
         );
         if !notify.contains(&helper) {
@@ -378,7 +385,7 @@ pub(crate) fn cancel_all(cells: &[Arc<Cell>]) {
     drop(state);
     // Dropped outside the lock: a waker's destructor may do anything.
     drop(dropped);
-    // An emptied word stays until its helper next looks (it removes words with no cells).
+    // An emptied word stays watched a while (see `Watched::empty_since`).
 }
 
 /// Takes every cell on a word inside `[base, base + len)` out of the reactor, uncounting their
@@ -491,10 +498,17 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                     }
                 }
                 watched.cells = kept;
-                if watched.cells.is_empty() {
+                if !watched.cells.is_empty() {
+                    watched.empty_since = None;
+                    return true;
+                }
+                let since = *watched.empty_since.get_or_insert(now);
+                if now.duration_since(since) >= IDLE_EXIT {
                     words.remove(addr);
                     return false;
                 }
+                let end = since + IDLE_EXIT;
+                next_deadline = Some(next_deadline.map_or(end, |d| d.min(end)));
                 true
             });
             if mine.is_empty() {
