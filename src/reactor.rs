@@ -249,6 +249,18 @@ fn per_helper(mode: Mode) -> usize {
     }
 }
 
+/// When a cell taken at `now` fires for crash recovery: at least [`SLICE`] later, rounded up
+/// to a quarter slice, so that the waiters registered within a quarter of a second fire
+/// together and their helper wakes once for all of them, not once for each.
+fn slice_end(now: Instant) -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let grid = SLICE.as_nanos() / 4;
+    let at = now.saturating_duration_since(origin).as_nanos() + SLICE.as_nanos();
+    let rounded = at.div_ceil(grid) * grid;
+    origin + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
 /// Epoch bits of a wait word.
 fn epoch_of(value: u32) -> u32 {
     value & !wait::SLEEPERS_MASK
@@ -283,7 +295,7 @@ pub(crate) fn park_all(
     let mut failed = None;
     let mut notify = Vec::new();
     let mut state = lock();
-    let deadline = Instant::now() + SLICE;
+    let deadline = slice_end(Instant::now());
     for &(waiter, registered) in sleepers {
         if failed.is_some() {
             cells.push(None);
