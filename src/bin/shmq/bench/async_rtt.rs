@@ -11,8 +11,9 @@
 //! before it returns, because the next row forks its peer from a single-threaded process.
 
 use super::peer::Peer;
-use super::rtt::{check_echo, sample, stamp, QueuePair};
+use super::rtt::{check_echo, stamp, QueuePair};
 use super::{Outcome, Settings};
+use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};
 
 /// A current-thread runtime: the task runs on the calling thread.
@@ -49,7 +50,8 @@ fn async_peer(s: &Settings, queues: &QueuePair) -> Result<Peer, String> {
 }
 
 /// Measures round trips with `before` run untimed ahead of each, then waits for the reactor's
-/// threads to exit.
+/// threads to exit. The whole measurement is one task (as `rtt::sample`, awaiting instead of
+/// blocking): warm-up, then one sample per round trip.
 fn async_rows(
     s: &Settings,
     tag: &str,
@@ -57,30 +59,36 @@ fn async_rows(
 ) -> Result<Outcome, String> {
     let queues = QueuePair::create(s, tag)?;
     let peer = async_peer(s, &queues)?;
-    let rt = runtime()?;
     let mut msg = vec![0u8; s.size];
     let mut reply = vec![0u8; s.size];
-    let outcome = sample(
-        s,
-        || before(&queues, &peer),
-        |seq| {
-            rt.block_on(async {
-                stamp(&mut msg, seq);
-                queues
-                    .ping
-                    .send_async(&msg)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let n = queues
-                    .pong
-                    .recv_async(&mut reply)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                check_echo(&reply[..n], seq)
-            })
-            .map_err(|e| peer.explain(e))
-        },
-    );
+    let outcome = runtime()?.block_on(async {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+            .map_err(|e| e.to_string())?;
+        let mut seq = 0;
+        let warm = Instant::now() + s.warmup;
+        let mut end = None;
+        loop {
+            seq += 1;
+            before(&queues, &peer)?;
+            let t0 = Instant::now();
+            stamp(&mut msg, seq);
+            let sent = queues.ping.send_async(&msg).await;
+            let got = queues.pong.recv_async(&mut reply).await;
+            let t1 = Instant::now();
+            let n = sent.and(got).map_err(|e| peer.explain(e.to_string()))?;
+            check_echo(&reply[..n], seq)?;
+            match end {
+                None if t1 >= warm => end = Some(t1 + s.rtt_time),
+                None => {}
+                Some(end) => {
+                    histogram.saturating_record(t1.duration_since(t0).as_nanos() as u64);
+                    if t1 >= end {
+                        return Ok(Outcome::Rtt(histogram));
+                    }
+                }
+            }
+        }
+    });
     drop(peer);
     drop(queues);
     wait_single_threaded()?;
