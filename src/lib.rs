@@ -15,6 +15,10 @@
 //!   a cursor for over a millisecond.
 //! - **Blocking calls** (`send`, `recv`, `*_timeout`) spin briefly, then sleep on a shared futex
 //!   inside the mapping; a peer in any process wakes them. `close` wakes everyone.
+//! - **Async and many queues.** [`Queue::send_async`], [`Queue::recv_async`] and
+//!   [`Queue::recv_in_place_async`] are cancellation-safe futures for any executor, woken by
+//!   shmq's own helper threads (`futex_waitv`); [`Select`] (and `shmq_wait_any` in C) waits on
+//!   many queues from one thread.
 //! - **Full pushes back**: a sender on a full queue gets `Full` or waits; nothing is dropped.
 //! - **Closed**: after [`Queue::close`], sends fail with `Closed`; receivers get what was sent
 //!   before, then `Closed`.

@@ -544,8 +544,15 @@ fn helper_loop(index: usize, control: &AtomicU32) {
             }
             *mode
         };
+        let woke = !due.is_empty();
         for wake in due.drain(..) {
             wake.wake();
+        }
+        if woke {
+            // Let the woken tasks' threads run before this one re-arms its wait: a
+            // `futex_waitv` on 128 words takes microseconds to set up, and on a busy CPU a
+            // woken task would otherwise wait for it.
+            std::thread::yield_now();
         }
         if exit {
             return;

@@ -129,6 +129,11 @@ pub fn measurements() -> Vec<Measurement> {
         m("shmq_blocking_idle", Rtt, rtt::shmq_blocking_idle),
         m("shmq_async_busy", Rtt, async_rtt::shmq_async_busy),
         m("shmq_async_idle", Rtt, async_rtt::shmq_async_idle),
+        m(
+            "shmq_async_idle_1000q",
+            Rtt,
+            async_rtt::shmq_async_idle_1000q,
+        ),
         m("futex", Rtt, rtt::futex),
         m("pipe", Rtt, rtt::pipe),
         m("uds", Rtt, rtt::uds),

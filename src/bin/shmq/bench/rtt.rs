@@ -392,13 +392,13 @@ pub fn posix_mq(s: &Settings) -> Result<Outcome, String> {
 }
 
 /// A pair of shmq queues, one each way, in the run's directory.
-pub(super) struct QueuePair {
-    pub(super) ping: Queue,
-    pub(super) pong: Queue,
+struct QueuePair {
+    ping: Queue,
+    pong: Queue,
 }
 
 impl QueuePair {
-    pub(super) fn create(s: &Settings, tag: &str) -> Result<Self, String> {
+    fn create(s: &Settings, tag: &str) -> Result<Self, String> {
         let options = Options::new(s.capacity(), s.size as u32);
         let create = |dir: &str| {
             Queue::create(s.queue_path(&format!("{tag}-{dir}")), options).map_err(|e| e.to_string())
@@ -410,7 +410,7 @@ impl QueuePair {
     }
 
     /// Another pair of handles on the same queues (each process opens its own).
-    pub(super) fn open(&self) -> Result<Self, String> {
+    fn open(&self) -> Result<Self, String> {
         let open = |q: &Queue| Queue::open(q.path()).map_err(|e| e.to_string());
         Ok(QueuePair {
             ping: open(&self.ping)?,
@@ -419,7 +419,7 @@ impl QueuePair {
     }
 
     /// Closes both queues: wakes and fails whoever waits on them.
-    pub(super) fn close(&self) {
+    fn close(&self) {
         self.ping.close();
         self.pong.close();
     }
