@@ -30,7 +30,9 @@
 //! [`WORDS_PER_THREAD`] (127) distinct words plus its own control word (`futex_waitv` takes at
 //! most 128). Waiting on `W` distinct words (a queue's receive side and send side are two
 //! words; any number of waiters on one word share it) uses at most `ceil(W / 127)` helpers: 8
-//! for 1,000 queues. A helper left with no word for [`IDLE_EXIT`] exits (so a program that
+//! for 1,000 queues. (A new helper starts only when every running one serves 127 words, so
+//! the bound holds for the most words watched at once; a word stays watched for [`IDLE_EXIT`]
+//! after its last waiter left.) A helper left with no word for [`IDLE_EXIT`] exits (so a program that
 //! stops waiting asynchronously is single-threaded again, and may fork safely); the next wait
 //! starts one again.
 //!
@@ -494,22 +496,9 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                 let Some(watched) = words.get_mut(addr) else {
                     return false;
                 };
-                let mut kept = Vec::with_capacity(watched.cells.len());
-                for cell in watched.cells.drain(..) {
-                    // SAFETY: the cell is in the table (the mapping is alive) and we hold the
-                    // lock.
-                    let waiter = unsafe { cell.waiter() };
-                    let value = waiter.word.load(Ordering::SeqCst);
-                    if epoch_of(value) != cell.epoch || now >= cell.deadline {
-                        waiter.deregister();
-                        due.extend(cell.fire());
-                    } else {
-                        next_deadline =
-                            Some(next_deadline.map_or(cell.deadline, |d| d.min(cell.deadline)));
-                        kept.push(cell);
-                    }
+                if let Some(end) = settle(watched, now, &mut due) {
+                    next_deadline = Some(next_deadline.map_or(end, |d| d.min(end)));
                 }
-                watched.cells = kept;
                 if !watched.cells.is_empty() {
                     watched.empty_since = None;
                     return true;
@@ -565,11 +554,22 @@ fn helper_loop(index: usize, control: &AtomicU32) {
         // fault (EFAULT) or compares a value that is not the expected one, and the loop looks
         // again; a word that no longer has cells only costs a spurious wake-up.
         match mode {
-            Mode::Waitv => {
-                if futex_waitv(&waitv, timeout) == Err(libc::ENOSYS) {
-                    switch_to_single();
+            Mode::Waitv => match futex_waitv(&waitv, timeout) {
+                // Woken on a queue word: fire its tasks first, before looking at every word
+                // (up to 127 loads from as many mappings) to rebuild the wait.
+                Ok(woken) if woken >= 1 => {
+                    let addr = waitv.get(woken).map_or(0, |w| w.uaddr as usize);
+                    if let Some(watched) = lock().words.get_mut(&addr) {
+                        settle(watched, Instant::now(), &mut due);
+                    }
+                    for wake in due.drain(..) {
+                        wake.wake();
+                    }
+                    std::thread::yield_now();
                 }
-            }
+                Err(libc::ENOSYS) => switch_to_single(),
+                _ => {}
+            },
             Mode::Single => {
                 // One word (or none: then the control word) with FUTEX_WAIT.
                 let (entry, private) = match waitv.get(1) {
@@ -585,6 +585,26 @@ fn helper_loop(index: usize, control: &AtomicU32) {
             }
         }
     }
+}
+
+/// Fires the cells of `watched` whose epoch moved or whose deadline passed (their wakers go to
+/// `due`); returns the earliest deadline of those left. Called under the reactor's lock.
+fn settle(watched: &mut Watched, now: Instant, due: &mut Vec<Wake>) -> Option<Instant> {
+    let mut next = None;
+    watched.cells.retain(|cell| {
+        // SAFETY: the cell is in the table (the mapping is alive) and the caller holds the lock.
+        let waiter = unsafe { cell.waiter() };
+        let value = waiter.word.load(Ordering::SeqCst);
+        if epoch_of(value) != cell.epoch || now >= cell.deadline {
+            waiter.deregister();
+            due.extend(cell.fire());
+            false
+        } else {
+            next = Some(next.map_or(cell.deadline, |d: Instant| d.min(cell.deadline)));
+            true
+        }
+    });
+    next
 }
 
 /// `futex_waitv` is missing (ENOSYS): from now on every helper serves one word. This helper's
@@ -678,7 +698,11 @@ impl FutexWaitv {
 
 /// Sleeps until one of the words is woken or differs from its expected value, or `timeout`
 /// passes. `Err(errno)` on failure; EAGAIN, EINTR and ETIMEDOUT are the ordinary outcomes.
-fn futex_waitv(waiters: &[FutexWaitv], timeout: Option<Duration>) -> std::result::Result<(), i32> {
+/// Returns the index of the word that was woken.
+fn futex_waitv(
+    waiters: &[FutexWaitv],
+    timeout: Option<Duration>,
+) -> std::result::Result<usize, i32> {
     debug_assert!(!waiters.is_empty() && waiters.len() <= FUTEX_WAITV_MAX);
     // futex_waitv takes an absolute timeout on the given clock.
     let ts = timeout.map(|t| {
@@ -713,7 +737,7 @@ fn futex_waitv(waiters: &[FutexWaitv], timeout: Option<Duration>) -> std::result
         )
     };
     if r >= 0 {
-        Ok(())
+        Ok(r as usize)
     } else {
         Err(std::io::Error::last_os_error()
             .raw_os_error()
