@@ -142,6 +142,7 @@ fn hold(role: &Role) {
 
 /// Sends `count` numbered messages with `send_async`, dropping the future at random points
 /// (a timeout of 0 to 2 ms, or after its first poll) and sending the same message again.
+/// Reports how many futures it dropped.
 fn cancelling_producer(role: &Role) {
     let q = Queue::open(role.path("queue")).unwrap();
     let count: u64 = role.arg("count");
@@ -149,6 +150,10 @@ fn cancelling_producer(role: &Role) {
     let mut cancelled = 0u64;
     current_thread().block_on(async {
         for seq in 0..count {
+            // Now and then a pause, so that the receivers run dry and register to wait.
+            if seq % 64 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             let msg = seq.to_le_bytes();
             loop {
                 match cancel_at_random(&mut rng, q.send_async(&msg)).await {
@@ -388,7 +393,11 @@ fn futures_dropped_at_random_points_lose_nothing_and_leave_no_sleeper() {
                             }
                         };
                         seen.lock().unwrap()[seq as usize] += 1;
-                        received.fetch_add(1, Ordering::SeqCst);
+                        // Now and then a pause, so that the queue fills and the producer
+                        // registers to wait for room.
+                        if received.fetch_add(1, Ordering::SeqCst) % 97 == 0 {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
                     }
                 })
             })
@@ -428,6 +437,11 @@ fn futures_dropped_at_random_points_lose_nothing_and_leave_no_sleeper() {
         cancelled.load(Ordering::Relaxed)
     );
     assert!(cancelled.load(Ordering::Relaxed) > 0);
+    let producer_cancelled: u64 = report
+        .strip_prefix("cancelled ")
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the producer's report");
+    assert!(producer_cancelled > 0, "no send future was dropped");
 }
 
 /// An async sleeper is counted like a blocked one: when its process is SIGKILLed, a sweep
