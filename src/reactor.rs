@@ -492,24 +492,30 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                 return; // the process forked: this thread is the parent's (never here)
             };
             let mine = &mut me.words;
-            mine.retain(|addr| {
-                let Some(watched) = words.get_mut(addr) else {
+            mine.retain(|&addr| {
+                let Some(watched) = words.get_mut(&addr) else {
                     return false;
                 };
-                if let Some(end) = settle(watched, now, &mut due) {
+                // SAFETY: `addr` is this word's, in the table; we hold the lock.
+                let (end, value) = unsafe { settle(addr, watched, now, &mut due) };
+                if let Some(end) = end {
                     next_deadline = Some(next_deadline.map_or(end, |d| d.min(end)));
                 }
+                // The kernel compares the word with the value its cells were checked against.
+                let entry = FutexWaitv::shared(addr, value);
                 if !watched.cells.is_empty() {
                     watched.empty_since = None;
+                    waitv.push(entry);
                     return true;
                 }
                 let since = *watched.empty_since.get_or_insert(now);
                 if now.duration_since(since) >= IDLE_EXIT {
-                    words.remove(addr);
+                    words.remove(&addr);
                     return false;
                 }
                 let end = since + IDLE_EXIT;
                 next_deadline = Some(next_deadline.map_or(end, |d| d.min(end)));
+                waitv.push(entry);
                 true
             });
             if mine.is_empty() {
@@ -523,13 +529,6 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                 next_deadline = Some(since + IDLE_EXIT);
             } else {
                 idle_since = None;
-            }
-            // Read the words after every uncount above: the kernel compares these values.
-            for &addr in mine.iter() {
-                // SAFETY: the word has cells in the table, so its mapping is alive; we hold the
-                // lock.
-                let word = unsafe { &*(addr as *const AtomicU32) };
-                waitv.push(FutexWaitv::shared(word, word.load(Ordering::SeqCst)));
             }
             *mode
         };
@@ -560,7 +559,8 @@ fn helper_loop(index: usize, control: &AtomicU32) {
                 Ok(woken) if woken >= 1 => {
                     let addr = waitv.get(woken).map_or(0, |w| w.uaddr as usize);
                     if let Some(watched) = lock().words.get_mut(&addr) {
-                        settle(watched, Instant::now(), &mut due);
+                        // SAFETY: `addr` is this word's, in the table; the lock is held.
+                        unsafe { settle(addr, watched, Instant::now(), &mut due) };
                     }
                     for wake in due.drain(..) {
                         wake.wake();
@@ -589,22 +589,44 @@ fn helper_loop(index: usize, control: &AtomicU32) {
 
 /// Fires the cells of `watched` whose epoch moved or whose deadline passed (their wakers go to
 /// `due`); returns the earliest deadline of those left. Called under the reactor's lock.
-fn settle(watched: &mut Watched, now: Instant, due: &mut Vec<Wake>) -> Option<Instant> {
-    let mut next = None;
-    watched.cells.retain(|cell| {
-        // SAFETY: the cell is in the table (the mapping is alive) and the caller holds the lock.
-        let waiter = unsafe { cell.waiter() };
-        let value = waiter.word.load(Ordering::SeqCst);
-        if epoch_of(value) != cell.epoch || now >= cell.deadline {
-            waiter.deregister();
-            due.extend(cell.fire());
-            false
-        } else {
-            next = Some(next.map_or(cell.deadline, |d: Instant| d.min(cell.deadline)));
-            true
+///
+/// Also returns the word's value that the cells left were checked against: the value to sleep
+/// on. It must be that very value, read once: a value read later could carry an epoch bumped
+/// (and its `FUTEX_WAKE` already spent) after the check, and the helper would sleep through the
+/// wake-up the cells are waiting for.
+///
+/// # Safety
+/// `addr` is the address of the word `watched` is for, which is in the table; the caller holds
+/// the reactor's lock.
+unsafe fn settle(
+    addr: usize,
+    watched: &mut Watched,
+    now: Instant,
+    due: &mut Vec<Wake>,
+) -> (Option<Instant>, u32) {
+    // SAFETY: a word in the table is in a live mapping (see `forget_mapping`); lock held.
+    let word = unsafe { &*(addr as *const AtomicU32) };
+    loop {
+        let value = word.load(Ordering::SeqCst);
+        let mut next = None;
+        let mut fired = false;
+        watched.cells.retain(|cell| {
+            if epoch_of(value) != cell.epoch || now >= cell.deadline {
+                // SAFETY: the cell is in the table (its mapping is alive); lock held.
+                unsafe { cell.waiter() }.deregister();
+                due.extend(cell.fire());
+                fired = true;
+                false
+            } else {
+                next = Some(next.map_or(cell.deadline, |d: Instant| d.min(cell.deadline)));
+                true
+            }
+        });
+        // Uncounting changed the word: read it again (and fire whatever a newer epoch frees).
+        if !fired {
+            return (next, value);
         }
-    });
-    next
+    }
 }
 
 /// `futex_waitv` is missing (ENOSYS): from now on every helper serves one word. This helper's
@@ -679,19 +701,21 @@ const FUTEX2_SIZE_U32: u32 = 0x02;
 const FUTEX2_PRIVATE: u32 = 128;
 
 impl FutexWaitv {
-    fn shared(word: &AtomicU32, val: u32) -> Self {
+    /// A queue word, shared between processes (by address: the kernel reads it itself).
+    fn shared(addr: usize, val: u32) -> Self {
         FutexWaitv {
             val: u64::from(val),
-            uaddr: word.as_ptr() as u64,
+            uaddr: addr as u64,
             flags: FUTEX2_SIZE_U32,
             reserved: 0,
         }
     }
 
+    /// A control word, private to this process.
     fn private(word: &AtomicU32, val: u32) -> Self {
         FutexWaitv {
             flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
-            ..FutexWaitv::shared(word, val)
+            ..FutexWaitv::shared(word.as_ptr() as usize, val)
         }
     }
 }

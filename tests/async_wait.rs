@@ -546,3 +546,53 @@ fn close_wakes_awaiting_tasks_with_closed() {
         assert!(matches!(receiver.await.unwrap(), Err(Error::Closed)));
     });
 }
+
+/// Idle async round trips, each waiter asleep in the reactor before its peer sends: none waits
+/// for a timer. A wake-up the reactor lost would be found only when its helper next wakes for
+/// a deadline: a lingering word's (`IDLE_EXIT`, 250 ms) or a waiter's crash-recovery slice
+/// (1 s), so a round trip that takes 200 ms or more is counted as one. (A helper that compared
+/// its word with a value read after checking its waiters' epochs lost about one wake-up in
+/// 10,000 this way.)
+#[test]
+fn idle_async_round_trips_never_wait_for_a_timer() {
+    const ROUND_TRIPS: u64 = 5_000;
+    let dir = common::tempdir();
+    let ping = create(dir.path(), "ping", 8);
+    let pong = create(dir.path(), "pong", 8);
+    let (ping_path, pong_path) = (ping.path().to_path_buf(), pong.path().to_path_buf());
+    let peer = std::thread::spawn(move || {
+        let (ping, pong) = (
+            Queue::open(ping_path).unwrap(),
+            Queue::open(pong_path).unwrap(),
+        );
+        current_thread().block_on(async {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = ping.recv_async(&mut buf).await {
+                pong.send_async(&buf[..n]).await.unwrap();
+            }
+        });
+    });
+    let mut slow = Vec::new();
+    current_thread().block_on(async {
+        let mut buf = [0u8; 64];
+        for seq in 0..ROUND_TRIPS {
+            // The peer asleep first (its count is up just before it parks).
+            common::wait_until(BOUND, "the peer to wait", || {
+                ping.stats().recv_sleepers == 1
+            });
+            let start = Instant::now();
+            ping.send_async(&seq.to_le_bytes()).await.unwrap();
+            let n = pong.recv_async(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &seq.to_le_bytes());
+            if start.elapsed() >= Duration::from_millis(200) {
+                slow.push((seq, start.elapsed()));
+            }
+        }
+    });
+    ping.close();
+    peer.join().unwrap();
+    assert!(
+        slow.is_empty(),
+        "round trips that waited for a timer: {slow:?}"
+    );
+}
