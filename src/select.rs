@@ -136,13 +136,18 @@ impl<'a> Select<'a> {
             }
         }
         let past = |at: Option<Instant>| at.is_some_and(|at| Instant::now() >= at);
+        // Whether the last sleep ended at a crash-recovery deadline (see `reactor::SLICE`).
+        let mut slice_over = false;
         loop {
             if past(deadline) {
                 return self.try_ready().ok_or(Error::Timeout);
             }
-            // Crash recovery before every sleep, as a blocked call runs it between slices.
-            for (queue, _) in &self.ops {
-                recovery::maybe_sweep(queue);
+            // Crash recovery between slices, as a blocked call runs it; not before every
+            // sleep, which would sweep every queue of a large set after every message.
+            if slice_over {
+                for (queue, _) in &self.ops {
+                    recovery::maybe_sweep(queue);
+                }
             }
             // Count ourselves on every word, then look once more (see `wait`'s module doc).
             let waiters: Vec<_> = self
@@ -182,6 +187,7 @@ impl<'a> Select<'a> {
                     }
                 }
             }
+            slice_over = cells.iter().any(|c| c.fired() && c.expired());
             reactor::cancel_all(&cells);
             if let Some(i) = self.try_ready() {
                 return Ok(i);

@@ -9,6 +9,8 @@ mod common;
 use common::{Child, Role};
 use shmq::{Error, Options, Queue, Select};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long to wait for a child to get somewhere, or to exit.
@@ -41,14 +43,18 @@ fn select_many(role: &Role) {
     for q in &queues {
         select.recv(q);
     }
-    let watcher = std::thread::spawn(|| {
-        let mut most = 0;
-        for _ in 0..200 {
-            most = most.max(shmq::helper_threads().0);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        most
-    });
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(Ordering::Relaxed) {
+                most = most.max(shmq::helper_threads().0);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
     role.report("ready\n");
     let mut lat = Vec::new();
     let mut buf = [0u8; 64];
@@ -63,6 +69,7 @@ fn select_many(role: &Role) {
             Err(e) => panic!("{e}"),
         }
     }
+    done.store(true, Ordering::Relaxed);
     let helpers = watcher.join().unwrap();
     role.report(&format!("helpers {helpers}\nlat {}\n", lat.join(" ")));
 }
