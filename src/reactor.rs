@@ -13,7 +13,9 @@
 //!    in between is never missed;
 //! 3. a helper thread, asleep in `futex_waitv` on up to [`WORDS_PER_THREAD`] words, wakes when
 //!    any of them is woken (`wake_if_sleeping` bumps the epoch, then `FUTEX_WAKE`s: the helper
-//!    is a real kernel sleeper on the word), and *fires* every cell whose epoch has moved.
+//!    is a real kernel sleeper on the word), and *fires* every cell whose epoch has moved. It
+//!    sleeps on the very value it checked the cells against (`settle`), so a bump after the
+//!    check makes the kernel return at once rather than sleep through it.
 //!
 //! Whoever takes a cell out of the reactor (the helper firing it, the future or `Select`
 //! dropping it, or the `Queue` being dropped) uncounts its sleeper, under the reactor's lock:
@@ -26,15 +28,14 @@
 //! forever.
 //!
 //! # Threads
-//! Helper threads start on demand and live as long as the process; one serves up to
-//! [`WORDS_PER_THREAD`] (127) distinct words plus its own control word (`futex_waitv` takes at
-//! most 128). Waiting on `W` distinct words (a queue's receive side and send side are two
-//! words; any number of waiters on one word share it) uses at most `ceil(W / 127)` helpers: 8
-//! for 1,000 queues. (A new helper starts only when every running one serves 127 words, so
-//! the bound holds for the most words watched at once; a word stays watched for [`IDLE_EXIT`]
-//! after its last waiter left.) A helper left with no word for [`IDLE_EXIT`] exits (so a program that
-//! stops waiting asynchronously is single-threaded again, and may fork safely); the next wait
-//! starts one again.
+//! Helper threads start on demand; one serves up to [`WORDS_PER_THREAD`] (127) distinct words
+//! plus its own control word (`futex_waitv` takes at most 128). Waiting on `W` distinct words
+//! (a queue's receive side and send side are two words; any number of waiters on one word share
+//! it) uses at most `ceil(W / 127)` helpers: 8 for 1,000 queues. (A new helper starts only when
+//! every running one serves 127 words, so the bound holds for the most words watched at once;
+//! a word stays watched for [`IDLE_EXIT`] after its last waiter left.) A helper left with no
+//! word for [`IDLE_EXIT`] exits, so a program that stops waiting asynchronously is
+//! single-threaded again (and may fork safely); the next wait starts one again.
 //!
 //! A child forked by a process with helpers has none: the reactor notices the new process id
 //! and starts afresh (the parent's registrations are the parent's to undo). As with any lock,
