@@ -15,6 +15,10 @@
 //!   a cursor for over a millisecond.
 //! - **Blocking calls** (`send`, `recv`, `*_timeout`) spin briefly, then sleep on a shared futex
 //!   inside the mapping; a peer in any process wakes them. `close` wakes everyone.
+//! - **Async and many queues.** [`Queue::send_async`], [`Queue::recv_async`] and
+//!   [`Queue::recv_in_place_async`] are cancellation-safe futures for any executor, woken by
+//!   shmq's own helper threads (`futex_waitv`); [`Select`] (and `shmq_wait_any` in C) waits on
+//!   many queues from one thread.
 //! - **Full pushes back**: a sender on a full queue gets `Full` or waits; nothing is dropped.
 //! - **Closed**: after [`Queue::close`], sends fail with `Closed`; receivers get what was sent
 //!   before, then `Closed`.
@@ -46,6 +50,8 @@
 #![deny(missing_docs)]
 
 #[cfg(not(loom))]
+mod async_wait;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod file;
@@ -56,6 +62,8 @@ mod participant;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
+mod reactor;
+#[cfg(not(loom))]
 mod recovery;
 /// Under loom, only the part of recovery that resolves a dead participant's claims (the rest
 /// needs a mapped file and the kernel's locks): the models run it over a heap store.
@@ -65,6 +73,8 @@ mod recovery {
 }
 mod ring;
 #[cfg(not(loom))]
+mod select;
+#[cfg(not(loom))]
 mod stats;
 mod sync;
 #[cfg(not(loom))]
@@ -73,6 +83,8 @@ mod test_hooks;
 pub mod topic;
 mod wait;
 
+#[cfg(not(loom))]
+pub use async_wait::{RecvFuture, RecvInPlaceFuture, SendFuture};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
@@ -84,6 +96,11 @@ pub use layout::{
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]
 pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard};
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use reactor::helper_threads;
+#[cfg(not(loom))]
+pub use select::Select;
 #[cfg(not(loom))]
 pub use stats::Stats;
 /// Timing constants and test switches, for the tests only (the `test-hooks` feature).

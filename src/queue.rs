@@ -532,7 +532,7 @@ impl Queue {
 
     /// How a blocked call on `word` waits: with our sleeper record (receivers at shift 0,
     /// senders at 16) and sleep slices, so that it runs crash recovery while it waits.
-    fn waiter<'a>(&'a self, word: &'a AtomicU32, shift: u32) -> wait::Waiter<'a> {
+    pub(crate) fn waiter<'a>(&'a self, word: &'a AtomicU32, shift: u32) -> wait::Waiter<'a> {
         wait::Waiter {
             word,
             mine: self
@@ -1073,6 +1073,9 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        // Async waits and `Select`s on this handle that were leaked leave cells in the reactor,
+        // which reads our mapping: take them out (and uncount their sleepers) first.
+        crate::reactor::forget_mapping(self.map.as_ptr() as usize, self.map.len());
         // Claims still held now belong to guards that were leaked (`mem::forget`): resolve them
         // as a survivor would (the sends abandoned, the messages given back).
         if recovery::abandon_own_claims(self) {

@@ -637,6 +637,36 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         self.tail.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0
     }
 
+    /// Whether a receive would not block now: the slot at the head holds a message (or a
+    /// tombstone to pass, or a claim to help past), or the ring is closed. It may say yes for
+    /// a message another consumer takes first; it never says no while a receive would
+    /// complete, which is what a waiter on many queues needs (`Select`).
+    pub fn recv_ready(&self) -> bool {
+        let head = self.head.load(Ordering::Acquire);
+        let Ok(state) = self.load(head) else {
+            return true; // corrupt: a receive reports it
+        };
+        let distance = state.distance_from(head);
+        let waits = (distance == 0 && matches!(state.phase, Phase::Empty | Phase::Writing))
+            || (distance < 0 && distance >= -(self.capacity as i64));
+        !waits || self.is_closed()
+    }
+
+    /// Whether a send would not block now: the slot at the tail is free for it (or the tail
+    /// can be helped on), or the ring is closed. As [`recv_ready`](Self::recv_ready), never a
+    /// false no.
+    pub fn send_ready(&self) -> bool {
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail & CLOSED != 0 {
+            return true;
+        }
+        let Ok(state) = self.load(tail) else {
+            return true;
+        };
+        let distance = state.distance_from(tail);
+        !(distance < 0 && distance >= -(self.capacity as i64))
+    }
+
     /// Whether the ring is closed.
     pub fn is_closed(&self) -> bool {
         self.tail.load(Ordering::Acquire) & CLOSED != 0

@@ -22,7 +22,8 @@ use crate::sync::{fence, futex_wait, futex_wake_all, spin_hint, AtomicU32, Order
 use std::time::{Duration, Instant};
 
 const SLEEPER_ONE: u32 = 1;
-const SLEEPERS_MASK: u32 = 0xFFFF;
+/// Mask of the sleeper count in a wait word (the rest is the epoch).
+pub(crate) const SLEEPERS_MASK: u32 = 0xFFFF;
 const EPOCH_ONE: u32 = 1 << 16;
 
 /// How long to wait for an operation that cannot complete now.
@@ -120,7 +121,7 @@ impl<'a> Waiter<'a> {
     ///
     /// The record is updated around the shared count with a mid-update flag set, so that a
     /// recount never reads a record that disagrees with the shared word without knowing it.
-    fn register(&self) -> u32 {
+    pub(crate) fn register(&self) -> u32 {
         if let Some((mine, shift)) = self.mine {
             mine.fetch_add((MINE_TRANSIT | MINE_ONE) << shift, Ordering::SeqCst);
         }
@@ -137,7 +138,7 @@ impl<'a> Waiter<'a> {
     }
 
     /// Undoes `register`.
-    fn deregister(&self) {
+    pub(crate) fn deregister(&self) {
         if let Some((mine, shift)) = self.mine {
             // Sets the mid-update flag and takes one off the count in one step (the flag is
             // clear and the count at least 1, so nothing borrows across the fields).

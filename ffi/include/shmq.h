@@ -255,6 +255,19 @@ int shmq_close(shmq *q);
  *  SHMQ_INVALID_ARGUMENT if `q` is NULL. */
 int shmq_recover(shmq *q, int *changed);
 
+/** Waits until one of the `n` queues in `queues` has a message (`want_recv` != 0) or room for
+ *  one (`want_recv` == 0), as `timeout_ns` allows (< 0: forever; 0: do not wait, SHMQ_EMPTY or
+ *  SHMQ_FULL if none is ready; > 0: then SHMQ_TIMEOUT), and stores its index in `*ready`.
+ *  Nothing is received or sent: call shmq_try_recv / shmq_try_send on `queues[*ready]` next,
+ *  and loop if another consumer (or producer) got there first (SHMQ_EMPTY / SHMQ_FULL). A
+ *  closed queue counts as ready (its calls then say SHMQ_CLOSED): take it out of the set.
+ *  The thread sleeps while it waits, with no busy loop; the library's helper threads (one per
+ *  127 queues waited on; one per queue on Linux before 5.16) watch the queues and exit once
+ *  nothing is waited on for 250 ms. SHMQ_INVALID_ARGUMENT if `queues` or `ready` is NULL, `n`
+ *  is 0 or an entry is NULL; SHMQ_IO if a helper thread cannot be started. */
+int shmq_wait_any(shmq *const *queues, size_t n, int want_recv, int64_t timeout_ns,
+                  size_t *ready);
+
 /** 1 if the queue is closed, 0 if not (or if `q` is NULL). */
 int shmq_is_closed(const shmq *q);
 

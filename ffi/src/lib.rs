@@ -17,12 +17,14 @@
 //! `timeout_ns` convention), `handle` (open, create with options, detach, close, stats),
 //! `messages` (copying sends and receives, one or a batch, and the receive with its delivery
 //! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count), `topic`
-//! (fanout: topics whose subscriptions are queues).
+//! (fanout: topics whose subscriptions are queues), `select` (`shmq_wait_any`: one thread waits on
+//! many queues).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod handle;
 mod messages;
+mod select;
 mod status;
 mod timeout;
 mod topic;
@@ -37,6 +39,7 @@ pub use messages::{
     shmq_buf, shmq_recv, shmq_recv_batch, shmq_recv_fn, shmq_recv_meta, shmq_send, shmq_send_batch,
     shmq_try_recv, shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
 };
+pub use select::shmq_wait_any;
 pub use status::*;
 pub use topic::{
     shmq_subscription_options, shmq_topic, shmq_topic_create, shmq_topic_detach, shmq_topic_open,

@@ -12,6 +12,7 @@
 //! The module depends on nothing else in the `shmq` binary, so that the iceoryx2 comparison in
 //! `benches/peers` includes it by path and measures exactly the same way.
 
+mod async_rtt;
 pub mod peer;
 mod plot;
 pub mod report;
@@ -128,6 +129,13 @@ pub fn measurements() -> Vec<Measurement> {
         m("shmq_busy_1024", Rtt, rtt::shmq_busy_1024),
         m("shmq_blocking", Rtt, rtt::shmq_blocking),
         m("shmq_blocking_idle", Rtt, rtt::shmq_blocking_idle),
+        m("shmq_async_busy", Rtt, async_rtt::shmq_async_busy),
+        m("shmq_async_idle", Rtt, async_rtt::shmq_async_idle),
+        m(
+            "shmq_async_idle_1000q",
+            Rtt,
+            async_rtt::shmq_async_idle_1000q,
+        ),
         m("futex", Rtt, rtt::futex),
         m("pipe", Rtt, rtt::pipe),
         m("uds", Rtt, rtt::uds),

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `Select` across processes: one thread waits on many queues and is woken by a message (or
+//! room) made in another process, times out on time, counts itself as a sleeper on every queue
+//! only while it waits, sees a closed queue as ready, and waits on 1,000 queues with at most 8
+//! helper threads.
+
+mod common;
+
+use common::{Child, Role};
+use shmq::{Error, Options, Queue, Select};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long to wait for a child to get somewhere, or to exit.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// After `delay_ms`, sends `msg` to `queue` (op `send`) or receives one message (op `recv`).
+fn act_later(role: &Role) {
+    let q = Queue::open(role.path("queue")).unwrap();
+    std::thread::sleep(Duration::from_millis(role.arg("delay_ms")));
+    match role.arg::<String>("op").as_str() {
+        "send" => q.send(role.arg::<String>("msg").as_bytes()).unwrap(),
+        "recv" => {
+            q.recv(&mut [0u8; 64]).unwrap();
+        }
+        other => panic!("unknown op {other}"),
+    }
+}
+
+/// Selects over `queues` queues `dir/q0..` until `messages` messages came, each stamped with the
+/// monotonic time it was sent at; reports the helper threads seen while waiting and the wake
+/// latencies (send to `ready` returning).
+fn select_many(role: &Role) {
+    let dir = role.path("dir");
+    let n: usize = role.arg("queues");
+    let messages: usize = role.arg("messages");
+    let queues: Vec<Queue> = (0..n)
+        .map(|i| Queue::open(dir.join(format!("q{i}"))).unwrap())
+        .collect();
+    let mut select = Select::new();
+    for q in &queues {
+        select.recv(q);
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(Ordering::Relaxed) {
+                most = most.max(shmq::helper_threads().0);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    role.report("ready\n");
+    let mut lat = Vec::new();
+    let mut buf = [0u8; 64];
+    while lat.len() < messages {
+        let i = select.ready_timeout(BOUND).unwrap();
+        match queues[i].try_recv(&mut buf) {
+            Ok(_) => {
+                let sent = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                lat.push((common::monotonic_ns() - sent).to_string());
+            }
+            Err(Error::Empty) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let helpers = watcher.join().unwrap();
+    role.report(&format!("helpers {helpers}\nlat {}\n", lat.join(" ")));
+}
+
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+/// In a normal test run it returns at once.
+#[test]
+fn child() {
+    common::child_main(|role| match role.name() {
+        "act_later" => act_later(role),
+        "select_many" => select_many(role),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+fn create(dir: &Path, name: &str, capacity: u32) -> Queue {
+    Queue::create(dir.join(name), Options::new(capacity, 64)).unwrap()
+}
+
+fn act_later_child(dir: &Path, q: &Queue, op: &str, delay_ms: u64) -> Child {
+    Child::spawn(
+        dir,
+        "act_later",
+        &[
+            ("queue", &q.path().display()),
+            ("op", &op),
+            ("msg", &"hi"),
+            ("delay_ms", &delay_ms),
+        ],
+    )
+}
+
+/// Five empty queues; another process sends to the fourth: `ready` returns its index (and the
+/// sleeper counts of all five go up while it waits and back to 0 after).
+#[test]
+fn ready_returns_the_queue_another_process_sent_to() {
+    let dir = common::tempdir();
+    let queues: Vec<Queue> = (0..5)
+        .map(|i| create(dir.path(), &format!("q{i}"), 8))
+        .collect();
+    let mut select = Select::new();
+    for q in &queues {
+        select.recv(q);
+    }
+    assert_eq!(select.try_ready(), None);
+    let sender = act_later_child(dir.path(), &queues[3], "send", 300);
+    let observer = Queue::open(queues[0].path()).unwrap();
+    let (ready, counted) = std::thread::scope(|s| {
+        let probe = s.spawn(|| {
+            common::wait_until(BOUND, "the select to sleep", || {
+                observer.stats().recv_sleepers == 1
+            });
+            true
+        });
+        let ready = select.ready_timeout(BOUND).unwrap();
+        (ready, probe.join().unwrap())
+    });
+    sender.wait(BOUND);
+    assert!(counted);
+    assert_eq!(ready, 3);
+    let mut buf = [0u8; 64];
+    let n = queues[3].try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    for q in &queues {
+        let stats = q.stats();
+        assert_eq!((stats.recv_sleepers, stats.send_sleepers), (0, 0));
+    }
+}
+
+/// A full queue and an empty one: waiting for room on the first and a message on the second,
+/// `ready` returns the send once another process frees a slot.
+#[test]
+fn a_send_is_ready_once_another_process_frees_a_slot() {
+    let dir = common::tempdir();
+    let full = create(dir.path(), "full", 2);
+    let empty = create(dir.path(), "empty", 2);
+    full.send(b"1").unwrap();
+    full.send(b"2").unwrap();
+    let mut select = Select::new();
+    let on_empty = select.recv(&empty);
+    let on_full = select.send(&full);
+    assert_eq!(select.try_ready(), None);
+    let receiver = act_later_child(dir.path(), &full, "recv", 200);
+    let ready = select.ready_timeout(BOUND).unwrap();
+    receiver.wait(BOUND);
+    assert_eq!(ready, on_full);
+    assert_ne!(ready, on_empty);
+    full.try_send(b"3").unwrap();
+}
+
+/// Nothing comes: `ready_timeout` says `Timeout`, not before the timeout and not long after.
+#[test]
+fn ready_timeout_times_out_on_time() {
+    let dir = common::tempdir();
+    let a = create(dir.path(), "a", 8);
+    let b = create(dir.path(), "b", 8);
+    let mut select = Select::new();
+    select.recv(&a);
+    select.recv(&b);
+    let start = Instant::now();
+    let result = select.ready_timeout(Duration::from_millis(200));
+    let took = start.elapsed();
+    assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_millis(1700), "{took:?}");
+    assert_eq!(a.stats().recv_sleepers, 0);
+}
+
+/// A queue closed while a `Select` waits on it wakes it and is ready (its receive then says
+/// `Closed`); an empty set is refused rather than waiting forever.
+#[test]
+fn a_closed_queue_is_ready_and_an_empty_set_is_refused() {
+    let dir = common::tempdir();
+    let a = create(dir.path(), "a", 8);
+    let b = create(dir.path(), "b", 8);
+    let mut select = Select::new();
+    select.recv(&a);
+    let on_b = select.recv(&b);
+    let ready = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            b.close();
+        });
+        select.ready_timeout(BOUND).unwrap()
+    });
+    assert_eq!(ready, on_b);
+    assert!(matches!(b.try_recv(&mut [0u8; 8]), Err(Error::Closed)));
+    assert!(matches!(
+        Select::new().ready(),
+        Err(Error::InvalidOptions(_))
+    ));
+}
+
+/// One thread selects over 1,000 queues: at most ceil(1000 / 127) = 8 helper threads, and a
+/// message sent by another process to any of them is found.
+#[test]
+fn select_over_a_thousand_queues_uses_eight_helpers() {
+    const N: usize = 1000;
+    const MESSAGES: usize = 20;
+    let dir = common::tempdir();
+    let queues: Vec<Queue> = (0..N)
+        .map(|i| create(dir.path(), &format!("q{i}"), 8))
+        .collect();
+    let child = Child::spawn(
+        dir.path(),
+        "select_many",
+        &[
+            ("dir", &dir.path().display()),
+            ("queues", &N),
+            ("messages", &MESSAGES),
+        ],
+    );
+    common::wait_until(BOUND, "the selecting child", || {
+        child.report_so_far().starts_with("ready")
+    });
+    for k in 0..MESSAGES {
+        std::thread::sleep(Duration::from_millis(30));
+        let mut msg = [0u8; 16];
+        msg[..8].copy_from_slice(&common::monotonic_ns().to_le_bytes());
+        queues[(k * 337) % N].send(&msg).unwrap();
+    }
+    let report = child.wait(BOUND);
+    let helpers: usize = report
+        .lines()
+        .find_map(|l| l.strip_prefix("helpers "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut lat: Vec<u64> = report
+        .lines()
+        .find_map(|l| l.strip_prefix("lat "))
+        .unwrap()
+        .split(' ')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    lat.sort();
+    eprintln!(
+        "select over {N} queues: {helpers} helpers, wake p50 {:?}, max {:?}",
+        Duration::from_nanos(lat[MESSAGES / 2]),
+        Duration::from_nanos(lat[MESSAGES - 1])
+    );
+    assert_eq!(lat.len(), MESSAGES);
+    assert!(
+        (1..=N.div_ceil(127)).contains(&helpers),
+        "{helpers} helpers"
+    );
+}
