@@ -74,9 +74,10 @@ fn select_many(role: &Role) {
     role.report(&format!("helpers {helpers}\nlat {}\n", lat.join(" ")));
 }
 
-/// Not a property: the entry point of the child processes these tests spawn (see `common`).
-/// In a normal test run it returns at once.
+/// Not a test: the entry point of the child processes these tests spawn (see `common`).
+/// Ignored, so that a test run does not count it; the children run it with `--ignored`.
 #[test]
+#[ignore = "the entry point of child processes, not a test"]
 fn child() {
     common::child_main(|role| match role.name() {
         "act_later" => act_later(role),
