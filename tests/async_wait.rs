@@ -46,14 +46,15 @@ fn idle_waiters(role: &Role) {
     let messages: usize = role.arg("messages");
     let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
     let threads_before = threads();
-    let queues: Vec<&'static Queue> = (0..n)
-        .map(|i| &*Box::leak(Box::new(Queue::open(dir.join(format!("q{i}"))).unwrap())))
+    let queues: Vec<Arc<Queue>> = (0..n)
+        .map(|i| Arc::new(Queue::open(dir.join(format!("q{i}"))).unwrap()))
         .collect();
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let got = Arc::new(AtomicUsize::new(0));
     let rt = current_thread();
     let idle = rt.block_on(async {
-        for q in queues {
+        for q in &queues {
+            let q = Arc::clone(q);
             let latencies = Arc::clone(&latencies);
             let got = Arc::clone(&got);
             tokio::spawn(async move {
