@@ -509,11 +509,16 @@ fn every_sent_message_is_released_despite_sigkills_every_50ms() {
     // Each dead process held at most one claim.
     assert!(stats.abandoned_sends <= producer_kills);
     assert!(stats.redelivered <= consumer_kills);
-    // Both ways of giving a message back ran, and each redelivery took one of them.
-    assert_eq!(
-        in_place + copied,
-        stats.redelivered,
-        "redeliveries recorded by path vs the counter"
+    // Both ways of giving a message back ran, and each redelivery took one of them. A survivor
+    // counts a redelivery and then appends its event: one killed between the two (survivors are
+    // victims too) loses that one event, so the events may fall short of the counter by at most
+    // one per kill, and never exceed it.
+    let recorded = in_place + copied;
+    assert!(
+        recorded <= stats.redelivered
+            && stats.redelivered - recorded <= producer_kills + consumer_kills,
+        "redeliveries recorded by path ({recorded}) vs the counter ({})",
+        stats.redelivered
     );
     assert!(in_place > 0, "no redelivery in place (the full phases)");
     assert!(copied > 0, "no redelivery by copy (the sparse phases)");
