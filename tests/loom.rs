@@ -89,6 +89,7 @@ impl Model {
     fn try_send(&self, owner: u32, value: u32) -> Result<(), ClaimError> {
         let ring = self.ring();
         let claim = ring.claim_send(owner, 1)?;
+        // SAFETY: we own the claimed slot (the protocol's invariant 3); loom checks the access.
         self.payload[self.index(claim.first)].with_mut(|p| unsafe { *p = value });
         // A new message: no delivery of it has failed (as `Queue::write`).
         self.failed[self.index(claim.first)].store(0, Ordering::Relaxed);
@@ -101,6 +102,7 @@ impl Model {
     fn try_recv(&self, owner: u32) -> Result<u32, ClaimError> {
         let ring = self.ring();
         let claim = ring.claim_recv(owner, 1, |_| true)?;
+        // SAFETY: we own the claimed slot until `release`; loom checks the access.
         let value = self.payload[self.index(claim.first)].with(|p| unsafe { *p });
         ring.release(claim.first);
         wake_if_sleeping(&self.send_wait);
@@ -112,6 +114,7 @@ impl Model {
         let ring = self.ring();
         let claim = ring.claim_send(owner, values.len() as u64)?;
         for (pos, v) in claim.positions().zip(values) {
+            // SAFETY: we own every claimed slot of the batch; loom checks the access.
             self.payload[self.index(pos)].with_mut(|p| unsafe { *p = *v });
             self.failed[self.index(pos)].store(0, Ordering::Relaxed);
             ring.publish(pos, owner);
@@ -425,6 +428,8 @@ impl ClaimStore for Model {
         failed.store(failed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
     fn copy_message(&self, from: u64, to: u64) {
+        // SAFETY: recovery owns both slots (the dead claimer's and its own claim at the tail),
+        // which are distinct; loom checks the accesses.
         let v = self.payload[self.index(from)].with(|p| unsafe { *p });
         self.payload[self.index(to)].with_mut(|p| unsafe { *p = v });
         let failed = self.failed[self.index(from)].load(Ordering::Relaxed);
@@ -455,6 +460,7 @@ impl Model {
     fn try_recv_counted(&self, owner: u32) -> Result<(u32, u32), ClaimError> {
         let ring = self.ring();
         let claim = ring.claim_recv(owner, 1, |_| true)?;
+        // SAFETY: we own the claimed slot until `release`; loom checks the access.
         let value = self.payload[self.index(claim.first)].with(|p| unsafe { *p });
         let deliveries = self.failed[self.index(claim.first)].load(Ordering::Relaxed) + 1;
         ring.release(claim.first);
