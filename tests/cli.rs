@@ -199,8 +199,8 @@ fn invalid_options_fail_with_one_line_exit_1_and_unparsable_ones_with_exit_2() {
     let path = dir.path().join("q");
     let create = |rest: &[&str]| shmq(&at("create", &path, rest), b"");
     // Parsed, but refused by the queue.
-    create(&["--capacity", "3", "--max-message-size", "64"])
-        .assert_one_line_error(1, "power of two");
+    create(&["--capacity", "16777217", "--max-message-size", "64"])
+        .assert_one_line_error(1, "capacity must be from 1 to 16777216");
     create(&["--capacity", "0", "--max-message-size", "64"]).assert_one_line_error(1, "invalid");
     create(&["--capacity", "8", "--max-message-size", "0"]).assert_one_line_error(1, "invalid");
     // Not parsable.
