@@ -117,18 +117,7 @@ fn exercise(q: &Queue, rounds: usize) -> Result<(), &'static str> {
             sent += 1;
         }
         ensure!(sent == q.capacity(), "fill to capacity");
-        ensure!(
-            matches!(q.try_send(&msg), Err(Error::Full)),
-            "try_send on full"
-        );
-        ensure!(
-            matches!(q.try_send_batch(&batch), Err(Error::Full)),
-            "try_send_batch on full"
-        );
-        ensure!(
-            matches!(q.try_reserve(), Err(Error::Full)),
-            "try_reserve on full"
-        );
+        every_send_is_full(q)?;
         for _ in 0..sent {
             ensure!(matches!(q.try_recv(&mut buf), Ok(64)), "drain");
         }
@@ -152,10 +141,17 @@ fn test_queue() -> (tempfile::TempDir, Queue, Queue) {
     (dir, q, peer)
 }
 
+/// [`test_queue`], after every operation has run a few times (so that nothing is left to
+/// initialise on first use).
+fn warmed_up_queue() -> (tempfile::TempDir, Queue, Queue) {
+    let (dir, q, peer) = test_queue();
+    exercise(&q, 10).expect("warm-up");
+    (dir, q, peer)
+}
+
 #[test]
 fn non_blocking_operations_allocate_nothing_after_warm_up() {
-    let (_dir, q, _peer) = test_queue();
-    exercise(&q, 10).expect("warm-up");
+    let (_dir, q, _peer) = warmed_up_queue();
     let before = ALLOCATIONS.with(Cell::get);
     let result = exercise(&q, 1000);
     let allocations = ALLOCATIONS.with(Cell::get) - before;
@@ -192,8 +188,7 @@ fn only_exit_group() -> [libc::sock_filter; 6] {
 #[test]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn non_blocking_operations_make_no_syscall() {
-    let (_dir, q, _peer) = test_queue();
-    exercise(&q, 10).expect("warm-up");
+    let (_dir, q, _peer) = warmed_up_queue();
     assert_no_syscall(|| exercise(&q, 10_000));
 }
 
@@ -218,49 +213,60 @@ fn poll_for(mut poll: impl FnMut() -> Result<(), &'static str>) -> Result<(), &'
     }
 }
 
+/// Every receive form once (by copy, in place, batch): each must fail with an error that
+/// `expected` accepts.
+fn every_receive_fails(
+    q: &Queue,
+    buf: &mut [u8],
+    expected: impl Fn(&Error) -> bool,
+) -> Result<(), &'static str> {
+    ensure!(
+        q.try_recv(buf).err().is_some_and(|e| expected(&e)),
+        "try_recv"
+    );
+    ensure!(
+        q.try_recv_in_place().err().is_some_and(|e| expected(&e)),
+        "try_recv_in_place"
+    );
+    ensure!(
+        q.try_recv_batch(8, |_| {})
+            .err()
+            .is_some_and(|e| expected(&e)),
+        "try_recv_batch"
+    );
+    Ok(())
+}
+
+/// Every send form once (by copy, batch, reservation) on a full queue: each must say `Full`.
+fn every_send_is_full(q: &Queue) -> Result<(), &'static str> {
+    let msg = [7u8; 64];
+    ensure!(
+        matches!(q.try_send(&msg), Err(Error::Full)),
+        "try_send on full"
+    );
+    ensure!(
+        matches!(q.try_send_batch(&[&msg[..]; 8]), Err(Error::Full)),
+        "try_send_batch on full"
+    );
+    ensure!(
+        matches!(q.try_reserve(), Err(Error::Full)),
+        "try_reserve on full"
+    );
+    Ok(())
+}
+
 /// Polling an empty queue (every receive form) and a full one (every send form) for
 /// milliseconds makes no system call: nothing is claimed at either cursor, so there is no
 /// claimer to ask the kernel about, however long the poll (see `recovery::unstick`).
 #[test]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn polling_an_empty_or_full_queue_for_milliseconds_makes_no_syscall() {
-    let (_dir, q, _peer) = test_queue();
-    exercise(&q, 10).expect("warm-up");
-    let msg = [7u8; 64];
-    let batch = [&msg[..]; 8];
+    let (_dir, q, _peer) = warmed_up_queue();
     let mut buf = [0u8; 64];
     assert_no_syscall(|| {
-        poll_for(|| {
-            ensure!(
-                matches!(q.try_recv(&mut buf), Err(Error::Empty)),
-                "try_recv on empty"
-            );
-            ensure!(
-                matches!(q.try_recv_in_place(), Err(Error::Empty)),
-                "try_recv_in_place on empty"
-            );
-            ensure!(
-                matches!(q.try_recv_batch(8, |_| {}), Err(Error::Empty)),
-                "try_recv_batch on empty"
-            );
-            Ok(())
-        })?;
-        while q.try_send(&msg).is_ok() {}
-        poll_for(|| {
-            ensure!(
-                matches!(q.try_send(&msg), Err(Error::Full)),
-                "try_send on full"
-            );
-            ensure!(
-                matches!(q.try_send_batch(&batch), Err(Error::Full)),
-                "try_send_batch on full"
-            );
-            ensure!(
-                matches!(q.try_reserve(), Err(Error::Full)),
-                "try_reserve on full"
-            );
-            Ok(())
-        })
+        poll_for(|| every_receive_fails(&q, &mut buf, |e| matches!(e, Error::Empty)))?;
+        while q.try_send(b"fill").is_ok() {}
+        poll_for(|| every_send_is_full(&q))
     });
 }
 
@@ -271,26 +277,14 @@ fn polling_an_empty_or_full_queue_for_milliseconds_makes_no_syscall() {
 #[test]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn polling_a_closed_drained_queue_for_milliseconds_makes_no_syscall() {
-    let (_dir, q, _peer) = test_queue();
-    exercise(&q, 10).expect("warm-up");
+    let (_dir, q, _peer) = warmed_up_queue();
     q.try_send(b"last").unwrap();
     assert!(q.close());
     let mut buf = [0u8; 64];
     assert_no_syscall(|| {
         ensure!(matches!(q.try_recv(&mut buf), Ok(4)), "the last message");
         poll_for(|| {
-            ensure!(
-                matches!(q.try_recv(&mut buf), Err(Error::Closed)),
-                "try_recv on closed"
-            );
-            ensure!(
-                matches!(q.try_recv_in_place(), Err(Error::Closed)),
-                "try_recv_in_place on closed"
-            );
-            ensure!(
-                matches!(q.try_recv_batch(8, |_| {}), Err(Error::Closed)),
-                "try_recv_batch on closed"
-            );
+            every_receive_fails(&q, &mut buf, |e| matches!(e, Error::Closed))?;
             ensure!(
                 matches!(q.try_send(b"late"), Err(Error::Closed)),
                 "try_send on closed"
