@@ -7,6 +7,8 @@
 #define _DEFAULT_SOURCE
 #include "shmq.h"
 
+#include "check.h"
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,40 +18,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
-#define CHECK_RC(call, want)                                                              \
-    do {                                                                                  \
-        int rc_ = (call);                                                                 \
-        if (rc_ != (want)) {                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s returned %s, expected %s\n", __FILE__,        \
-                    __LINE__, #call, shmq_strerror(rc_), shmq_strerror(want));            \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
-static char dir[4096];
-static const char *path_of(const char *name) {
-    static char paths[8][4200];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
-    return p;
-}
-
-static struct shmq_stats stats_of(shmq *q) {
-    struct shmq_stats s;
-    memset(&s, 0xAB, sizeof s);
-    CHECK_RC(shmq_stats(q, &s), SHMQ_OK);
-    return s;
-}
 
 /* ---- every required pointer is checked, and a rejected call does nothing ---- */
 static void null_and_invalid_arguments(void) {
