@@ -13,7 +13,6 @@
 //!                                         consumer's death (a receiver sees this + 1)
 //!                        id: u64      the message's id: the position of its first send, kept
 //!                                     when recovery gives the message back
-//!                        intent: u64  the last claim attempted on this slot (see `ring`)
 //!                        payload: [u8; max_message_size], padded to a multiple of 64 bytes
 //! ```
 //!
@@ -60,7 +59,7 @@ pub const FLAG_ALLOW_OTHER_ACCESS: u32 = 2;
 /// Every identity flag this build knows; a file with another bit set is refused on open.
 const KNOWN_FLAGS: u32 = FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS;
 /// Bytes of slot metadata before the payload.
-pub const SLOT_HEADER: usize = 32;
+pub const SLOT_HEADER: usize = 24;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
 const MAX_FILE_LEN: u64 = 1 << 40;
 
@@ -187,9 +186,6 @@ pub(crate) struct SlotHeader {
     /// The message's id: the position of its first send (unique in the file), copied when
     /// recovery gives the message back.
     pub id: AtomicU64,
-    /// The last claim attempted on this slot, `pos << 1 | side` (see `ring`, "Exact Empty and
-    /// Full").
-    pub intent: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == 6 * 128);
@@ -204,7 +200,7 @@ pub struct Geometry {
     pub capacity: u32,
     /// Payload bytes per slot.
     pub max_message_size: u32,
-    /// Bytes from one slot to the next: 32 bytes of slot header plus the payload, rounded up
+    /// Bytes from one slot to the next: 24 bytes of slot header plus the payload, rounded up
     /// to 64.
     pub slot_stride: u32,
     /// Offset of the participant table.

@@ -120,7 +120,7 @@ pub mod model {
     pub use crate::recovery::claims::{resolve_dead, ClaimStore, Outcome, Resolution};
     pub use crate::ring::{
         empty_state, Announcement, Claim, ClaimError, Claimer, Phase, Ring, Side, SlotState,
-        SlotStates, RUN, STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_INTENT,
+        SlotStates, RUN, STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_CAS,
     };
     pub use crate::sync::{AtomicU32, AtomicU64};
     pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline, Waiter};

@@ -164,9 +164,8 @@ const CLOCK_EVERY: u64 = 64;
 /// anything (so the caller looks again).
 pub(crate) fn unstick(queue: &Queue, word: u64, claimed: bool, watch: &StuckWatch) -> bool {
     let held = claimed
-        || SlotState::decode(word).is_some_and(|s| {
-            matches!(s.phase, Phase::Writing | Phase::Reading) && !queue.is_own_token(s.owner)
-        });
+        || SlotState::decode(word)
+            .is_some_and(|s| s.phase.is_stamp() && !queue.is_own_token(s.owner));
     if !held {
         return false;
     }
@@ -208,7 +207,7 @@ pub(crate) fn settle_before_closed(queue: &Queue, settled: &AtomicBool) -> bool 
     let head = ring.head_position();
     let held = (0..u64::from(queue.capacity())).any(|index| {
         SlotState::decode(ring.word_at(index)).is_some_and(|s| match s.phase {
-            Phase::Writing | Phase::Reading => true,
+            Phase::Writing | Phase::Reading | Phase::Reserved | Phase::Lent => true,
             // Claimed by a consumer that has not released it yet.
             Phase::Full | Phase::Skip => s.distance_from(head) < 0,
             Phase::Empty => false,

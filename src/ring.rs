@@ -17,15 +17,16 @@
 //!   published (below `tail`, slot still `EMPTY`), or claimed but not released (below `head`,
 //!   slot still `FULL`), repairs it only if **no live claimer announces it** (see
 //!   "Attribution" below).
-//! - **Intents, for exact `Empty` and `Full`.** A claimer also stores, in the slot it is about to
-//!   claim, an *intent* word naming the position and the side. A consumer that finds the slot at
-//!   the head not yet published reads it: only if a producer meant to claim that very position
-//!   does it read the producers' `tail` (to tell "a send is in progress: wait for it" from
-//!   "empty"); otherwise the queue is empty, and the consumer never touched the producers' line.
-//!   Producers do the same for a slot that a consumer may be reading. This keeps an empty poll
-//!   and a full poll off the other side's cursor line, which would cost a cache-line transfer on
-//!   every message (measured: 1.45x the round trip), while `Empty` and `Full` still mean that
-//!   the queue is empty and full (see "Exact Empty and Full").
+//! - **Stamps, for exact `Empty` and `Full` and for long holds.** Right after its CAS, a claimer
+//!   stamps each claimed slot with a plain store naming itself (`WRITING` or `READING` and its
+//!   token): a store to a line it is about to write anyway, so it costs no extra transfer. A
+//!   consumer that finds the slot at the head stamped `WRITING` knows a send is in progress there
+//!   and waits for it (rather than report `Empty` while later messages are committed); a
+//!   producer that finds the slot at the tail stamped `READING` waits for the consumer to free it
+//!   (rather than report `Full` with a slot about to be free). Neither reads the other side's
+//!   cursor line: measured, a receiver that read the producers' `tail` on every empty poll cost
+//!   1.45x the round trip, and storing an intent in the slot *before* the CAS cost 0.6x the
+//!   floor (the slot's line moved one more time per message).
 //!
 //! # Positions and slots
 //! Messages are numbered by *positions* `0, 1, 2, …`; position `p` lives in slot
@@ -39,26 +40,27 @@
 //! `state = pos << 24 | owner << 4 | phase`, `pos` truncated to 40 bits (compared by signed
 //! distance to a cursor, so it wraps harmlessly):
 //!
-//! | phase     | meaning                                                                     |
-//! |-----------|-----------------------------------------------------------------------------|
-//! | `EMPTY`   | free for the producer of `pos`, or claimed by it if `pos < tail` (writing)   |
-//! | `WRITING` | claimed by producer `owner`, who holds it for long (a `SendGuard`)          |
-//! | `FULL`    | the committed message of `pos`; claimed by a consumer if `pos < head`       |
-//! | `READING` | claimed by consumer `owner`, who holds it for long (a `RecvGuard`)          |
-//! | `SKIP`    | `pos` holds no message (a cancelled send); consumers claim and free it      |
+//! | phase      | meaning                                                                        |
+//! |------------|--------------------------------------------------------------------------------|
+//! | `EMPTY`    | free for the producer of `pos`; claimed by it, not yet stamped, if `pos < tail` |
+//! | `WRITING`  | claimed by producer `owner`, who is writing the message of `pos`               |
+//! | `RESERVED` | claimed by producer `owner`, who holds it beyond one call (a `SendGuard`)       |
+//! | `FULL`     | the committed message of `pos`; claimed, not yet stamped, if `pos < head`      |
+//! | `READING`  | claimed by consumer `owner`, who is reading the message of `pos`               |
+//! | `LENT`     | claimed by consumer `owner`, who holds it beyond one call (a `RecvGuard`)       |
+//! | `SKIP`     | `pos` holds no message (a cancelled send); consumers claim and free it         |
 //!
-//! A slot's life: `EMPTY(p) → [tail passes p] → (WRITING(p)) → FULL(p) | SKIP(p) → [head passes
-//! p] → (READING(p)) → EMPTY(p + cap)`. The bracketed steps are the cursor CAS and change
-//! nothing in the slot; the parenthesised stamps are written (plain stores, by the owner) only
-//! for claims held beyond one call, so that the announcement is free for the holder's next claim.
-//! Slot `i` starts as `EMPTY(i)`. Between its claim and its final store, a slot is written only
+//! A slot's life: `EMPTY(p) → [tail passes p] → WRITING(p) (→ RESERVED(p)) → FULL(p) | SKIP(p)
+//! → [head passes p] → READING(p) (→ LENT(p)) → EMPTY(p + cap)`. The bracketed steps are the
+//! cursor CASes and change nothing in the slot; the stamps right after them are plain stores by
+//! the claimer. //! Slot `i` starts as `EMPTY(i)`. Between its claim and its final store, a slot is written only
 //! by its claimer, or by a survivor that proved the claimer dead, with a CAS from the exact
 //! state the claimer left (so two survivors cannot both repair it).
 //!
 //! # Attribution
 //! A claimer announces `(first, count, side)` with `Release` stores, then makes its cursor CAS
-//! (`AcqRel`). It does not announce again until every position of that claim is published,
-//! released or stamped, and it clears the announcement if it returns without a claim (so a
+//! (`AcqRel`), then stamps its slots. It does not announce again until every position of that
+//! claim is stamped, and it clears the announcement if it returns without a claim (so a
 //! live claimer that lost a race never keeps announcing a position someone else won). A survivor
 //! loads the cursor (`Acquire`) and finds position `p` below it with the slot still showing the
 //! unclaimed state; then it reads every live participant's announcement (`Acquire`). The cases:
@@ -76,31 +78,30 @@
 //!   below the cursor, nothing to repair) or somebody else did, and that one is covered above.
 //! - **A stale announcement** (a claimer that finished long ago) names positions whose slots
 //!   have moved on; positions are never reused, so it covers nothing a survivor asks about.
-//! - **Long holds** are stamped in the slot (`WRITING` / `READING` with the owner), and a stamp's
-//!   owner is judged directly.
+//! - **A stamped claim** names its owner, who is judged directly: announcements matter only for
+//!   the two instructions between a CAS and its stamp.
 //!
 //! Who is alive is decided by the kernel (see `participant`), never by a timeout.
 //!
 //! # Exact Empty and Full
-//! Before its CAS a claimer stores `intent = pos << 1 | side` in each slot of its run (a plain
-//! store to a line it is about to write anyway). A consumer at `head = h` that finds `EMPTY(h)`
-//! reads the intent: if it is a producer's intent for `h`, it reads `tail`; `tail > h` means a
-//! send is in progress at the head and the caller waits for it (`Busy`), rather than report
-//! `Empty` while later messages are committed. If the intent is older than `h`, no producer has
-//! tried to claim `h` by the time any completed send could have been seen: any send that
-//! completed before this receive began claimed its position after the claimer of `h` made its
-//! CAS, and that CAS came after the claimer's intent store (a chain of `AcqRel` CASes on
-//! `tail`). So `Empty` is reported only if no send is known to have completed behind `h`.
-//! Producers at a slot still holding the previous lap do the same with a consumer's intent and
-//! `head`. A loser's intent store can land late, after the slot moved on; a loser therefore
-//! rewrites the intent for the slot's current state after a failed CAS (`repair_intents`),
-//! until it sees the state unchanged across its store.
+//! A consumer that finds `WRITING(h)` at the head, or a producer that finds `READING(p)` in the
+//! slot the tail needs, reports `Busy`: the caller waits for that claimer (briefly: a live one
+//! finishes within microseconds; a dead one is found by recovery; see `Queue`). A long hold
+//! (`RESERVED`, `LENT`) is not waited for: the messages behind a held reservation are not
+//! received until it is committed, and a held in-place receive keeps its slot from producers
+//! when the tail comes round to it; those calls say so in their docs.
+//!
+//! Between a claimer's CAS and its stamp (a few instructions) its slot still looks unclaimed.
+//! A caller that finds the slot unclaimed therefore also looks at the *next* slot (a line it
+//! owns or needs anyway): if the next position is claimed, so is this one, and the caller waits
+//! too. What remains inexact is two claimers preempted between CAS and stamp at once, at the
+//! cursor and next to it: then `Empty` or `Full` may be reported while they are descheduled.
 //!
 //! # Orderings
 //! The payload is handed over by the state word alone: a producer's `Release` store of `FULL`
 //! pairs with the consumer's `Acquire` load that saw it; the consumer's `Release` store of
 //! `EMPTY(p + cap)` pairs with the next producer's `Acquire` load. The cursor CASes are `AcqRel`:
-//! they order the announcement and intents before the claim (see above), and a cursor load is
+//! they order the announcement before the claim (see above), and a cursor load is
 //! `Acquire`, so that a reader that sees `head == h` also sees the slot states that let it move
 //! (otherwise the slot at `h` could look a lap old and be called corrupt). On x86 these cost
 //! nothing: loads are plain loads, stores plain stores, and every RMW is locked anyway.
@@ -116,7 +117,7 @@
 //! This module never touches payload bytes; the caller writes between `claim_send` and
 //! `publish`, and reads between `claim_recv` and `release`.
 
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use std::cell::Cell;
 
 /// Bit 63 of `tail`: the queue is closed.
@@ -137,14 +138,28 @@ pub(crate) const OWNER_MAX: u32 = (1 << OWNER_BITS) - 1;
 pub enum Phase {
     /// Free for the producer of `pos` (or claimed by it, if the tail has passed `pos`).
     Empty = 0,
-    /// Claimed by producer `owner`, who holds it beyond one call (a reservation).
+    /// Claimed by producer `owner`, who is writing the message of `pos`.
     Writing = 1,
     /// Holds the committed message of `pos` (claimed, if the head has passed `pos`).
     Full = 2,
-    /// Claimed by consumer `owner`, who holds it beyond one call (an in-place receive).
+    /// Claimed by consumer `owner`, who is reading the message of `pos`.
     Reading = 3,
     /// `pos` was claimed but holds no message (cancelled or abandoned send).
     Skip = 4,
+    /// Claimed by producer `owner`, who holds it beyond one call (a reservation).
+    Reserved = 5,
+    /// Claimed by consumer `owner`, who holds it beyond one call (an in-place receive).
+    Lent = 6,
+}
+
+impl Phase {
+    /// Whether a slot in this phase names the participant that claimed it.
+    pub fn is_stamp(self) -> bool {
+        matches!(
+            self,
+            Phase::Writing | Phase::Reading | Phase::Reserved | Phase::Lent
+        )
+    }
 }
 
 /// A decoded slot state word.
@@ -152,7 +167,7 @@ pub enum Phase {
 pub struct SlotState {
     /// The position, truncated to 40 bits.
     pub pos: u64,
-    /// The participant token of a long holder (`Writing` and `Reading`); 0 otherwise.
+    /// The participant token of the claimer (stamped phases); 0 otherwise.
     pub owner: u32,
     /// What the slot holds for `pos`.
     pub phase: Phase,
@@ -179,6 +194,8 @@ impl SlotState {
             2 => Phase::Full,
             3 => Phase::Reading,
             4 => Phase::Skip,
+            5 => Phase::Reserved,
+            6 => Phase::Lent,
             _ => return None,
         };
         Some(SlotState {
@@ -229,18 +246,10 @@ pub enum Side {
     Recv = 1,
 }
 
-/// The intent word a claimer stores in the slot of `pos` before claiming it.
-#[inline]
-fn intent(pos: u64, side: Side) -> u64 {
-    pos << 1 | side as u64
-}
-
 /// Where the ring's slots live: in the mapped file in production, on the heap in the tests.
 pub trait SlotStates {
     /// The state word of the slot that holds position `pos`.
     fn state(&self, pos: u64) -> &AtomicU64;
-    /// The intent word of that slot (see "Exact Empty and Full").
-    fn intent(&self, pos: u64) -> &AtomicU64;
 }
 
 /// A claimer's record of the claim it is making: the run `first .. first + count` on one side.
@@ -316,7 +325,7 @@ pub enum ClaimError {
     /// Send: every slot holds a message. Receive: no message is ready.
     WouldBlock,
     /// A claim in progress at the cursor will free the way in a moment (a producer writing the
-    /// message at the head, a consumer reading the slot at the tail): the caller waits for it,
+    /// message at the head, a consumer reading the slot the tail needs): the caller waits for it,
     /// briefly, rather than report `Empty` or `Full`. A claimer that died is found by recovery.
     Busy,
     /// Send: the queue is closed. Receive: the queue is closed and every message was claimed.
@@ -327,12 +336,15 @@ pub enum ClaimError {
     Corrupt(&'static str),
 }
 
+/// How many slots past the cursor a caller looks for a later claim (see `later_claimed`).
+const LOOK_AHEAD: u64 = 4;
+
 /// A claim that runs to its end (every build but the loom models' crash injection).
 pub const RUN: u8 = 0;
-/// A claim that stops for good after storing its intents (a claimer dying there).
-pub const STOP_AFTER_INTENT: u8 = 1;
 /// A claim that stops for good after its announcement, before its cursor CAS.
-pub const STOP_AFTER_ANNOUNCEMENT: u8 = 2;
+pub const STOP_AFTER_ANNOUNCEMENT: u8 = 1;
+/// A claim that stops for good after its cursor CAS, before it stamps its slots.
+pub const STOP_AFTER_CAS: u8 = 2;
 
 /// The claim protocol over a ring's two cursors and its slots.
 pub struct Ring<'a, S> {
@@ -385,7 +397,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         result
     }
 
-    /// A claim that stops for good after step `STOP` (see [`STOP_AFTER_INTENT`]) when a loom
+    /// A claim that stops for good after step `STOP` (see [`STOP_AFTER_CAS`]) when a loom
     /// model says so: the claimer "dies" there, leaving what it wrote. In every other build
     /// `STOP` is [`RUN`] and the checks compile to nothing.
     #[cfg(loom)]
@@ -423,14 +435,6 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             let word = self.slots.state(tail).load(Ordering::Acquire);
             if word == empty_state(tail) {
                 let count = self.free_run(tail, max.min(cap));
-                for pos in (0..count).map(|i| tail.wrapping_add(i)) {
-                    self.slots
-                        .intent(pos)
-                        .store(intent(pos, Side::Send), Ordering::Release);
-                }
-                if STOP == STOP_AFTER_INTENT {
-                    return Err(ClaimError::WouldBlock);
-                }
                 me.announcement.announce(tail, count, Side::Send);
                 if STOP == STOP_AFTER_ANNOUNCEMENT {
                     return Err(ClaimError::WouldBlock);
@@ -441,11 +445,14 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => return Ok(Claim { first: tail, count }),
-                    Err(now) => {
-                        self.repair_intents(tail, count);
-                        tail = now;
+                    Ok(_) => {
+                        let claim = Claim { first: tail, count };
+                        if STOP != STOP_AFTER_CAS {
+                            self.stamp_run(claim, me.token, Phase::Writing);
+                        }
+                        return Ok(claim);
                     }
+                    Err(now) => tail = now,
                 }
                 continue;
             }
@@ -453,20 +460,13 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             let distance = state.distance_from(tail);
             if distance < 0 && distance >= -(cap as i64) {
                 // The slot still serves the previous lap: the queue is full, unless a consumer
-                // has claimed that message and is about to free the slot.
-                let previous = tail.wrapping_sub(cap);
-                if matches!(state.phase, Phase::Full | Phase::Skip) {
-                    let seen = self.slots.intent(tail).load(Ordering::Acquire);
-                    if seen > intent(previous, Side::Recv) {
-                        // The slot moved on since we read its state: look again.
-                        self.moved_on(tail, word)?;
-                        continue;
-                    }
-                    if seen == intent(previous, Side::Recv)
-                        && self.head.load(Ordering::Acquire) > previous
-                    {
-                        return Err(ClaimError::Busy);
-                    }
+                // is reading that message and is about to free the slot (or has claimed it and
+                // not stamped it yet, which shows as the next slot claimed).
+                if state.phase == Phase::Reading
+                    || (matches!(state.phase, Phase::Full | Phase::Skip)
+                        && self.later_claimed(tail.wrapping_sub(cap), Phase::Reading))
+                {
+                    return Err(ClaimError::Busy);
                 }
                 let now = self.tail.load(Ordering::Acquire);
                 if now == tail {
@@ -488,6 +488,49 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         }
     }
 
+    /// Whether some position after `pos`, within [`LOOK_AHEAD`] slots, is claimed on the side
+    /// whose stamp is `stamp` (`Writing`: by a producer; `Reading`: by a consumer). Claims are
+    /// made in order, so that proves `pos` claimed too: its claimer is between its CAS and its
+    /// stamp. Reads slots whose lines the caller owns or will need anyway; never a cursor.
+    /// (More claimers than that, all between CAS and stamp at once, still look unclaimed: see
+    /// "Exact Empty and Full".)
+    #[inline]
+    fn later_claimed(&self, pos: u64, stamp: Phase) -> bool {
+        let span = LOOK_AHEAD.min(self.capacity - 1);
+        for ahead in 1..=span {
+            let next = pos.wrapping_add(ahead);
+            let Some(state) = SlotState::decode(self.slots.state(next).load(Ordering::Acquire))
+            else {
+                return false;
+            };
+            let distance = state.distance_from(next);
+            let claimed = match stamp {
+                // Claimed by a producer: stamped, or already committed.
+                Phase::Writing => {
+                    distance == 0
+                        && matches!(
+                            state.phase,
+                            Phase::Writing | Phase::Reserved | Phase::Full | Phase::Skip
+                        )
+                }
+                // Claimed by a consumer: stamped, or already freed for the next lap.
+                _ => {
+                    (distance == 0 && matches!(state.phase, Phase::Reading | Phase::Lent))
+                        || (distance == self.capacity as i64 && state.phase == Phase::Empty)
+                }
+            };
+            if claimed {
+                return true;
+            }
+            // A slot that still serves an earlier lap (for a producer's question) cannot have
+            // been claimed, nor anything after it: stop.
+            if distance < 0 {
+                return false;
+            }
+        }
+        false
+    }
+
     /// How many consecutive slots from `first` (which is free) are free for their positions, up
     /// to `max`.
     fn free_run(&self, first: u64, max: u64) -> u64 {
@@ -500,44 +543,6 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             count += 1;
         }
         count
-    }
-
-    /// After a lost cursor CAS: our intent stores may have landed after the slots moved on, over
-    /// a newer claimer's intent. Rewrites each slot's intent for the state it is in now, until
-    /// the state is unchanged across the store (so the value written is the current one). Off
-    /// the fast path: only a claimer that lost a race gets here.
-    #[cold]
-    fn repair_intents(&self, first: u64, count: u64) {
-        for pos in (0..count).map(|i| first.wrapping_add(i)) {
-            for _ in 0..8 {
-                let word = self.slots.state(pos).load(Ordering::Acquire);
-                let Some(state) = SlotState::decode(word) else {
-                    break;
-                };
-                let near = state.position_near(first);
-                let current = match state.phase {
-                    Phase::Empty => intent(near, Side::Send),
-                    Phase::Full | Phase::Skip => intent(near, Side::Recv),
-                    Phase::Writing | Phase::Reading => break,
-                };
-                self.slots.intent(pos).store(current, Ordering::Release);
-                fence(Ordering::SeqCst);
-                if self.slots.state(pos).load(Ordering::Acquire) == word {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// A slot's intent named a later claim than its state word `word` allows: the state must
-    /// have changed since we read it (the intent's `Release` store came after its writer saw the
-    /// newer state). If it has not, the intent is corrupt; otherwise the caller looks again.
-    fn moved_on(&self, pos: u64, word: u64) -> Result<(), ClaimError> {
-        if self.slots.state(pos).load(Ordering::Acquire) == word {
-            Err(ClaimError::Corrupt("slot intent is ahead of its state"))
-        } else {
-            Ok(())
-        }
     }
 
     /// A slot disagreed with our reading `seen` of `cursor`: if the cursor has moved since, our
@@ -571,15 +576,27 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             .store(skip_state(pos), Ordering::Release);
     }
 
-    /// Marks a claimed position as held for long by `owner` (a reservation or an in-place
-    /// receive), so that the claimer's announcement is free for its next claim. `side` says
-    /// which claim it is.
-    pub fn stamp(&self, pos: u64, owner: u32, side: Side) {
+    /// Stamps every slot of a fresh claim with its claimer (see "Attribution"). A plain store:
+    /// between the CAS and this, only the claimer writes these slots.
+    #[inline]
+    fn stamp_run(&self, claim: Claim, owner: u32, phase: Phase) {
+        for pos in claim.positions() {
+            // Release: a survivor that sees the stamp sees the claim it replaces.
+            self.slots.state(pos).store(
+                SlotState::new(pos, owner, phase).encode(),
+                Ordering::Release,
+            );
+        }
+    }
+
+    /// Marks a claimed position as held beyond one call by `owner` (a reservation or an
+    /// in-place receive; `side` says which): peers do not wait for it (see "Exact Empty and
+    /// Full").
+    pub fn hold(&self, pos: u64, owner: u32, side: Side) {
         let phase = match side {
-            Side::Send => Phase::Writing,
-            Side::Recv => Phase::Reading,
+            Side::Send => Phase::Reserved,
+            Side::Recv => Phase::Lent,
         };
-        // Release: a survivor that sees the stamp sees the claim it replaces.
         self.slots.state(pos).store(
             SlotState::new(pos, owner, phase).encode(),
             Ordering::Release,
@@ -628,14 +645,6 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 } else {
                     1
                 };
-                for pos in (0..count).map(|i| head.wrapping_add(i)) {
-                    self.slots
-                        .intent(pos)
-                        .store(intent(pos, Side::Recv), Ordering::Release);
-                }
-                if STOP == STOP_AFTER_INTENT {
-                    return Err(ClaimError::WouldBlock);
-                }
                 me.announcement.announce(head, count, Side::Recv);
                 if STOP == STOP_AFTER_ANNOUNCEMENT {
                     return Err(ClaimError::WouldBlock);
@@ -646,38 +655,36 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) if full => return Ok(Claim { first: head, count }),
+                    Ok(_) if full => {
+                        let claim = Claim { first: head, count };
+                        if STOP != STOP_AFTER_CAS {
+                            self.stamp_run(claim, me.token, Phase::Reading);
+                        }
+                        return Ok(claim);
+                    }
                     Ok(_) => {
                         // A tombstone: free its slot for the next lap, and go on.
                         self.release(head);
                         self.recycled.set(self.recycled.get() + 1);
                         head = head.wrapping_add(1);
                     }
-                    Err(now) => {
-                        self.repair_intents(head, count);
-                        head = now;
-                    }
+                    Err(now) => head = now,
                 }
                 continue;
             }
             let state = Self::decode(word)?;
             let distance = state.distance_from(head);
-            if distance == 0 && state.phase == Phase::Empty {
-                // Not committed. Is a producer writing it (wait), or is the queue empty?
-                let seen = self.slots.intent(head).load(Ordering::Acquire);
-                if seen > intent(head, Side::Send) {
-                    // The slot moved on since we read its state: look again.
-                    self.moved_on(head, word)?;
-                    continue;
-                }
-                if seen == intent(head, Side::Send) {
-                    let tail = self.tail.load(Ordering::Acquire);
-                    if tail & !CLOSED > head {
-                        return Err(ClaimError::Busy);
-                    }
+            if distance == 0 && state.phase == Phase::Writing {
+                // A send in progress at the head: wait for it rather than report `Empty`.
+                return Err(ClaimError::Busy);
+            } else if distance == 0 && state.phase == Phase::Empty {
+                // Nothing at the head. But if the next position is claimed, so is this one, by
+                // a producer between its CAS and its stamp: wait for it.
+                if self.later_claimed(head, Phase::Writing) {
+                    return Err(ClaimError::Busy);
                 }
                 return self.empty_or_closed(head);
-            } else if distance == 0 && state.phase == Phase::Writing {
+            } else if distance == 0 && state.phase == Phase::Reserved {
                 // A reservation held at the head: the messages behind it wait for its commit.
                 return self.empty_or_closed(head);
             } else if distance < 0 && distance >= -(cap as i64) {
@@ -803,8 +810,14 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             .is_ok();
         if !claimed {
             me.announcement.clear();
+            return None;
         }
-        claimed.then_some(again)
+        let claim = Claim {
+            first: again,
+            count: 1,
+        };
+        self.stamp_run(claim, me.token, Phase::Writing);
+        Some(again)
     }
 
     /// Claims the slot at the tail to redeliver a message into (even if the queue is closed, for
@@ -823,9 +836,6 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 tail = now;
                 continue;
             }
-            self.slots
-                .intent(t)
-                .store(intent(t, Side::Send), Ordering::Release);
             me.announcement.announce(t, 1, Side::Send);
             match self.tail.compare_exchange(
                 tail,
@@ -833,11 +843,11 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(t),
-                Err(now) => {
-                    self.repair_intents(t, 1);
-                    tail = now;
+                Ok(_) => {
+                    self.stamp_run(Claim { first: t, count: 1 }, me.token, Phase::Writing);
+                    return Some(t);
                 }
+                Err(now) => tail = now,
             }
         }
         me.announcement.clear();
@@ -877,9 +887,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             return true; // corrupt: a receive reports it
         };
         let distance = state.distance_from(head);
-        let waits = (distance == 0
-            && matches!(state.phase, Phase::Empty | Phase::Writing)
-            && self.tail.load(Ordering::Acquire) & !CLOSED <= head)
+        let waits = (distance == 0 && matches!(state.phase, Phase::Empty | Phase::Reserved))
             || (distance < 0 && distance >= -(self.capacity as i64));
         !waits || self.is_closed()
     }
@@ -895,9 +903,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             return true;
         };
         let distance = state.distance_from(tail);
-        !(distance < 0 && distance >= -(self.capacity as i64))
-            || (matches!(state.phase, Phase::Full | Phase::Skip)
-                && self.head.load(Ordering::Acquire) > tail.wrapping_sub(self.capacity))
+        !(distance < 0 && distance >= -(self.capacity as i64)) || state.phase == Phase::Reading
     }
 
     /// Whether the ring is closed.

@@ -22,7 +22,6 @@ struct HeapRing {
     head: AtomicU64,
     closing: AtomicU64,
     states: Vec<AtomicU64>,
-    intents: Vec<AtomicU64>,
     /// Each participant token's announcement record (tokens are small numbers here).
     lanes: Vec<Announcement>,
     /// Which tokens are dead (in production, the kernel's locks say so).
@@ -40,14 +39,11 @@ struct HeapRing {
 // invariant 3), which the protocol hands from thread to thread with Release/Acquire.
 unsafe impl Sync for HeapRing {}
 
-struct Slots<'a>(&'a [AtomicU64], &'a [AtomicU64]);
+struct Slots<'a>(&'a [AtomicU64]);
 
 impl SlotStates for Slots<'_> {
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.0[(pos % self.0.len() as u64) as usize]
-    }
-    fn intent(&self, pos: u64) -> &AtomicU64 {
-        &self.1[(pos % self.1.len() as u64) as usize]
     }
 }
 
@@ -74,7 +70,6 @@ impl HeapRing {
             states: (0..capacity)
                 .map(|i| AtomicU64::new(empty_state(i)))
                 .collect(),
-            intents: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             lanes: (0..TOKENS).map(|_| Announcement::new()).collect(),
             dead: (0..TOKENS)
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
@@ -94,7 +89,7 @@ impl HeapRing {
             &self.tail,
             &self.head,
             &self.closing,
-            Slots(&self.states, &self.intents),
+            Slots(&self.states),
             self.states.len() as u64,
         )
     }

@@ -20,7 +20,7 @@ use crate::file::{self, Trust};
 use crate::layout::{Geometry, Header, Participant, FLAG_DROP_ON_CONSUMER_DEATH, PARTICIPANTS};
 use crate::participant::{self, ParticipantInfo};
 use crate::queue::OnConsumerDeath;
-use crate::ring::{self, Phase, SlotState};
+use crate::ring::{self, SlotState};
 use crate::sync::Ordering;
 use crate::wait;
 use std::collections::HashMap;
@@ -110,7 +110,7 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
     // Who holds what: claims in progress, by owner token.
     let mut holds: HashMap<u32, u32> = HashMap::new();
     for state in sources.states.iter().filter_map(|&w| SlotState::decode(w)) {
-        if matches!(state.phase, Phase::Writing | Phase::Reading) {
+        if state.phase.is_stamp() {
             *holds.entry(state.owner).or_default() += 1;
         }
     }

@@ -46,13 +46,16 @@ const SLOT_STATE: u64 = 0;
 const SLOT_LEN: u64 = 8;
 const SLOT_DELIVERIES: u64 = 12;
 const SLOT_ID: u64 = 16;
-const SLOT_INTENT: u64 = 24;
 /// The slot state word: `pos << 24 | owner << 4 | phase` (see `src/ring.rs`).
 const POS_MASK: u64 = (1 << 40) - 1;
 const EMPTY: u64 = 0;
 const WRITING: u64 = 1;
 const FULL: u64 = 2;
 const READING: u64 = 3;
+/// A reservation held beyond one call (a `SendGuard`), and an in-place receive held (a
+/// `RecvGuard`).
+const RESERVED: u64 = 5;
+const LENT: u64 = 6;
 /// Bound on a child's run: every case takes milliseconds, a hang takes forever.
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -157,10 +160,9 @@ enum Op {
         index: u64,
         value: u64,
     },
-    /// Writes a slot's message id or its intent word (the last claim attempted on it).
-    SlotWord {
+    /// Writes a slot's message id.
+    MessageId {
         slot: u32,
-        id: bool,
         value: u64,
     },
     /// Writes a 32-bit word of one of the first entries of the participant table (the live and
@@ -194,7 +196,7 @@ fn op() -> impl Strategy<Value = Op> {
     let slot = 0..CAPACITY;
     let delta = -12i64..12;
     prop_oneof![
-        (slot.clone(), any::<bool>(), delta.clone(), 0..4u64, 0..5u64).prop_map(
+        (slot.clone(), any::<bool>(), delta.clone(), 0..4u64, 0..7u64).prop_map(
             |(slot, from_tail, delta, owner, phase)| Op::NearState {
                 slot,
                 from_tail,
@@ -221,12 +223,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0..8u64, any::<u64>()).prop_map(|(index, value)| Op::Counter { index, value }),
         (0..4u64, 0..12u64, prop_oneof![0..8u32, any::<u32>()])
             .prop_map(|(entry, word, value)| Op::Participant { entry, word, value }),
-        (
-            0..CAPACITY,
-            any::<bool>(),
-            prop_oneof![0..64u64, any::<u64>()]
-        )
-            .prop_map(|(slot, id, value)| Op::SlotWord { slot, id, value }),
+        (0..CAPACITY, prop_oneof![0..64u64, any::<u64>()])
+            .prop_map(|(slot, value)| Op::MessageId { slot, value }),
         (0..=MAX as usize + 2).prop_map(Op::RecvTimeout),
         (0..=MAX as usize + 2).prop_map(Op::SendTimeout),
         Just(Op::Recover),
@@ -292,10 +290,7 @@ fn run(start: &[u8], ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Participant { entry, word, value } => {
                 t.write_u32(PARTICIPANTS + entry * ENTRY + word * 4, value)
             }
-            Op::SlotWord { slot, id, value } => {
-                let offset = if id { SLOT_ID } else { SLOT_INTENT };
-                t.write_u64(t.slot(slot) + offset, value)
-            }
+            Op::MessageId { slot, value } => t.write_u64(t.slot(slot) + SLOT_ID, value),
             Op::Cursor {
                 tail,
                 delta,
@@ -621,8 +616,8 @@ fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
     q.try_send(b"gap").unwrap();
     q.try_send(b"after").unwrap();
     t.write_u64(HEAD, 1);
-    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, READING));
-    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, WRITING));
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, LENT));
+    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, RESERVED));
     let entry = |q: &Queue| {
         q.stats()
             .participants
@@ -644,6 +639,36 @@ fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
         ));
     }
     assert_eq!(got, [("after".to_string(), 1), ("held".to_string(), 2)]);
+}
+
+#[test]
+fn a_dead_claimers_transient_stamps_are_waited_out_and_resolved_by_the_next_poll() {
+    let t = Target::new();
+    let q = &t.queue;
+    // As above, but the dead participant died inside its calls: reading position 0 (the head
+    // has passed it) and writing position 1 (below the tail), stamped `READING` and `WRITING`.
+    let index = 100u64;
+    let token = index << GENERATION_BITS | 5;
+    t.write_u32(PARTICIPANTS + index * ENTRY + ENTRY_TOKEN, 5 << 1 | 1);
+    q.try_send(b"held").unwrap();
+    q.try_send(b"gap").unwrap();
+    q.try_send(b"after").unwrap();
+    t.write_u64(HEAD, 1);
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, READING));
+    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, WRITING));
+    // A send in progress at the head: the non-blocking receive waits for it rather than say
+    // `Empty`, finds its claimer dead, and moves on; the dead reader's message comes back.
+    let mut buf = [0u8; MAX as usize];
+    let mut got = Vec::new();
+    while let Ok(r) = q.try_recv_meta(&mut buf) {
+        got.push((
+            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
+            r.deliveries,
+        ));
+    }
+    assert_eq!(got, [("after".to_string(), 1), ("held".to_string(), 2)]);
+    let st = q.stats();
+    assert_eq!((st.abandoned_sends, st.redelivered), (1, 1), "{st:?}");
 }
 
 #[test]

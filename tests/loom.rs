@@ -14,7 +14,7 @@ use loom::thread;
 use shmq::model::{
     empty_state, resolve_dead, wait_for, wake_all, wake_if_sleeping, Announcement, ClaimError,
     ClaimStore, Claimer, Deadline, Resolution, Ring, Side, SlotStates, Waiter,
-    STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_INTENT,
+    STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_CAS,
 };
 use shmq::model::{AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering;
@@ -26,7 +26,6 @@ struct Model {
     head: AtomicU64,
     closing: AtomicU64,
     states: Vec<AtomicU64>,
-    intents: Vec<AtomicU64>,
     /// Each participant token's announcement record (tokens are small numbers here).
     lanes: Vec<Announcement>,
     /// Per token, 1 once that participant is dead: the oracle standing in for the kernel's
@@ -46,14 +45,11 @@ struct Model {
     resolved: [std::sync::atomic::AtomicU32; 5],
 }
 
-struct HeapSlots<'a>(&'a [AtomicU64], &'a [AtomicU64]);
+struct HeapSlots<'a>(&'a [AtomicU64]);
 
 impl SlotStates for HeapSlots<'_> {
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.0[(pos % self.0.len() as u64) as usize]
-    }
-    fn intent(&self, pos: u64) -> &AtomicU64 {
-        &self.1[(pos % self.1.len() as u64) as usize]
     }
 }
 
@@ -74,7 +70,6 @@ impl Model {
             head: AtomicU64::new(0),
             closing: AtomicU64::new(0),
             states: (0..cap).map(|i| AtomicU64::new(empty_state(i))).collect(),
-            intents: (0..cap).map(|_| AtomicU64::new(0)).collect(),
             lanes: (0..TOKENS).map(|_| Announcement::new()).collect(),
             dead: (0..TOKENS).map(|_| AtomicU32::new(0)).collect(),
             payload: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
@@ -92,7 +87,7 @@ impl Model {
             &self.tail,
             &self.head,
             &self.closing,
-            HeapSlots(&self.states, &self.intents),
+            HeapSlots(&self.states),
             self.states.len() as u64,
         )
     }
@@ -429,7 +424,7 @@ fn one_message_handoff_orders_the_payload() {
 }
 
 // Crash recovery. A participant that "dies" is a thread that stops for good at some step of a
-// claim (after its intents, after its announcement, after its cursor CAS), setting its `dead`
+// claim (after its announcement, after its cursor CAS, after its stamp), setting its `dead`
 // flag as its last act (the kernel dropping its lock). A survivor that finds the queue stuck
 // runs `resolve_dead`, the production code of `src/recovery/claims.rs`, which asks the flags
 // who is dead and reads the announcements: a claimed, unpublished position becomes a
@@ -704,8 +699,8 @@ fn two_survivors_dead_letter_at_the_limit_once() {
     two_survivors_resolve_one_claim(4, false, 1, Resolution::DeadLettered);
 }
 
-/// A producer dies at each step of its claim (after its intent, after its announcement, after
-/// its cursor CAS) while a live producer sends and a survivor receives, resolving what the dead
+/// A producer dies at each step of its claim (after its announcement, after its cursor CAS,
+/// after its stamp) while a live producer sends and a survivor receives, resolving what the dead
 /// left: the live producer's message arrives exactly once (never tombstoned, though it may be
 /// in its claim's window when the survivor looks), and the ring is not wedged.
 fn producer_dies_at<const STOP: u8>() {
@@ -745,17 +740,17 @@ fn producer_dies_at<const STOP: u8>() {
 }
 
 #[test]
-fn a_producer_dying_after_its_intent_leaves_nothing_to_repair() {
-    producer_dies_at::<STOP_AFTER_INTENT>();
-}
-
-#[test]
 fn a_producer_dying_after_its_announcement_leaves_nothing_to_repair() {
     producer_dies_at::<STOP_AFTER_ANNOUNCEMENT>();
 }
 
 #[test]
-fn a_producer_dying_after_its_cas_is_tombstoned_and_a_live_one_never_is() {
+fn a_producer_dying_between_its_cas_and_its_stamp_is_found_by_announcement() {
+    producer_dies_at::<STOP_AFTER_CAS>();
+}
+
+#[test]
+fn a_producer_dying_after_its_stamp_is_tombstoned_and_a_live_one_never_is() {
     producer_dies_at::<0>();
 }
 
@@ -793,17 +788,17 @@ fn consumer_dies_at<const STOP: u8>() {
 }
 
 #[test]
-fn a_consumer_dying_after_its_intent_leaves_the_message_in_place() {
-    consumer_dies_at::<STOP_AFTER_INTENT>();
-}
-
-#[test]
 fn a_consumer_dying_after_its_announcement_leaves_the_message_in_place() {
     consumer_dies_at::<STOP_AFTER_ANNOUNCEMENT>();
 }
 
 #[test]
-fn a_consumer_dying_after_its_cas_has_its_message_redelivered_once() {
+fn a_consumer_dying_between_its_cas_and_its_stamp_has_its_message_redelivered_once() {
+    consumer_dies_at::<STOP_AFTER_CAS>();
+}
+
+#[test]
+fn a_consumer_dying_after_its_stamp_has_its_message_redelivered_once() {
     consumer_dies_at::<0>();
 }
 

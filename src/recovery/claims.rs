@@ -11,11 +11,14 @@
 //! # What a dead participant can leave, and how it is found
 //! One scan of the slots finds every claim that will never be finished (see `ring`,
 //! "Attribution"):
-//! - `EMPTY(p)` with `p` below the tail: a send claimed and not published. Repaired (a
-//!   tombstone) only if no *live* participant announces `p`: a live claimer always does.
-//! - `FULL(p)` or `SKIP(p)` with `p` below the head: a message or tombstone claimed and not
-//!   released. Given back (or dropped by policy), or freed, if no live participant announces it.
-//! - `WRITING(p, owner)` / `READING(p, owner)` stamps of long holds whose owner is dead.
+//! - `WRITING(p, owner)` / `RESERVED(p, owner)` / `READING(p, owner)` / `LENT(p, owner)`: a
+//!   stamped claim whose owner is dead. A send becomes a tombstone; a message is given back (or
+//!   dropped by policy).
+//! - `EMPTY(p)` with `p` below the tail: a send claimed and not yet stamped (its claimer died
+//!   between its CAS and its stamp). Repaired (a tombstone) only if no *live* participant
+//!   announces `p`: a live claimer always does.
+//! - `FULL(p)` or `SKIP(p)` with `p` below the head: likewise, a receive claimed and not yet
+//!   stamped; given back, or freed, if no live participant announces it.
 //!
 //! Every repair is one CAS from the exact word the scan read, so two survivors cannot both
 //! succeed, and a live claimer that finishes first makes the CAS fail.
@@ -110,7 +113,7 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
                 }
                 abandon_send(queue, &ring, pos, word)
             }
-            Phase::Writing if queue.is_dead(state.owner) => {
+            Phase::Writing | Phase::Reserved if queue.is_dead(state.owner) => {
                 abandon_send(queue, &ring, state.position_near(tail), word)
             }
             Phase::Full | Phase::Skip => {
@@ -128,10 +131,10 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
                     resolve_message(queue, &ring, me, pos, word)
                 }
             }
-            Phase::Reading if queue.is_dead(state.owner) => {
+            Phase::Reading | Phase::Lent if queue.is_dead(state.owner) => {
                 resolve_message(queue, &ring, me, state.position_near(head), word)
             }
-            Phase::Writing | Phase::Reading => continue,
+            Phase::Writing | Phase::Reading | Phase::Reserved | Phase::Lent => continue,
         };
         match done {
             Some(changed) => outcome.changed |= changed,
@@ -156,13 +159,13 @@ pub fn resolve_stamps_of<Q: ClaimStore + ?Sized>(queue: &Q, owner: u32, me: Clai
             continue;
         }
         let done = match state.phase {
-            Phase::Writing => abandon_send(
+            Phase::Writing | Phase::Reserved => abandon_send(
                 queue,
                 &ring,
                 state.position_near(ring.tail_position()),
                 word,
             ),
-            Phase::Reading => {
+            Phase::Reading | Phase::Lent => {
                 let pos = state.position_near(ring.head_position());
                 resolve_message(queue, &ring, me, pos, word)
             }
