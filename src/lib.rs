@@ -52,11 +52,15 @@
 #[cfg(not(loom))]
 mod async_wait;
 #[cfg(not(loom))]
+mod channel;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod file;
 #[cfg(not(loom))]
 mod layout;
+#[cfg(not(loom))]
+mod occupancy;
 #[cfg(not(loom))]
 mod participant;
 #[cfg(not(loom))]
@@ -81,16 +85,23 @@ mod sync;
 mod test_hooks;
 #[cfg(not(loom))]
 pub mod topic;
+#[cfg(not(loom))]
+mod typed;
 mod wait;
 
 #[cfg(not(loom))]
 pub use async_wait::{RecvFuture, RecvInPlaceFuture, SendFuture};
+/// The plain-old-data casts behind [`Typed`]: `Pod` and `Zeroable`, and with shmq's `derive`
+/// feature their derive macros (`#[bytemuck(crate = "shmq::bytemuck")]` points them here).
+pub use bytemuck;
+#[cfg(not(loom))]
+pub use channel::{channel, IntoIter, Iter, Receiver, Sender, TryIter};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use layout::{
-    Geometry, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLATFORM,
-    VERSION,
+    Geometry, FLAG_ALLOW_OTHER_ACCESS, FLAG_CLOSE_WHEN_PRODUCERS_GONE, FLAG_DROP_ON_CONSUMER_DEATH,
+    MAGIC, PARTICIPANTS, PLATFORM, VERSION,
 };
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
@@ -111,6 +122,8 @@ pub use test_hooks::testing;
 pub use topic::{
     Subscription, SubscriptionInfo, Topic, TopicOptions, TopicStats, WhenFull, TOPIC_MAGIC,
 };
+#[cfg(not(loom))]
+pub use typed::{Typed, TypedGuard};
 
 /// The claim, wait and claim-resolution protocols, exposed to the loom models in
 /// `tests/loom.rs` only.
