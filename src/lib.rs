@@ -42,9 +42,51 @@
 //! let n = consumer.recv(&mut buf)?;
 //! assert_eq!(&buf[..n], b"resize image 42");
 //! producer.close();
-//! assert!(matches!(consumer.recv(&mut buf), Err(shmq::Error::Closed)));
+//! assert_eq!(consumer.recv(&mut buf), Err(shmq::Error::Closed));
 //! # Ok::<(), shmq::Error>(())
 //! ```
+//!
+//! # Coming from crossbeam-channel
+//! A queue is a bounded channel whose buffer is a file, so its ends can live in different
+//! processes. With messages of a plain-old-data type `T` ([`bytemuck::Pod`]: integers, floats,
+//! arrays and `#[repr(C)]` structs of them, `#[derive(Pod, Zeroable)]` with the `derive`
+//! feature), the calls map one to one:
+//!
+//! | crossbeam-channel                        | shmq                                                   |
+//! |------------------------------------------|--------------------------------------------------------|
+//! | `let (s, r) = bounded::<T>(cap)`         | `let (s, r) = shmq::channel::<T>(path, Options::new(cap, size_of::<T>() as u32))?` |
+//! | (the other process)                      | `Queue::open_sender::<T>(path)?`, `Queue::open_receiver::<T>(path)?` |
+//! | `s.send(msg)`, `try_send`, `send_timeout` | the same, on [`Sender`] (`msg`: a `T` or a `&T`)      |
+//! | `r.recv()`, `try_recv`, `recv_timeout`   | the same, on [`Receiver`]; also `recv_in_place` (no copy) |
+//! | `r.iter()`, `r.try_iter()`, `for m in r` | the same                                               |
+//! | `len`, `is_empty`, `is_full`, `capacity` | the same (and on [`Queue`])                            |
+//! | `s.clone()`, `r.clone()`                 | the same (clones share one handle)                     |
+//! | drop every `Sender`: `r` disconnects     | the same with [`Options::close_when_producers_gone`]   |
+//! | `SendError(msg)`, `RecvError`, ...       | one [`Error`] (`Closed`, `Full`, `Empty`, `Timeout`, ...), with `==` |
+//! | `Select`                                 | [`Select`] on `r.queue()`, then `r.try_recv()` (readiness only; a disconnect shows once a receive has closed the queue) |
+//!
+//! [`Typed<T>`] is the same typed API on a plain [`Queue`] handle, without the roles; [`Queue`]
+//! itself sends and receives byte messages of any length up to its maximum.
+//!
+//! What is different, because a queue outlives processes:
+//! - **Messages outlive handles.** A message is in the file, not in a handle: dropping every
+//!   handle, or killing every process, loses nothing; the next process to open the queue
+//!   receives it. The file stays until [`Queue::unlink`].
+//! - **Disconnection is opt-in, one-way and global.** Without
+//!   [`Options::close_when_producers_gone`], receivers wait for senders that may come later, as
+//!   a job queue should. With it, once every sender that ever attached is gone (dropped, or its
+//!   process dead, even by SIGKILL) the first receiver to find the queue empty closes it: every
+//!   process then drains it and gets `Closed`, and later sends fail. Dropping receivers never
+//!   makes sends fail: a full queue waits for the next consumer.
+//! - **`close` is global.** [`Queue::close`] (also reachable as `sender.queue().close()`)
+//!   closes the queue for every process and every handle, for good.
+//! - **Fixed sizes.** The capacity is a power of two, and every message fits in the maximum
+//!   message size chosen at creation (a `T` larger than it is refused when the handle is made).
+//!   A zero-capacity rendezvous channel does not exist.
+//! - **A message is bytes.** Only plain-old-data crosses: no `String`, `Box` or references (a
+//!   pointer means nothing in another process); the compiler refuses them.
+//! - **Crash recovery.** A consumer killed while it holds a message gives it back (or drops it,
+//!   per [`OnConsumerDeath`]); a producer killed mid-send leaves nothing half-written.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
