@@ -75,9 +75,9 @@
 //! - **Disconnection is opt-in, one-way and global.** Without
 //!   [`Options::close_when_producers_gone`], receivers wait for senders that may come later, as
 //!   a job queue should. With it, once every sender that ever attached is gone (dropped, or its
-//!   process dead, even by SIGKILL) the first receiver to find the queue empty closes it: every
-//!   process then drains it and gets `Closed`, and later sends fail. Dropping receivers never
-//!   makes sends fail: a full queue waits for the next consumer.
+//!   process dead, even by SIGKILL) the first [`Receiver`] to find the queue empty closes it:
+//!   every process then drains it and gets `Closed`, and later sends fail. Dropping receivers
+//!   never makes sends fail: a full queue waits for the next consumer.
 //! - **`close` is global.** [`Queue::close`] (also reachable as `sender.queue().close()`)
 //!   closes the queue for every process and every handle, for good.
 //! - **Fixed sizes.** The capacity is a power of two, and every message fits in the maximum
