@@ -516,6 +516,13 @@ impl<'r, T: Pod> IntoIterator for &'r Receiver<T> {
     }
 }
 
+// Compile-time check: both ends may move to, and be shared by, other threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Sender<u64>>();
+    send_sync::<Receiver<u64>>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
