@@ -1141,7 +1141,7 @@ impl Queue {
         self.wake(&self.header().recv_wait.0);
     }
 
-    /// The header's option flags, as validated on open (for `channel` and `occupancy`).
+    /// The header's option flags, as validated on open (for `channel`).
     pub(crate) fn flags(&self) -> u32 {
         self.flags
     }
