@@ -11,19 +11,24 @@ use std::path::PathBuf;
 /// creating a queue file (`TooManyHandles` when every participant entry is taken), or from
 /// finding the shared memory in a state that honest peers never produce (`Corrupt`).
 ///
+/// Errors compare with `==` (`Io` by its [`io::ErrorKind`] only), so tests can say
+/// `assert_eq!(q.try_recv(&mut buf), Err(Error::Empty))`. The enum is `#[non_exhaustive]`:
+/// a `match` on it needs a `_` arm, so that new variants are not breaking changes.
+///
 /// # Examples
 /// ```
 /// use shmq::{Error, Options, Queue};
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("q");
-/// assert!(matches!(Queue::open(&path), Err(Error::NotFound(p)) if p == path));
+/// assert_eq!(Queue::open(&path).unwrap_err(), Error::NotFound(path.clone()));
 /// let q = Queue::create(&path, Options::new(2, 8))?;
-/// assert!(matches!(q.try_recv(&mut [0u8; 8]), Err(Error::Empty)));
-/// match q.try_send(b"nine bytes") {
-///     Err(Error::TooLarge { len, max }) => assert_eq!((len, max), (10, 8)),
-///     other => panic!("expected TooLarge, got {other:?}"),
-/// }
+/// assert_eq!(q.try_recv(&mut [0u8; 8]), Err(Error::Empty));
+/// assert_eq!(q.try_send(b"nine bytes"), Err(Error::TooLarge { len: 10, max: 8 }));
 /// assert_eq!(Error::Full.to_string(), "queue is full");
+/// // `Io` errors compare by kind (an `io::Error` itself has no equality).
+/// let io = |kind| Error::Io(std::io::Error::new(kind, "detail"));
+/// assert_eq!(io(std::io::ErrorKind::Interrupted), io(std::io::ErrorKind::Interrupted));
+/// assert_ne!(io(std::io::ErrorKind::Interrupted), io(std::io::ErrorKind::WouldBlock));
 /// # Ok::<(), shmq::Error>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,16 @@ pub enum Error {
     BufferTooSmall {
         /// Length of the message waiting at the head of the queue.
         needed: usize,
+    },
+    /// A typed receive ([`Typed`](crate::Typed), [`Receiver`](crate::Receiver)) found a message
+    /// whose length is not the size of its type: a peer sent something else on this queue. The
+    /// message was consumed (it cannot be read as the type).
+    #[error("message of {len} bytes where a message type of {expected} bytes was expected")]
+    WrongSize {
+        /// Length of the message received.
+        len: usize,
+        /// Size of the message type.
+        expected: usize,
     },
     /// The options given to `create` are out of range.
     #[error("invalid options: {0}")]
@@ -103,6 +118,46 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
+
+/// Equality of every variant's fields, except `Io`, whose errors are equal when their kinds are
+/// (an `io::Error` may wrap any error value, which has no equality).
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        use Error::*;
+        // Exhaustive over `self`, so that a new variant cannot be left out.
+        match self {
+            Full => matches!(other, Full),
+            Empty => matches!(other, Empty),
+            Timeout => matches!(other, Timeout),
+            Closed => matches!(other, Closed),
+            TooLarge { len, max } => {
+                matches!(other, TooLarge { len: l, max: m } if (l, m) == (len, max))
+            }
+            BufferTooSmall { needed } => {
+                matches!(other, BufferTooSmall { needed: n } if n == needed)
+            }
+            WrongSize { len, expected } => {
+                matches!(other, WrongSize { len: l, expected: e } if (l, e) == (len, expected))
+            }
+            InvalidOptions(why) => matches!(other, InvalidOptions(w) if w == why),
+            NotFound(path) => matches!(other, NotFound(p) if p == path),
+            AlreadyExists(path) => matches!(other, AlreadyExists(p) if p == path),
+            PermissionDenied { path, reason } => matches!(
+                other,
+                PermissionDenied { path: p, reason: r } if (p, r) == (path, reason)
+            ),
+            Corrupt { what } => matches!(other, Corrupt { what: w } if w == what),
+            Incompatible { found, expected } => matches!(
+                other,
+                Incompatible { found: f, expected: e } if (f, e) == (found, expected)
+            ),
+            TooManyHandles { limit } => matches!(other, TooManyHandles { limit: l } if l == limit),
+            Io(err) => matches!(other, Io(e) if e.kind() == err.kind()),
+        }
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     pub(crate) fn corrupt(what: impl Into<String>) -> Self {

@@ -56,8 +56,14 @@ pub const FLAG_DROP_ON_CONSUMER_DEATH: u32 = 1;
 /// Identity flag: the file may give "other" users access (`Options::allow_other_access`);
 /// without it, `open` refuses a file whose mode does.
 pub const FLAG_ALLOW_OTHER_ACCESS: u32 = 2;
+/// Identity flag: once every sender handle that ever attached is gone and the queue is drained,
+/// receivers get `Closed` (`Options::close_when_producers_gone`; see `channel`). Builds that do
+/// not know it refuse the file, so none of them ignores the word it relies on
+/// (`Counters::senders_attached`).
+pub const FLAG_CLOSE_WHEN_PRODUCERS_GONE: u32 = 4;
 /// Every identity flag this build knows; a file with another bit set is refused on open.
-const KNOWN_FLAGS: u32 = FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS;
+const KNOWN_FLAGS: u32 =
+    FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS | FLAG_CLOSE_WHEN_PRODUCERS_GONE;
 /// Bytes of slot metadata before the payload.
 pub const SLOT_HEADER: usize = 24;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
@@ -92,8 +98,8 @@ pub(crate) struct Identity {
     pub file_len: u64,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
-    /// Option flags: [`FLAG_DROP_ON_CONSUMER_DEATH`], [`FLAG_ALLOW_OTHER_ACCESS`]; other bits are
-    /// refused on open.
+    /// Option flags: [`FLAG_DROP_ON_CONSUMER_DEATH`], [`FLAG_ALLOW_OTHER_ACCESS`],
+    /// [`FLAG_CLOSE_WHEN_PRODUCERS_GONE`]; other bits are refused on open.
     pub flags: u32,
     /// Deliveries after which a message whose consumer died is dropped (dead-lettered) instead
     /// of redelivered; 0 means unlimited.
@@ -119,6 +125,10 @@ pub(crate) struct Counters {
     pub dead_lettered: AtomicU64,
     /// When the participant table was last swept for the dead (CLOCK_MONOTONIC, ns).
     pub last_sweep_ns: AtomicU64,
+    /// How many `Sender` handles have attached (see `channel`); 0 until the first does. It lies
+    /// in what was the padding of this line, zero in every file, so the layout version is
+    /// unchanged: older builds never read it.
+    pub senders_attached: AtomicU64,
 }
 
 /// The queue header at offset 0. Each hot word is alone on its 128-byte line.
@@ -190,6 +200,7 @@ pub(crate) struct SlotHeader {
 
 const _: () = assert!(std::mem::size_of::<Header>() == 6 * 128);
 const _: () = assert!(std::mem::size_of::<Identity>() <= 128);
+const _: () = assert!(std::mem::size_of::<Counters>() <= 128);
 const _: () = assert!(std::mem::size_of::<Participant>() == 128);
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 

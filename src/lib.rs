@@ -42,9 +42,51 @@
 //! let n = consumer.recv(&mut buf)?;
 //! assert_eq!(&buf[..n], b"resize image 42");
 //! producer.close();
-//! assert!(matches!(consumer.recv(&mut buf), Err(shmq::Error::Closed)));
+//! assert_eq!(consumer.recv(&mut buf), Err(shmq::Error::Closed));
 //! # Ok::<(), shmq::Error>(())
 //! ```
+//!
+//! # Coming from crossbeam-channel
+//! A queue is a bounded channel whose buffer is a file, so its ends can live in different
+//! processes. With messages of a plain-old-data type `T` ([`bytemuck::Pod`]: integers, floats,
+//! arrays and `#[repr(C)]` structs of them, `#[derive(Pod, Zeroable)]` with the `derive`
+//! feature), the calls map one to one:
+//!
+//! | crossbeam-channel                        | shmq                                                   |
+//! |------------------------------------------|--------------------------------------------------------|
+//! | `let (s, r) = bounded::<T>(cap)`         | `let (s, r) = shmq::channel::<T>(path, Options::new(cap, size_of::<T>() as u32))?` |
+//! | (the other process)                      | `Queue::open_sender::<T>(path)?`, `Queue::open_receiver::<T>(path)?` |
+//! | `s.send(msg)`, `try_send`, `send_timeout` | the same, on [`Sender`] (`msg`: a `T` or a `&T`)      |
+//! | `r.recv()`, `try_recv`, `recv_timeout`   | the same, on [`Receiver`]; also `recv_in_place` (no copy) |
+//! | `r.iter()`, `r.try_iter()`, `for m in r` | the same                                               |
+//! | `len`, `is_empty`, `is_full`, `capacity` | the same (and on [`Queue`])                            |
+//! | `s.clone()`, `r.clone()`                 | the same (clones share one handle)                     |
+//! | drop every `Sender`: `r` disconnects     | the same with [`Options::close_when_producers_gone`]   |
+//! | `SendError(msg)`, `RecvError`, ...       | one [`Error`] (`Closed`, `Full`, `Empty`, `Timeout`, ...), with `==` |
+//! | `Select`                                 | [`Select`] on `r.queue()`, then `r.try_recv()` (readiness only; a disconnect shows once a receive has closed the queue) |
+//!
+//! [`Typed<T>`] is the same typed API on a plain [`Queue`] handle, without the roles; [`Queue`]
+//! itself sends and receives byte messages of any length up to its maximum.
+//!
+//! What is different, because a queue outlives processes:
+//! - **Messages outlive handles.** A message is in the file, not in a handle: dropping every
+//!   handle, or killing every process, loses nothing; the next process to open the queue
+//!   receives it. The file stays until [`Queue::unlink`].
+//! - **Disconnection is opt-in, one-way and global.** Without
+//!   [`Options::close_when_producers_gone`], receivers wait for senders that may come later, as
+//!   a job queue should. With it, once every sender that ever attached is gone (dropped, or its
+//!   process dead, even by SIGKILL) the first [`Receiver`] to find the queue empty closes it:
+//!   every process then drains it and gets `Closed`, and later sends fail. Dropping receivers
+//!   never makes sends fail: a full queue waits for the next consumer.
+//! - **`close` is global.** [`Queue::close`] (also reachable as `sender.queue().close()`)
+//!   closes the queue for every process and every handle, for good.
+//! - **Fixed sizes.** The capacity is a power of two, and every message fits in the maximum
+//!   message size chosen at creation (a `T` larger than it is refused when the handle is made).
+//!   A zero-capacity rendezvous channel does not exist.
+//! - **A message is bytes.** Only plain-old-data crosses: no `String`, `Box` or references (a
+//!   pointer means nothing in another process); the compiler refuses them.
+//! - **Crash recovery.** A consumer killed while it holds a message gives it back (or drops it,
+//!   per [`OnConsumerDeath`]); a producer killed mid-send leaves nothing half-written.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -52,11 +94,15 @@
 #[cfg(not(loom))]
 mod async_wait;
 #[cfg(not(loom))]
+mod channel;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod file;
 #[cfg(not(loom))]
 mod layout;
+#[cfg(not(loom))]
+mod occupancy;
 #[cfg(not(loom))]
 mod participant;
 #[cfg(not(loom))]
@@ -81,16 +127,23 @@ mod sync;
 mod test_hooks;
 #[cfg(not(loom))]
 pub mod topic;
+#[cfg(not(loom))]
+mod typed;
 mod wait;
 
 #[cfg(not(loom))]
 pub use async_wait::{RecvFuture, RecvInPlaceFuture, SendFuture};
+/// The plain-old-data casts behind [`Typed`]: `Pod` and `Zeroable`, and with shmq's `derive`
+/// feature their derive macros (`#[bytemuck(crate = "shmq::bytemuck")]` points them here).
+pub use bytemuck;
+#[cfg(not(loom))]
+pub use channel::{channel, IntoIter, Iter, Receiver, Sender, TryIter};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use layout::{
-    Geometry, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH, MAGIC, PARTICIPANTS, PLATFORM,
-    VERSION,
+    Geometry, FLAG_ALLOW_OTHER_ACCESS, FLAG_CLOSE_WHEN_PRODUCERS_GONE, FLAG_DROP_ON_CONSUMER_DEATH,
+    MAGIC, PARTICIPANTS, PLATFORM, VERSION,
 };
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
@@ -111,6 +164,8 @@ pub use test_hooks::testing;
 pub use topic::{
     Subscription, SubscriptionInfo, Topic, TopicOptions, TopicStats, WhenFull, TOPIC_MAGIC,
 };
+#[cfg(not(loom))]
+pub use typed::{Typed, TypedGuard};
 
 /// The claim, wait and claim-resolution protocols, exposed to the loom models in
 /// `tests/loom.rs` only.

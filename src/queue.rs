@@ -55,6 +55,11 @@ pub struct Options {
     /// this off, `create` refuses such a mode and `open` refuses a file whose mode was widened
     /// later. Recorded in the file ([`FLAG_ALLOW_OTHER_ACCESS`](crate::FLAG_ALLOW_OTHER_ACCESS)).
     pub allow_other_access: bool,
+    /// Whether receivers get `Closed` once every [`Sender`](crate::Sender) that ever attached
+    /// is gone (dropped, or its process dead) and the queue is drained: crossbeam-channel's
+    /// disconnect, across processes. Off by default. Recorded in the file
+    /// ([`FLAG_CLOSE_WHEN_PRODUCERS_GONE`](crate::FLAG_CLOSE_WHEN_PRODUCERS_GONE)).
+    pub close_when_producers_gone: bool,
 }
 
 /// What a queue does with a message whose consumer died after claiming it and before releasing
@@ -79,6 +84,7 @@ impl Options {
             on_consumer_death: OnConsumerDeath::Redeliver,
             max_deliveries: 0,
             allow_other_access: false,
+            close_when_producers_gone: false,
         }
     }
 
@@ -116,6 +122,14 @@ impl Options {
     /// ```
     pub fn allow_other_access(mut self, allow: bool) -> Self {
         self.allow_other_access = allow;
+        self
+    }
+
+    /// Sets whether receivers get `Closed` once every sender is gone (see
+    /// [`Options::close_when_producers_gone`](struct.Options.html#structfield.close_when_producers_gone)
+    /// and [`Receiver`](crate::Receiver)).
+    pub fn close_when_producers_gone(mut self, close: bool) -> Self {
+        self.close_when_producers_gone = close;
         self
     }
 }
@@ -619,6 +633,17 @@ impl Queue {
             token: lane.token,
             announcement: &self.participants()[lane.index as usize].announcement,
         })
+    }
+
+    /// The participant entry taken when this handle was opened (the opening thread's lane):
+    /// it speaks for the whole handle where one entry must (a channel end's role).
+    pub(crate) fn registration(&self) -> Registration {
+        self.me
+    }
+
+    /// Whether participant entry `index` is one of this handle's lanes (alive by definition).
+    pub(crate) fn owns_entry(&self, index: u32) -> bool {
+        self.lanes.is_mine(index)
     }
 
     /// Whether `token` is one of this handle's lanes (alive, whatever a probe says).
@@ -1497,6 +1522,11 @@ impl Queue {
         counters.cancelled_sends.fetch_add(1, Ordering::Relaxed);
         self.wake(&self.header().recv_wait.0);
     }
+
+    /// The header's option flags, as validated on open (for `channel`).
+    pub(crate) fn flags(&self) -> u32 {
+        self.flags
+    }
 }
 
 /// Spins before a non-blocking call waiting out a claim in progress starts yielding the CPU.
@@ -1537,6 +1567,9 @@ unsafe fn init_file(base: *mut u8, geometry: &Geometry, options: &Options) {
         };
         if options.allow_other_access {
             flags |= FLAG_ALLOW_OTHER_ACCESS;
+        }
+        if options.close_when_producers_gone {
+            flags |= crate::layout::FLAG_CLOSE_WHEN_PRODUCERS_GONE;
         }
         header.identity.0 =
             geometry.identity(participant::unix_now_ns(), flags, options.max_deliveries);

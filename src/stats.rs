@@ -37,7 +37,9 @@ pub struct Stats {
     /// Platform tag of the file ([`PLATFORM`](crate::PLATFORM): `open` accepts no other).
     pub platform: u32,
     /// Option flags of the file ([`FLAG_DROP_ON_CONSUMER_DEATH`](crate::FLAG_DROP_ON_CONSUMER_DEATH),
-    /// [`FLAG_ALLOW_OTHER_ACCESS`](crate::FLAG_ALLOW_OTHER_ACCESS)), as validated on open.
+    /// [`FLAG_ALLOW_OTHER_ACCESS`](crate::FLAG_ALLOW_OTHER_ACCESS),
+    /// [`FLAG_CLOSE_WHEN_PRODUCERS_GONE`](crate::FLAG_CLOSE_WHEN_PRODUCERS_GONE)), as validated
+    /// on open.
     pub flags: u32,
     /// Number of slots.
     pub capacity: u32,

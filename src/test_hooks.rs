@@ -119,6 +119,9 @@ pub mod testing {
     /// How long the slot at a cursor must stay claimed by another participant before a
     /// non-blocking call asks whether that claimer lives (`recovery::STUCK_NS`).
     pub const STUCK: Duration = Duration::from_nanos(crate::recovery::STUCK_NS);
+    /// Least time between two "are the senders gone?" checks of one receiver
+    /// (`channel::PRODUCERS_CHECK_INTERVAL`).
+    pub const PRODUCERS_CHECK_INTERVAL: Duration = crate::channel::PRODUCERS_CHECK_INTERVAL;
     /// Environment variable: `off` removes the sleep slices of blocked calls (they then sleep
     /// until woken or until their deadline), a number of milliseconds sets them.
     pub const SLEEP_SLICE_VAR: &str = "SHMQ_TEST_SLEEP_SLICE";

@@ -61,6 +61,8 @@ pub(crate) fn status_of(err: &Error) -> c_int {
         Error::Incompatible { .. } => SHMQ_INCOMPATIBLE,
         Error::Io(_) => SHMQ_IO,
         Error::TooManyHandles { .. } => SHMQ_TOO_MANY_HANDLES,
+        // Only the Rust typed receive (`Typed`, `Receiver`) reports it; the C API has none.
+        Error::WrongSize { .. } => SHMQ_INTERNAL,
         // `Error` is non-exhaustive: a variant this build does not know is a library bug here.
         _ => SHMQ_INTERNAL,
     }

@@ -9,7 +9,10 @@
 use crate::failure::Failure;
 use crate::lifecycle::policy_name;
 use serde_json::json;
-use shmq::{ParticipantInfo, Queue, Stats, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH};
+use shmq::{
+    ParticipantInfo, Queue, Stats, FLAG_ALLOW_OTHER_ACCESS, FLAG_CLOSE_WHEN_PRODUCERS_GONE,
+    FLAG_DROP_ON_CONSUMER_DEATH,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -203,7 +206,12 @@ fn flags(flags: u32) -> String {
     if flags & FLAG_ALLOW_OTHER_ACCESS != 0 {
         names.push("allow other access");
     }
-    if flags & !(FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS) != 0 {
+    if flags & FLAG_CLOSE_WHEN_PRODUCERS_GONE != 0 {
+        names.push("close when producers gone");
+    }
+    let known =
+        FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS | FLAG_CLOSE_WHEN_PRODUCERS_GONE;
+    if flags & !known != 0 {
         names.push("unknown bits");
     }
     if names.is_empty() {
@@ -285,7 +293,11 @@ mod tests {
         assert_eq!(flags(0), "0x0");
         assert_eq!(flags(1), "0x1 (drop on consumer death)");
         assert_eq!(flags(3), "0x3 (drop on consumer death, allow other access)");
-        assert_eq!(flags(5), "0x5 (drop on consumer death, unknown bits)");
+        assert_eq!(
+            flags(5),
+            "0x5 (drop on consumer death, close when producers gone)"
+        );
+        assert_eq!(flags(9), "0x9 (drop on consumer death, unknown bits)");
     }
 
     #[test]
