@@ -129,7 +129,10 @@ fn find_package_then_shmq_targets_build_the_cpp_example_against_an_installed_cop
     // the library gone it cannot start; the static one does not need it.
     std::fs::remove_file(prefix.join("lib/libshmq.so")).unwrap();
     let mut shared = Command::new(project.path().join("build/pingpong"));
-    shared.arg("10").arg(queues.path().join("again"));
+    shared
+        .arg("10")
+        .arg(queues.path().join("again"))
+        .env_remove("LD_LIBRARY_PATH");
     let out = run(shared, LIMIT);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("libshmq.so"));
