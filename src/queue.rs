@@ -244,6 +244,10 @@ impl SlotStates for MappedSlots<'_> {
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.queue.slot(pos).state
     }
+    #[inline]
+    fn prepare_write(&self, pos: u64) {
+        self.queue.prefetch_for_write(pos);
+    }
 }
 
 /// The lanes of one handle: which participant entry each thread that used it claims through.
@@ -561,6 +565,37 @@ impl Queue {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (pos, len);
+    }
+
+    /// Asks the CPU to start fetching, for writing, the payload lines of the slot for `pos`
+    /// after the first (up to three), before a send claims it: their last writer or reader was
+    /// a consumer on another core, and the copy would otherwise wait for each line in turn.
+    /// The first line, which holds the state word that consumers poll, is left alone. A hint:
+    /// `prefetchw` reads nothing into the program and cannot fault.
+    #[inline]
+    fn prefetch_for_write(&self, pos: u64) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            let slot = self.slot(pos) as *const SlotHeader as *const u8;
+            let end = (SLOT_HEADER + self.max_message_size()).min(4 * 64);
+            let mut offset = 64;
+            while offset < end {
+                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
+                // address lies inside this slot, inside the mapping (see `slot`); `prefetchw`
+                // (executed as a no-op by CPUs without it) touches no register or memory the
+                // program sees and never faults.
+                unsafe {
+                    std::arch::asm!(
+                        "prefetchw [{0}]",
+                        in(reg) slot.wrapping_add(offset),
+                        options(nostack, preserves_flags, readonly)
+                    )
+                };
+                offset += 64;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = pos;
     }
 
     /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).

@@ -250,6 +250,14 @@ pub enum Side {
 pub trait SlotStates {
     /// The state word of the slot that holds position `pos`.
     fn state(&self, pos: u64) -> &AtomicU64;
+
+    /// A hint, before the cursor CAS of a send that will write the slot of `pos`: start
+    /// fetching the slot's lines (other than the state word's, which consumers poll) for
+    /// writing. Nothing by default.
+    #[inline]
+    fn prepare_write(&self, pos: u64) {
+        let _ = pos;
+    }
 }
 
 /// A claimer's record of the claim it is making: the run `first .. first + count` on one side.
@@ -435,6 +443,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             let word = self.slots.state(tail).load(Ordering::Acquire);
             if word == empty_state(tail) {
                 let count = self.free_run(tail, max.min(cap));
+                self.slots.prepare_write(tail);
                 me.announcement.announce(tail, count, Side::Send);
                 if STOP == STOP_AFTER_ANNOUNCEMENT {
                     return Err(ClaimError::WouldBlock);
