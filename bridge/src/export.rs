@@ -18,6 +18,7 @@ use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use shmq::RecvGuard;
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -49,8 +50,12 @@ const COUNTERS: &[&str] = &[
 ];
 
 /// One message between its receipt and its release: its slot stays claimed while it is here.
+///
+/// The guard is released only where JetStream's ack is handled. On every other way out (an
+/// error, a panic) it is forgotten instead, and dropping the `Queue` gives forgotten claims
+/// back to the queue, as recovery would after a crash: a message leaves only once acknowledged.
 struct InFlight<'q> {
-    guard: RecvGuard<'q>,
+    guard: ManuallyDrop<RecvGuard<'q>>,
     msg_id: String,
     payload: Bytes,
     ack: PublishAckFuture,
@@ -136,7 +141,7 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
                     counters.add("duplicates", 1);
                 }
                 // Acknowledged: now, and only now, the message may leave the queue.
-                drop(guard);
+                drop(ManuallyDrop::into_inner(guard));
                 counters.add("acknowledged", 1);
             }
             Err(e) => {
@@ -176,6 +181,7 @@ async fn publish_new<'q>(
     origin: u64,
     guard: RecvGuard<'q>,
 ) -> Result<InFlight<'q>> {
+    let guard = ManuallyDrop::new(guard);
     let msg_id = format!("{origin:x}-{:x}", guard.id());
     let payload = Bytes::copy_from_slice(&guard);
     let ack = publish(js, subject, &msg_id, payload.clone()).await?;
