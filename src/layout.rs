@@ -3,12 +3,17 @@
 //!
 //! ```text
 //! offset 0            Header        (6 × 128 B: identity, tail, head, two wait words, counters)
-//! participants_offset Participant × PARTICIPANTS (32 B each): who has the queue open
+//! participants_offset Participant × PARTICIPANTS (128 B each): who has the queue open, one
+//!                     entry per thread that uses a handle; each begins with that thread's
+//!                     claim announcement (see `ring`)
 //! slots_offset        Slot × capacity, each `slot_stride` bytes:
 //!                        state: u64   the claim state word (see `ring`)
 //!                        len: u32     length of the message in the slot
 //!                        deliveries: u32  deliveries of this message that ended with the
 //!                                         consumer's death (a receiver sees this + 1)
+//!                        id: u64      the message's id: the position of its first send, kept
+//!                                     when recovery gives the message back
+//!                        intent: u64  the last claim attempted on this slot (see `ring`)
 //!                        payload: [u8; max_message_size], padded to a multiple of 64 bytes
 //! ```
 //!
@@ -22,12 +27,13 @@
 //! no process can map a half-written header. Bump [`VERSION`] on any change to this layout.
 
 use crate::error::{Error, Result};
+use crate::ring::Announcement;
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// The first eight bytes of every queue file.
 pub const MAGIC: [u8; 8] = *b"SHMQUEUE";
 /// The layout version this build reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Byte order and pointer width of this build: `'L'` or `'B'` in the high byte, then the pointer
 /// width in bits.
 pub const PLATFORM: u32 = ((if cfg!(target_endian = "little") {
@@ -39,7 +45,7 @@ pub const PLATFORM: u32 = ((if cfg!(target_endian = "little") {
     | (usize::BITS & 0xFF);
 
 /// Smallest and largest capacity (number of slots) a queue may have.
-pub const MIN_CAPACITY: u32 = 2;
+pub const MIN_CAPACITY: u32 = 1;
 /// See [`MIN_CAPACITY`].
 pub const MAX_CAPACITY: u32 = 1 << 24;
 /// Largest maximum message size: 16 MiB.
@@ -54,7 +60,7 @@ pub const FLAG_ALLOW_OTHER_ACCESS: u32 = 2;
 /// Every identity flag this build knows; a file with another bit set is refused on open.
 const KNOWN_FLAGS: u32 = FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS;
 /// Bytes of slot metadata before the payload.
-pub const SLOT_HEADER: usize = 16;
+pub const SLOT_HEADER: usize = 32;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
 const MAX_FILE_LEN: u64 = 1 << 40;
 
@@ -71,7 +77,7 @@ pub(crate) struct Identity {
     pub version: u32,
     /// [`PLATFORM`] that wrote the file.
     pub platform: u32,
-    /// Number of slots, a power of two.
+    /// Number of slots.
     pub capacity: u32,
     /// Payload bytes per slot.
     pub max_message_size: u32,
@@ -144,9 +150,13 @@ pub(crate) struct HeadLine {
     pub closing: AtomicU64,
 }
 
-/// One entry of the participant table (see `participant`).
-#[repr(C)]
+/// One entry of the participant table (see `participant`), on a 128-byte line of its own: its
+/// holder writes the announcement before every claim, and no other holder's stores may pull
+/// the line away.
+#[repr(C, align(128))]
 pub(crate) struct Participant {
+    /// The claim this holder is making (see `ring`, "Attribution"); written on every claim.
+    pub announcement: Announcement,
     /// `generation << 1 | in_use`: the generation grows each time the entry is taken.
     pub token: AtomicU32,
     /// Process id of the holder (informational: liveness is decided by a lock, not by pid).
@@ -174,21 +184,27 @@ pub(crate) struct SlotHeader {
     /// How many deliveries of this message ended with the consumer's death (0 for a new
     /// message; raised by recovery before it publishes the message again).
     pub deliveries: AtomicU32,
+    /// The message's id: the position of its first send (unique in the file), copied when
+    /// recovery gives the message back.
+    pub id: AtomicU64,
+    /// The last claim attempted on this slot, `pos << 1 | side` (see `ring`, "Exact Empty and
+    /// Full").
+    pub intent: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == 6 * 128);
 const _: () = assert!(std::mem::size_of::<Identity>() <= 128);
-const _: () = assert!(std::mem::size_of::<Participant>() == 32);
+const _: () = assert!(std::mem::size_of::<Participant>() == 128);
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 
 /// Where everything is in a queue file of a given capacity and maximum message size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
-    /// Number of slots, a power of two.
+    /// Number of slots.
     pub capacity: u32,
     /// Payload bytes per slot.
     pub max_message_size: u32,
-    /// Bytes from one slot to the next: 16 bytes of slot header plus the payload, rounded up
+    /// Bytes from one slot to the next: 32 bytes of slot header plus the payload, rounded up
     /// to 64.
     pub slot_stride: u32,
     /// Offset of the participant table.
@@ -206,9 +222,9 @@ fn round_up(n: u64, to: u64) -> u64 {
 impl Geometry {
     /// The layout for these options, or `InvalidOptions` if they are out of range.
     pub fn new(capacity: u32, max_message_size: u32) -> Result<Self> {
-        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || !capacity.is_power_of_two() {
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
             return Err(Error::InvalidOptions(format!(
-                "capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}, got {capacity}"
+                "capacity must be from {MIN_CAPACITY} to {MAX_CAPACITY}, got {capacity}"
             )));
         }
         if !(1..=MAX_MESSAGE_SIZE).contains(&max_message_size) {
@@ -334,7 +350,7 @@ mod tests {
 
     #[test]
     fn geometry_rejects_bad_capacities() {
-        for cap in [0, 1, 3, 100, MAX_CAPACITY * 2] {
+        for cap in [0, MAX_CAPACITY + 1, MAX_CAPACITY * 2] {
             assert!(
                 matches!(Geometry::new(cap, 8), Err(Error::InvalidOptions(_))),
                 "{cap}"
@@ -342,6 +358,10 @@ mod tests {
         }
         assert!(matches!(Geometry::new(4, 0), Err(Error::InvalidOptions(_))));
         assert!(Geometry::new(1 << 20, 64).is_ok());
+        // Any capacity, not only powers of two.
+        for cap in [1, 3, 100, 1000] {
+            assert!(Geometry::new(cap, 8).is_ok(), "{cap}");
+        }
     }
 
     #[test]

@@ -117,8 +117,11 @@ pub use topic::{
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod model {
-    pub use crate::recovery::claims::{resolve_claims, ClaimStore, Outcome, Resolution};
-    pub use crate::ring::{empty_state, Claim, ClaimError, Phase, Ring, SlotState, SlotStates};
+    pub use crate::recovery::claims::{resolve_dead, ClaimStore, Outcome, Resolution};
+    pub use crate::ring::{
+        empty_state, Announcement, Claim, ClaimError, Claimer, Phase, Ring, Side, SlotState,
+        SlotStates, RUN, STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_INTENT,
+    };
     pub use crate::sync::{AtomicU32, AtomicU64};
     pub use crate::wait::{wait_for, wake_all, wake_if_sleeping, Deadline, Waiter};
 }

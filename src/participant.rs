@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Byte offset of the lock range: far beyond any file, so the locks never touch real data
 /// (byte-range locks are advisory and may lie past the end of the file).
 const LOCK_BASE: i64 = 1 << 40;
-const GENERATION_BITS: u32 = 11;
+pub(crate) const GENERATION_BITS: u32 = 11;
 const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
 const _: () = assert!((PARTICIPANTS << GENERATION_BITS) - 1 <= OWNER_MAX);
 
@@ -96,6 +96,9 @@ pub(crate) fn register(file: &File, table: &[Participant]) -> Result<(Registrati
             let old = entry.token.load(Ordering::Acquire);
             let displaced = (old & 1 == 1).then(|| token_of(index, old));
             let generation = ((old >> 1) + 1) & GENERATION_MASK;
+            // A displaced holder's announcement must not cover anything for us (the survivors'
+            // rule needs only *live* announcements; see `ring`, "Attribution").
+            entry.announcement.clear();
             entry.sleeping.store(0, Ordering::Relaxed);
             entry.roles.store(0, Ordering::Relaxed);
             entry.pid.store(std::process::id(), Ordering::Relaxed);
@@ -140,13 +143,17 @@ pub(crate) fn is_held(probe: &File, index: u32) -> io::Result<bool> {
     Ok(fl.l_type == libc::F_WRLCK as libc::c_short)
 }
 
-/// Whether the participant that made a claim with owner `token` is gone: its entry has been
-/// released or taken by a later holder, or nobody holds the entry's lock (the kernel dropped it
-/// when the holder died). Decided by the kernel's lock table, never by a timeout.
-pub(crate) fn is_dead(probe: &File, table: &[Participant], me: Registration, token: u32) -> bool {
-    if token == me.token {
-        return false;
-    }
+/// Whether the participant with owner token `token` is gone: its entry has been released or
+/// taken by a later holder, or nobody holds the entry's lock (the kernel dropped it when the
+/// holder died). Decided by the kernel's lock table, never by a timeout. `is_mine(index)` says
+/// which entries the caller's own handle holds: a probe never conflicts with its own locks, so
+/// those must be known alive without asking.
+pub(crate) fn is_dead(
+    probe: &File,
+    table: &[Participant],
+    is_mine: impl Fn(u32) -> bool,
+    token: u32,
+) -> bool {
     let index = token >> GENERATION_BITS;
     let Some(entry) = table.get(index as usize) else {
         return true; // no such entry: not a token an honest participant has
@@ -154,6 +161,9 @@ pub(crate) fn is_dead(probe: &File, table: &[Participant], me: Registration, tok
     let word = entry.token.load(Ordering::Acquire);
     if word & 1 == 0 || token_of(index, word) != token {
         return true;
+    }
+    if is_mine(index) {
+        return false;
     }
     // A probe error (F_OFD_GETLK does not fail on a valid descriptor) is no proof of death:
     // say alive, and look again later.
@@ -207,11 +217,11 @@ pub struct ParticipantInfo {
 
 /// The entries in use, or left marked in use by a holder that died, each with the slots it
 /// holds according to `holds` (claims by owner token; the attributed ones are removed from it).
-/// `me` is the caller's own entry, if it has one: alive by definition.
+/// `is_mine(index)` says which entries the caller's own handle holds: alive by definition.
 pub(crate) fn list(
     probe: &File,
     table: &[Participant],
-    me: Option<u32>,
+    is_mine: impl Fn(u32) -> bool,
     holds: &mut HashMap<u32, u32>,
 ) -> Vec<ParticipantInfo> {
     (0u32..)
@@ -226,7 +236,7 @@ pub(crate) fn list(
             Some(ParticipantInfo {
                 index,
                 pid: e.pid.load(Ordering::Relaxed),
-                alive: Some(index) == me || is_held(probe, index).unwrap_or(false),
+                alive: is_mine(index) || is_held(probe, index).unwrap_or(false),
                 sender: roles & ROLE_SENDER != 0,
                 receiver: roles & ROLE_RECEIVER != 0,
                 holding,

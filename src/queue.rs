@@ -15,16 +15,18 @@ use crate::layout::{
 };
 use crate::participant::{self, Registration};
 use crate::recovery;
-use crate::ring::{self, Claim, ClaimError, Ring, SlotStates};
+use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side, SlotStates};
 use crate::stats::{self, Stats};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
 use crate::test_hooks::{pause_point, sleep_slice};
 use crate::wait::{self, Deadline};
 use memmap2::{MmapOptions, MmapRaw};
+use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 /// How to create a queue.
 ///
@@ -34,7 +36,8 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Number of slots: a power of two from 2 to 2^24.
+    /// Number of slots: from 1 to 2^24 (any number; powers of two index slots with a mask,
+    /// others with a division).
     pub capacity: u32,
     /// Largest message, in bytes (1 to 16 MiB). Every slot reserves this much.
     pub max_message_size: u32,
@@ -178,10 +181,15 @@ pub struct Queue {
     /// The queue's crash policy, read once from the validated header.
     on_consumer_death: OnConsumerDeath,
     max_deliveries: u32,
+    /// `capacity - 1` when the capacity is a power of two (slot index by mask), else 0 (by
+    /// division).
+    index_mask: u64,
+    /// The entry taken when the handle was opened (the opening thread's lane); its stamp of
+    /// `holding_since_unix_ns` speaks for the whole handle.
     me: Registration,
-    /// Roles already recorded in our participant entry (bit 0 sender, bit 1 receiver), so the
-    /// shared entry is written once per role, not once per message.
-    roles_noted: AtomicU32,
+    /// Every thread that uses this handle claims through its own participant entry (its lane),
+    /// so that two threads never share one announcement (see `ring`, "Attribution").
+    lanes: Lanes,
     /// What last blocked a non-blocking send / receive at the tail / head (see
     /// `recovery::unstick`).
     send_watch: recovery::StuckWatch,
@@ -201,6 +209,10 @@ pub struct Received {
     /// How many times a consumer has claimed this message, this delivery included: 1 unless
     /// earlier consumers died holding it.
     pub deliveries: u32,
+    /// The message's id: unique within this queue file, and the same on every delivery of the
+    /// message (it is the position of its first send). A consumer that must not act twice
+    /// (a bridge deduplicating downstream) keys on it.
+    pub id: u64,
 }
 
 /// The slot state words of a mapped queue.
@@ -212,6 +224,100 @@ impl SlotStates for MappedSlots<'_> {
     #[inline]
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.queue.slot(pos).state
+    }
+    #[inline]
+    fn intent(&self, pos: u64) -> &AtomicU64 {
+        &self.queue.slot(pos).intent
+    }
+}
+
+/// The lanes of one handle: which participant entry each thread that used it claims through.
+///
+/// The fast path finds the calling thread's lane in a small thread-local cache keyed by the
+/// handle's process-unique id (a few loads, no lock); the first call of a thread on a handle
+/// takes the lock, and takes a new entry in the file, or the lane of a thread that has exited.
+/// Entries stay with the handle until it is dropped.
+struct Lanes {
+    /// Unique among the handles this process ever opened; keys the thread-local cache.
+    uid: u64,
+    /// `(thread, entry)`: the thread is alive while its `Weak` upgrades.
+    by_thread: Mutex<Vec<(Weak<()>, Registration)>>,
+    /// Bit `i` is set when entry `i` is one of ours (alive by definition: our own liveness
+    /// probe never conflicts with our own locks).
+    own: [std::sync::atomic::AtomicU64; (crate::layout::PARTICIPANTS as usize).div_ceil(64)],
+}
+
+/// Process-unique handle ids for the lane cache (0: an empty cache entry).
+static NEXT_HANDLE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Entries of the per-thread lane cache.
+const LANE_CACHE: usize = 4;
+
+thread_local! {
+    /// `(handle uid, entry index, token)` of the lanes this thread used last.
+    static LANE_CACHE_ENTRIES: [Cell<(u64, u32, u32)>; LANE_CACHE] =
+        const { [const { Cell::new((0, 0, 0)) }; LANE_CACHE] };
+    /// Dropped when the thread exits: a lane whose `Weak` no longer upgrades may be reused.
+    static THREAD_ALIVE: Arc<()> = Arc::new(());
+}
+
+impl Lanes {
+    fn new(first: Registration) -> Lanes {
+        let lanes = Lanes {
+            uid: NEXT_HANDLE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            by_thread: Mutex::new(Vec::new()),
+            own: Default::default(),
+        };
+        lanes.adopt(first);
+        lanes
+    }
+
+    /// Records `lane` as the calling thread's.
+    fn adopt(&self, lane: Registration) {
+        self.own[lane.index as usize / 64]
+            .fetch_or(1 << (lane.index % 64), std::sync::atomic::Ordering::Release);
+        let thread = THREAD_ALIVE.with(Arc::downgrade);
+        self.by_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((thread, lane));
+        self.cache(lane);
+    }
+
+    fn cache(&self, lane: Registration) {
+        LANE_CACHE_ENTRIES.with(|cache| {
+            // Newest first: shift the others down, dropping the oldest.
+            for i in (1..LANE_CACHE).rev() {
+                cache[i].set(cache[i - 1].get());
+            }
+            cache[0].set((self.uid, lane.index, lane.token));
+        });
+    }
+
+    /// The calling thread's lane, if it is cached.
+    #[inline]
+    fn cached(&self) -> Option<Registration> {
+        LANE_CACHE_ENTRIES.with(|cache| {
+            cache.iter().find_map(|entry| {
+                let (uid, index, token) = entry.get();
+                (uid == self.uid).then_some(Registration { index, token })
+            })
+        })
+    }
+
+    fn is_mine(&self, index: u32) -> bool {
+        self.own.get(index as usize / 64).is_some_and(|w| {
+            w.load(std::sync::atomic::Ordering::Acquire) & (1 << (index % 64)) != 0
+        })
+    }
+
+    fn all(&self) -> Vec<Registration> {
+        self.by_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, lane)| *lane)
+            .collect()
     }
 }
 
@@ -305,12 +411,21 @@ impl Queue {
                 OnConsumerDeath::Redeliver
             },
             max_deliveries,
+            index_mask: if geometry.capacity.is_power_of_two() {
+                u64::from(geometry.capacity) - 1
+            } else {
+                0
+            },
             // Not registered yet: an index outside the table, which `Drop` leaves alone.
             me: Registration {
                 index: u32::MAX,
                 token: u32::MAX,
             },
-            roles_noted: AtomicU32::new(0),
+            lanes: Lanes {
+                uid: 0,
+                by_thread: Mutex::new(Vec::new()),
+                own: Default::default(),
+            },
             send_watch: recovery::StuckWatch::default(),
             recv_watch: recovery::StuckWatch::default(),
             settled: AtomicBool::new(false),
@@ -318,6 +433,7 @@ impl Queue {
             path: path.to_path_buf(),
         };
         queue.me = recovery::register(&queue)?;
+        queue.lanes = Lanes::new(queue.me);
         Ok(queue)
     }
 
@@ -387,8 +503,13 @@ impl Queue {
     /// The slot header for position `pos`.
     #[inline]
     fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = (pos & u64::from(self.geometry.capacity - 1)) as usize;
-        // SAFETY: `index < capacity`, and validation proved `slots_offset + capacity * stride`
+        let index = if self.index_mask != 0 || self.geometry.capacity == 1 {
+            (pos & self.index_mask) as usize
+        } else {
+            (pos % u64::from(self.geometry.capacity)) as usize
+        };
+        // SAFETY: `index < capacity` (a mask of `capacity - 1` for a power of two, else the
+        // remainder of a division by it), and validation proved `slots_offset + capacity * stride`
         // equals the mapped length, so the slot lies inside the mapping; it is 64-aligned
         // (offset 128-aligned, stride a multiple of 64). Its fields are atomics.
         unsafe {
@@ -450,9 +571,72 @@ impl Queue {
         &self.file
     }
 
-    /// This handle's participant entry and owner token.
-    pub(crate) fn registration(&self) -> Registration {
-        self.me
+    /// The calling thread's lane: its participant entry for this handle, taken on its first
+    /// call (see [`Lanes`]). `TooManyHandles` if the table has no entry left for it.
+    #[inline]
+    pub(crate) fn lane(&self) -> Result<Registration> {
+        match self.lanes.cached() {
+            Some(lane) => Ok(lane),
+            None => self.lane_slow(),
+        }
+    }
+
+    #[cold]
+    fn lane_slow(&self) -> Result<Registration> {
+        let mut by_thread = self
+            .lanes
+            .by_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let me = THREAD_ALIVE.with(Arc::downgrade);
+        if let Some((_, lane)) = by_thread.iter().find(|(t, _)| t.ptr_eq(&me)) {
+            let lane = *lane;
+            drop(by_thread);
+            self.lanes.cache(lane);
+            return Ok(lane);
+        }
+        // A lane whose thread has exited: it has no claim in progress (its calls returned),
+        // and its long holds stay attributed to a live token of this handle.
+        if let Some(slot) = by_thread.iter_mut().find(|(t, _)| t.strong_count() == 0) {
+            slot.0 = me;
+            let lane = slot.1;
+            drop(by_thread);
+            self.lanes.cache(lane);
+            return Ok(lane);
+        }
+        drop(by_thread);
+        let lane = recovery::register(self)?;
+        self.lanes.adopt(lane);
+        Ok(lane)
+    }
+
+    /// The calling thread as a claimer: its lane's token and announcement record.
+    #[inline]
+    pub(crate) fn claimer(&self) -> Result<Claimer<'_>> {
+        let lane = self.lane()?;
+        Ok(Claimer {
+            token: lane.token,
+            announcement: &self.participants()[lane.index as usize].announcement,
+        })
+    }
+
+    /// Whether `token` is one of this handle's lanes (alive, whatever a probe says).
+    pub(crate) fn is_own_token(&self, token: u32) -> bool {
+        let index = token >> participant::GENERATION_BITS;
+        self.lanes.is_mine(index)
+            && self.participants().get(index as usize).is_some_and(|e| {
+                participant::token_of(index, e.token.load(Ordering::Acquire)) == token
+            })
+    }
+
+    /// Whether the participant with `token` is gone (the kernel's lock says so).
+    pub(crate) fn is_dead(&self, token: u32) -> bool {
+        participant::is_dead(
+            &self.file,
+            self.participants(),
+            |index| self.lanes.is_mine(index),
+            token,
+        )
     }
 
     /// The queue's policy for messages of dead consumers.
@@ -479,7 +663,7 @@ impl Queue {
         slot.deliveries.store(failed, Ordering::Relaxed);
     }
 
-    /// Copies a message (payload, length, delivery count) between two slots we both own,
+    /// Copies a message (payload, length, id, delivery count) between two slots we both own,
     /// for redelivery. A corrupt length is clamped to the maximum: the bytes are copied as they
     /// are, and the receiver's length check reports what it finds.
     pub(crate) fn copy_message(&self, from: u64, to: u64) {
@@ -499,6 +683,10 @@ impl Queue {
             self.slot(from).deliveries.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        dst.id.store(
+            self.slot(from).id.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 
     /// Wakes the sleepers on `word`, if any; if the count said someone sleeps but nobody woke,
@@ -511,36 +699,96 @@ impl Queue {
         }
     }
 
-    /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head):
-    /// hands the state of the slot at that cursor to `recovery::unstick`.
-    fn unstick(&self, cursor: &AtomicU64, watch: &recovery::StuckWatch) -> bool {
+    /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head),
+    /// or a claim in progress there (`claimed`): hands the state of the slot at that cursor to
+    /// `recovery::unstick`. For the tail, the slot is the one a full queue waits on.
+    fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
         let word = self.slot(pos).state.load(Ordering::Acquire);
-        recovery::unstick(self, word, watch)
+        recovery::unstick(self, word, claimed, watch)
     }
 
-    /// Records a role in our participant entry, once per role.
+    /// Records a role in the calling thread's participant entry, once per role (a load of the
+    /// line the thread writes its announcements to, when it is already recorded).
     #[inline]
-    fn note_role(&self, role: u32) {
-        if self.roles_noted.load(Ordering::Relaxed) & role == 0 {
-            self.roles_noted.fetch_or(role, Ordering::Relaxed);
-            if let Some(entry) = self.participants().get(self.me.index as usize) {
-                entry.roles.fetch_or(role, Ordering::Relaxed);
-            }
+    fn note_role(&self, me: Claimer<'_>, role: u32) {
+        let index = me.token >> participant::GENERATION_BITS;
+        let Some(entry) = self.participants().get(index as usize) else {
+            return;
+        };
+        if entry.roles.load(Ordering::Relaxed) & role == 0 {
+            entry.roles.fetch_or(role, Ordering::Relaxed);
         }
     }
 
-    /// How a blocked call on `word` waits: with our sleeper record (receivers at shift 0,
-    /// senders at 16) and sleep slices, so that it runs crash recovery while it waits.
+    /// How a blocked call on `word` waits: with the calling thread's sleeper record (receivers
+    /// at shift 0, senders at 16) and sleep slices, so that it runs crash recovery while it
+    /// waits.
     pub(crate) fn waiter<'a>(&'a self, word: &'a AtomicU32, shift: u32) -> wait::Waiter<'a> {
+        let lane = self.lane().unwrap_or(self.me);
         wait::Waiter {
             word,
             mine: self
                 .participants()
-                .get(self.me.index as usize)
+                .get(lane.index as usize)
                 .map(|entry| (&entry.sleeping, shift)),
             slice: sleep_slice(recovery::SLEEP_SLICE),
         }
+    }
+
+    /// A claim in progress at the cursor (`ClaimError::Busy`): waits for it to finish, so that
+    /// `Empty` and `Full` are only reported when the queue is empty or full. Spins briefly,
+    /// then yields the CPU (the claimer may be descheduled on this very core), sweeping for the
+    /// dead every `recovery::STUCK_NS` (the claimer may have died). After [`BUSY_PATIENCE`] it
+    /// gives up and reports `WouldBlock` (a stopped process), and remembers the claim it gave up
+    /// on, so that later calls that find the same claim there report at once, instead of
+    /// waiting again, while still sweeping once per `STUCK_NS`.
+    #[cold]
+    fn wait_out_busy(
+        &self,
+        cursor: &AtomicU64,
+        watch: &recovery::StuckWatch,
+        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
+    ) -> std::result::Result<Claim, ClaimError> {
+        let word = self.word_at_cursor(cursor);
+        if watch.gave_up_on(word) {
+            self.unstick(cursor, true, watch);
+            return match attempt() {
+                Err(ClaimError::Busy) => Err(ClaimError::WouldBlock),
+                other => other,
+            };
+        }
+        for _ in 0..BUSY_SPINS {
+            spin_hint();
+            match attempt() {
+                Err(ClaimError::Busy) => {}
+                other => return other,
+            }
+        }
+        let start = Instant::now();
+        let mut swept = start;
+        loop {
+            std::thread::yield_now();
+            match attempt() {
+                Err(ClaimError::Busy) => {}
+                other => return other,
+            }
+            let now = Instant::now();
+            if now.duration_since(swept) >= Duration::from_nanos(recovery::STUCK_NS) {
+                swept = now;
+                recovery::sweep(self);
+            }
+            if now.duration_since(start) > BUSY_PATIENCE {
+                watch.give_up_on(self.word_at_cursor(cursor));
+                return Err(ClaimError::WouldBlock);
+            }
+        }
+    }
+
+    /// The state word of the slot at `cursor`'s position.
+    fn word_at_cursor(&self, cursor: &AtomicU64) -> u64 {
+        let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
+        self.slot(pos).state.load(Ordering::Acquire)
     }
 
     /// Counts a new guard. When it is the handle's only one, stamps the time in our entry's
@@ -582,29 +830,50 @@ impl Queue {
         Ok(())
     }
 
-    /// Claims up to `max` positions to write, waiting for room until `deadline`.
-    fn claim_send(&self, max: u64, deadline: Deadline) -> Result<Claim> {
-        self.note_role(participant::ROLE_SENDER);
-        let header = self.header();
+    /// Claims up to `max` positions to write, waiting for room until `deadline`. Returns the
+    /// claim and the claimer (the calling thread's lane).
+    #[inline]
+    fn claim_send(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
+        let me = self.claimer()?;
+        self.note_role(me, participant::ROLE_SENDER);
         let ring = self.ring();
-        let mut failure = None;
-        let mut attempt = || match ring.claim_send(self.me.token, max) {
-            Ok(claim) => Some(Ok(claim)),
-            Err(ClaimError::WouldBlock) => None,
-            Err(e) => {
-                failure = Some(e);
-                Some(Err(()))
-            }
-        };
+        let mut attempt = || ring.claim_send(me, max);
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        let mut claim = attempt();
-        if claim.is_none() {
-            claim = match deadline {
-                // Full, but perhaps because of the dead: if recovery changed something, look
-                // again.
-                Deadline::Now if self.unstick(&header.tail.0, &self.send_watch) => attempt(),
-                Deadline::Now => None,
-                _ => wait::wait_for(
+        match attempt() {
+            Ok(claim) => {
+                pause_point("send-claimed");
+                Ok((claim, me))
+            }
+            Err(e) => self.claim_send_slow(e, deadline, me, &mut attempt),
+        }
+    }
+
+    #[cold]
+    fn claim_send_slow<'q>(
+        &'q self,
+        first: ClaimError,
+        deadline: Deadline,
+        me: Claimer<'q>,
+        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
+    ) -> Result<(Claim, Claimer<'q>)> {
+        let header = self.header();
+        let tail = &header.tail.0;
+        let mut result = Err(first);
+        if result == Err(ClaimError::Busy) && matches!(deadline, Deadline::Now) {
+            result = self.wait_out_busy(tail, &self.send_watch, attempt);
+        }
+        let result = match result {
+            // Full, but perhaps because of the dead: if recovery changed something, look again.
+            Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => {
+                if self.unstick(tail, false, &self.send_watch) {
+                    attempt()
+                } else {
+                    result
+                }
+            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
+                let mut failure = None;
+                wait::wait_for(
                     &self.waiter(&header.send_wait.0, 16),
                     deadline,
                     || {
@@ -613,38 +882,60 @@ impl Queue {
                     || {
                         recovery::maybe_sweep(self);
                     },
-                    &mut attempt,
-                ),
-            };
-        }
-        match claim {
-            Some(Ok(claim)) => {
-                pause_point("send-claimed");
-                Ok(claim)
+                    || match attempt() {
+                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
+                        Err(e) => {
+                            failure = Some(e);
+                            Some(None)
+                        }
+                        Ok(claim) => Some(Some(claim)),
+                    },
+                )
+                .map_or(Err(ClaimError::WouldBlock), |got| {
+                    got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
+                })
             }
-            Some(Err(())) => Err(claim_error(failure)),
-            None if matches!(deadline, Deadline::Now) => Err(Error::Full),
-            None => Err(Error::Timeout),
+            other => other,
+        };
+        match result {
+            Ok(claim) => {
+                pause_point("send-claimed");
+                Ok((claim, me))
+            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => match deadline {
+                Deadline::Now => Err(Error::Full),
+                _ => Err(Error::Timeout),
+            },
+            Err(e) => Err(claim_error(Some(e))),
         }
     }
 
-    /// Writes `msg` into the claimed slot for `pos`.
+    /// Writes `msg` into the claimed slot for `pos`, with a new message's metadata.
+    #[inline]
     fn write(&self, pos: u64, msg: &[u8]) {
         debug_assert!(msg.len() <= self.max_message_size());
         let slot = self.slot(pos);
-        // SAFETY: we own the claimed slot (ring invariant 3), its payload area holds
-        // `max_message_size >= msg.len()` bytes inside the mapping, and `msg` cannot overlap
-        // the mapping's slot we exclusively own.
+        // SAFETY: we own the claimed slot (see `ring`: between its claim and its publish only
+        // its claimer writes it), its payload area holds `max_message_size >= msg.len()` bytes
+        // inside the mapping, and `msg` cannot overlap the mapping's slot we exclusively own.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(pos), msg.len()) };
-        slot.len.store(msg.len() as u32, Ordering::Relaxed);
-        slot.deliveries.store(0, Ordering::Relaxed);
+        self.write_meta(slot, pos, msg.len());
     }
 
+    /// The metadata of a new message at `pos`: its length, no failed deliveries, and its id.
+    #[inline]
+    fn write_meta(&self, slot: &SlotHeader, pos: u64, len: usize) {
+        slot.len.store(len as u32, Ordering::Relaxed);
+        slot.deliveries.store(0, Ordering::Relaxed);
+        slot.id.store(pos, Ordering::Relaxed);
+    }
+
+    #[inline]
     fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
         self.check_len(msg.len())?;
-        let claim = self.claim_send(1, deadline)?;
+        let (claim, _) = self.claim_send(1, deadline)?;
         self.write(claim.first, msg);
-        self.ring().publish(claim.first, self.me.token);
+        self.ring().publish(claim.first);
         self.wake(&self.header().recv_wait.0);
         Ok(())
     }
@@ -687,11 +978,11 @@ impl Queue {
         for msg in msgs {
             self.check_len(msg.as_ref().len())?;
         }
-        let claim = self.claim_send(msgs.len() as u64, deadline)?;
+        let (claim, _) = self.claim_send(msgs.len() as u64, deadline)?;
         let ring = self.ring();
         for (pos, msg) in claim.positions().zip(msgs) {
             self.write(pos, msg.as_ref());
-            ring.publish(pos, self.me.token);
+            ring.publish(pos);
         }
         self.wake(&self.header().recv_wait.0);
         Ok(claim.count as usize)
@@ -699,7 +990,9 @@ impl Queue {
 
     /// Claims a slot to write in place; waits for room until `deadline`.
     fn reserve_with(&self, deadline: Deadline) -> Result<SendGuard<'_>> {
-        let claim = self.claim_send(1, deadline)?;
+        let (claim, me) = self.claim_send(1, deadline)?;
+        // Held beyond this call: stamp the slot, so the announcement is free for our next claim.
+        self.ring().stamp(claim.first, me.token, Side::Send);
         self.hold_begin();
         Ok(SendGuard {
             queue: self,
@@ -735,48 +1028,71 @@ impl Queue {
 
     /// Claims up to `max` messages, waiting for one until `deadline`. `accept(len)` is asked about
     /// the first message's length before it is claimed.
+    #[inline]
     fn claim_recv(
         &self,
         max: u64,
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
-    ) -> Result<Claim> {
-        self.note_role(participant::ROLE_RECEIVER);
-        let header = self.header();
+    ) -> Result<(Claim, Claimer<'_>)> {
+        let me = self.claimer()?;
+        self.note_role(me, participant::ROLE_RECEIVER);
         let ring = self.ring();
-        let mut failure = None;
         let mut attempt = || loop {
-            let result = ring.claim_recv(self.me.token, max, |pos| {
+            let result = ring.claim_recv(me, max, |pos| {
                 let len = self.slot(pos).len.load(Ordering::Relaxed) as usize;
                 self.prefetch_payload(pos, len);
                 accept(len)
             });
-            if ring.recycled.replace(0) > 0 {
-                self.wake(&header.send_wait.0);
+            if ring.recycled.get() > 0 {
+                ring.recycled.set(0);
+                self.wake(&self.header().send_wait.0);
             }
-            return match result {
-                Ok(claim) => Some(Ok(claim)),
-                Err(ClaimError::WouldBlock) => None,
-                // Closed only once nothing is left, including messages held by dead consumers:
-                // if a slot is still held, sweep, and look again if that gave any back.
-                Err(ClaimError::Closed) if recovery::settle_before_closed(self, &self.settled) => {
-                    continue
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    Some(Err(()))
-                }
-            };
+            // Closed only once nothing is left, including messages held by dead consumers: if
+            // a slot is still held, sweep, and look again if that gave any back.
+            if result == Err(ClaimError::Closed)
+                && recovery::settle_before_closed(self, &self.settled)
+            {
+                continue;
+            }
+            return result;
         };
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        let mut claim = attempt();
-        if claim.is_none() {
-            claim = match deadline {
-                // Empty, but perhaps because of the dead: if recovery changed something, look
-                // again.
-                Deadline::Now if self.unstick(&header.head.0.head, &self.recv_watch) => attempt(),
-                Deadline::Now => None,
-                _ => wait::wait_for(
+        match attempt() {
+            Ok(claim) => {
+                pause_point("recv-claimed");
+                Ok((claim, me))
+            }
+            Err(e) => self.claim_recv_slow(e, deadline, me, &mut attempt),
+        }
+    }
+
+    #[cold]
+    fn claim_recv_slow<'q>(
+        &'q self,
+        first: ClaimError,
+        deadline: Deadline,
+        me: Claimer<'q>,
+        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
+    ) -> Result<(Claim, Claimer<'q>)> {
+        let header = self.header();
+        let head = &header.head.0.head;
+        let mut result = Err(first);
+        if result == Err(ClaimError::Busy) && matches!(deadline, Deadline::Now) {
+            result = self.wait_out_busy(head, &self.recv_watch, attempt);
+        }
+        let result = match result {
+            // Empty, but perhaps because of the dead: if recovery changed something, look again.
+            Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => {
+                if self.unstick(head, false, &self.recv_watch) {
+                    attempt()
+                } else {
+                    result
+                }
+            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
+                let mut failure = None;
+                wait::wait_for(
                     &self.waiter(&header.recv_wait.0, 0),
                     deadline,
                     || {
@@ -789,23 +1105,34 @@ impl Queue {
                     || {
                         recovery::maybe_sweep(self);
                     },
-                    &mut attempt,
-                ),
-            };
-        }
-        match claim {
-            Some(Ok(claim)) => {
-                pause_point("recv-claimed");
-                Ok(claim)
+                    || match attempt() {
+                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
+                        Err(e) => {
+                            failure = Some(e);
+                            Some(None)
+                        }
+                        Ok(claim) => Some(Some(claim)),
+                    },
+                )
+                .map_or(Err(ClaimError::WouldBlock), |got| {
+                    got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
+                })
             }
-            Some(Err(())) => Err(match failure {
-                Some(ClaimError::Rejected(pos)) => Error::BufferTooSmall {
-                    needed: self.slot(pos).len.load(Ordering::Relaxed) as usize,
-                },
-                other => claim_error(other),
+            other => other,
+        };
+        match result {
+            Ok(claim) => {
+                pause_point("recv-claimed");
+                Ok((claim, me))
+            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => match deadline {
+                Deadline::Now => Err(Error::Empty),
+                _ => Err(Error::Timeout),
+            },
+            Err(ClaimError::Rejected(pos)) => Err(Error::BufferTooSmall {
+                needed: self.slot(pos).len.load(Ordering::Relaxed) as usize,
             }),
-            None if matches!(deadline, Deadline::Now) => Err(Error::Empty),
-            None => Err(Error::Timeout),
+            Err(e) => Err(claim_error(Some(e))),
         }
     }
 
@@ -840,15 +1167,18 @@ impl Queue {
         self.wake(&self.header().send_wait.0);
     }
 
+    #[inline]
     fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
         let capacity = buf.len();
         let max = self.max_message_size();
         // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
         // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
-        let claim = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
+        let (claim, _) = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
-        let deliveries = self.failed_deliveries(claim.first).saturating_add(1);
+        let slot = self.slot(claim.first);
+        let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
+        let id = slot.id.load(Ordering::Relaxed);
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
         let fits = len <= buf.len();
         if fits {
@@ -856,7 +1186,11 @@ impl Queue {
         }
         self.release(claim);
         if fits {
-            Ok(Received { len, deliveries })
+            Ok(Received {
+                len,
+                deliveries,
+                id,
+            })
         } else {
             Err(Error::corrupt(
                 "message length changed while the message was committed",
@@ -901,8 +1235,10 @@ impl Queue {
     }
 
     fn recv_in_place_with(&self, deadline: Deadline) -> Result<RecvGuard<'_>> {
-        let claim = self.claim_recv(1, deadline, |_| true)?;
+        let (claim, me) = self.claim_recv(1, deadline, |_| true)?;
         let msg = self.message(claim.first)?;
+        // Held beyond this call: stamp the slot, so the announcement is free for our next claim.
+        self.ring().stamp(claim.first, me.token, Side::Recv);
         self.hold_begin();
         Ok(RecvGuard {
             queue: self,
@@ -936,7 +1272,7 @@ impl Queue {
         if max == 0 {
             return Ok(0);
         }
-        let claim = self.claim_recv(max as u64, deadline, |_| true)?;
+        let (claim, _) = self.claim_recv(max as u64, deadline, |_| true)?;
         let mut corrupt = None;
         for pos in claim.positions() {
             match self.message(pos) {
@@ -1033,6 +1369,7 @@ impl Queue {
         let states = (0..u64::from(self.geometry.capacity))
             .map(|index| self.slot(index).state.load(Ordering::Relaxed))
             .collect();
+        let is_mine = |index| self.lanes.is_mine(index);
         stats::snapshot(stats::Sources {
             geometry: self.geometry,
             flags: self.flags,
@@ -1041,7 +1378,7 @@ impl Queue {
             participants: self.participants(),
             states,
             probe: &self.file,
-            me: Some(self.me.index),
+            is_mine: &is_mine,
         })
     }
 
@@ -1078,8 +1415,11 @@ impl Drop for Queue {
         crate::reactor::forget_mapping(self.map.as_ptr() as usize, self.map.len());
         // Claims still held now belong to guards that were leaked (`mem::forget`): resolve them
         // as a survivor would (the sends abandoned, the messages given back).
-        if recovery::abandon_own_claims(self) {
-            participant::deregister(self.participants(), self.me);
+        let lanes = self.lanes.all();
+        if recovery::abandon_own_claims(self, &lanes) {
+            for lane in lanes {
+                participant::deregister(self.participants(), lane);
+            }
         }
         // Otherwise a message found no room to be given back. Our entry stays marked in use:
         // once `file` closes (dropped after this) its lock is gone and it looks exactly like a
@@ -1106,7 +1446,7 @@ impl Queue {
     /// Claims one slot to write, waiting at most `timeout` for room (`None`: not at all).
     pub(crate) fn claim_slot(&self, timeout: Option<Duration>) -> Result<u64> {
         let deadline = timeout.map_or(Deadline::Now, Deadline::after);
-        self.claim_send(1, deadline).map(|claim| claim.first)
+        self.claim_send(1, deadline).map(|(claim, _)| claim.first)
     }
 
     /// Writes `msg` into the slot claimed at `pos` and publishes it; `TooLarge` (and the slot
@@ -1114,27 +1454,35 @@ impl Queue {
     pub(crate) fn publish_slot(&self, pos: u64, msg: &[u8]) -> Result<()> {
         self.check_len(msg.len())?;
         self.write(pos, msg);
-        self.ring().publish(pos, self.me.token);
+        self.ring().publish(pos);
         self.wake(&self.header().recv_wait.0);
         Ok(())
     }
 
     /// Gives up the slot claimed at `pos`: receivers skip it (counted in `cancelled_sends`).
     pub(crate) fn cancel_slot(&self, pos: u64) {
-        self.ring().cancel(pos, self.me.token);
+        self.ring().cancel(pos);
         let counters = &self.header().counters.0;
         counters.cancelled_sends.fetch_add(1, Ordering::Relaxed);
         self.wake(&self.header().recv_wait.0);
     }
 }
 
+/// Spins before a non-blocking call waiting out a claim in progress starts yielding the CPU.
+const BUSY_SPINS: u32 = 128;
+/// Longest a non-blocking call waits for a claim in progress at its cursor before it reports
+/// `Empty` or `Full` anyway: a live claimer finishes within microseconds unless it is
+/// descheduled or stopped, and a dead one is found by recovery within `recovery::STUCK_NS`.
+const BUSY_PATIENCE: Duration = Duration::from_millis(20);
+
 fn claim_error(e: Option<ClaimError>) -> Error {
     match e {
         Some(ClaimError::Closed) => Error::Closed,
         Some(ClaimError::Corrupt(what)) => Error::corrupt(what),
-        Some(ClaimError::WouldBlock) | Some(ClaimError::Rejected(_)) | None => {
-            Error::corrupt("claim failed without a reason")
-        }
+        Some(ClaimError::WouldBlock)
+        | Some(ClaimError::Busy)
+        | Some(ClaimError::Rejected(_))
+        | None => Error::corrupt("claim failed without a reason"),
     }
 }
 
@@ -1181,15 +1529,9 @@ impl SendGuard<'_> {
     /// Publishes the first `len` bytes written as one message.
     pub fn commit(mut self, len: usize) -> Result<()> {
         self.queue.check_len(len)?;
-        self.queue
-            .slot(self.pos)
-            .len
-            .store(len as u32, Ordering::Relaxed);
-        self.queue
-            .slot(self.pos)
-            .deliveries
-            .store(0, Ordering::Relaxed);
-        self.queue.ring().publish(self.pos, self.queue.me.token);
+        let slot = self.queue.slot(self.pos);
+        self.queue.write_meta(slot, self.pos, len);
+        self.queue.ring().publish(self.pos);
         self.committed = true;
         self.queue.wake(&self.queue.header().recv_wait.0);
         Ok(())
@@ -1224,7 +1566,7 @@ impl Drop for SendGuard<'_> {
         self.queue.hold_end();
         if !self.committed {
             let q = self.queue;
-            q.ring().cancel(self.pos, q.me.token);
+            q.ring().cancel(self.pos);
             q.header()
                 .counters
                 .0
@@ -1248,6 +1590,23 @@ impl RecvGuard<'_> {
     /// first delivery).
     pub fn deliveries(&self) -> u32 {
         self.queue.failed_deliveries(self.pos).saturating_add(1)
+    }
+
+    /// The message's id: unique within this queue file, and the same on every delivery of the
+    /// message (see [`Received::id`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let q = shmq::Queue::create(dir.path().join("q"), shmq::Options::new(8, 64))?;
+    /// q.send(b"a")?;
+    /// q.send(b"b")?;
+    /// let first = q.try_recv_in_place()?.id();
+    /// let second = q.try_recv_in_place()?.id();
+    /// assert_ne!(first, second);
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.queue.slot(self.pos).id.load(Ordering::Relaxed)
     }
 }
 

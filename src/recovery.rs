@@ -2,10 +2,11 @@
 //! Crash recovery: finding participants that died and resolving what they left behind.
 //!
 //! A process can die at any instant. What it can leave in the mapping:
-//! - a slot claimed to write and never published (`WRITING(p, dead)`): receivers would wait at
-//!   `p` forever. It becomes a tombstone (`SKIP`) that receivers pass over (`abandoned_sends`),
-//!   or, if `p` is at or beyond a closed tail, is simply handed back.
-//! - a message claimed and never released (`READING(p, dead)`): the message is still in the slot.
+//! - a position claimed to write and never published (the slot still `EMPTY(p)` below the tail,
+//!   or stamped `WRITING(p, dead)`): receivers would wait at `p` forever. It becomes a tombstone
+//!   (`SKIP`) that receivers pass over (`abandoned_sends`).
+//! - a message claimed and never released (the slot still `FULL(p)` below the head, or stamped
+//!   `READING(p, dead)`): the message is still in the slot.
 //!   By default it is given back to the queue with its delivery count raised (the next
 //!   receiver sees one more delivery; `redelivered`), or dropped once it has been delivered
 //!   `max_deliveries` times (`dead_lettered`); a queue created with `OnConsumerDeath::Drop`
@@ -14,7 +15,9 @@
 //!   participants' own records, so wakers stop paying for `FUTEX_WAKE` and none is skipped.
 //!
 //! Who is dead is decided by the kernel (the participant's lock, see `participant`), never by a
-//! timeout: a slow or stopped process is never declared dead. Recovery runs on slow paths only:
+//! timeout: a slow or stopped process is never declared dead. A claim in progress names its
+//! claimer only in the claimer's announcement (see `ring`, "Attribution"): a claim is repaired
+//! only when no live participant announces it. Recovery runs on slow paths only:
 //! - a blocked call sweeps before each sleep slice (at most every [`SWEEP_INTERVAL_NS`] across
 //!   all processes), so a death is noticed within a sweep interval plus a sleep slice by anyone
 //!   blocked on the queue;
@@ -41,11 +44,11 @@ pub(crate) mod claims;
 
 use crate::participant::{self, Registration};
 use crate::queue::{OnConsumerDeath, Queue};
-use crate::ring::{Phase, Ring, SlotState, SlotStates};
+use crate::ring::{Phase, Ring, Side, SlotState, SlotStates};
 use crate::sync::{AtomicU32, Ordering};
 use crate::test_hooks;
 use crate::wait;
-use claims::{ClaimStore, Outcome, Resolution};
+use claims::{ClaimStore, Resolution};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as StdOrdering};
 
@@ -66,41 +69,54 @@ pub(crate) fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// Registers a new handle. If every table entry was taken and it had to displace a dead
-/// participant whose claims were not resolved yet, it resolves them now, as a sweep would.
-/// (Should some message of the displaced participant still find no room, it stays claimed by a
-/// token that no entry names any more; that needs 512 dead participants and a full queue.)
+/// Takes a participant entry for a new handle or a new thread of one. If every table entry was
+/// taken and it had to displace a dead participant whose claims were not resolved yet, it
+/// resolves them now, as a sweep would. (Should some message of the displaced participant still
+/// find no room, the next sweep finds it again: claims are found by scanning the slots, not by
+/// the entry.)
 pub(crate) fn register(queue: &Queue) -> crate::Result<Registration> {
     let (me, displaced) = participant::register(queue.file(), queue.participants())?;
-    if let Some(dead) = displaced {
-        resolve_claims(queue, me, dead);
+    if displaced.is_some() {
+        let announcement = &queue.participants()[me.index as usize].announcement;
+        claims::resolve_dead(
+            queue,
+            crate::ring::Claimer {
+                token: me.token,
+                announcement,
+            },
+        );
     }
     Ok(me)
 }
 
-/// Resolves the claims this handle still holds as it closes (see `Queue::drop`). Returns
-/// whether none is left: a message it held may find no room to be given back (the slot at the
-/// tail held by another live consumer), and then the caller must leave its participant entry
-/// marked, so that a later sweep, which sees the entry's lock gone, resolves it as it would a
-/// dead participant's.
-pub(crate) fn abandon_own_claims(queue: &Queue) -> bool {
-    let me = queue.registration();
-    if (me.index as usize) >= queue.participants().len() {
+/// Resolves the long holds that the handle's lanes still stamp as it closes (guards leaked with
+/// `mem::forget`; see `Queue::drop`). Returns whether none is left: a message it held may find
+/// no room to be given back (the slot at the tail held by another live consumer), and then the
+/// caller must leave its participant entries marked, so that a later sweep, which sees their
+/// locks gone, resolves it as it would a dead participant's.
+pub(crate) fn abandon_own_claims(queue: &Queue, lanes: &[Registration]) -> bool {
+    let Some(first) = lanes.first() else {
         return true;
-    }
-    resolve_claims(queue, me, me.token).all_resolved
+    };
+    let claimer = crate::ring::Claimer {
+        token: first.token,
+        announcement: &queue.participants()[first.index as usize].announcement,
+    };
+    lanes
+        .iter()
+        .all(|lane| claims::resolve_stamps_of(queue, lane.token, claimer))
 }
 
-/// How long the slot at a cursor must stay claimed, unchanged, by another participant before a
-/// non-blocking call asks the kernel whether that claimer is alive. A live claimer holds a slot
-/// for well under a microsecond, so this is only ever reached by the dead, the descheduled,
-/// and guards held on purpose; for those one `fcntl` a millisecond is nothing.
+/// How long the slot at a cursor must stay claimed, unchanged, before a non-blocking call asks
+/// the kernel whether that claimer is alive. A live claimer holds a slot for well under a
+/// microsecond, so this is only ever reached by the dead, the descheduled, and guards held on
+/// purpose; for those one sweep a millisecond is nothing.
 pub(crate) const STUCK_NS: u64 = 1_000_000;
 
 /// What one handle last saw blocking it at one cursor: the slot's state word and when it first
 /// saw that word there. Handle-local (never in the mapping); racing threads of one handle can
 /// only delay a check by one interval.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StuckWatch {
     word: AtomicU64,
     /// How many times in a row `word` was seen; the clock is read once every
@@ -109,23 +125,51 @@ pub(crate) struct StuckWatch {
     sightings: AtomicU64,
     /// When the clock was first read for `word` (0: not yet).
     since_ns: AtomicU64,
+    /// The state word of a claim in progress that a non-blocking call waited out in vain (see
+    /// `Queue::wait_out_busy`): calls that find it still there do not wait again.
+    gave_up: AtomicU64,
+}
+
+impl Default for StuckWatch {
+    fn default() -> Self {
+        StuckWatch {
+            word: AtomicU64::new(0),
+            sightings: AtomicU64::new(0),
+            since_ns: AtomicU64::new(0),
+            // No state word has phase 15: nothing was given up on yet.
+            gave_up: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl StuckWatch {
+    /// Whether a call already waited in vain for the claim whose slot shows `word`.
+    pub(crate) fn gave_up_on(&self, word: u64) -> bool {
+        self.gave_up.load(StdOrdering::Relaxed) == word
+    }
+
+    /// Remembers that a call waited in vain for the claim whose slot shows `word`.
+    pub(crate) fn give_up_on(&self, word: u64) {
+        self.gave_up.store(word, StdOrdering::Relaxed);
+    }
 }
 
 /// See [`StuckWatch::sightings`].
 const CLOCK_EVERY: u64 = 64;
 
-/// Called by a non-blocking call that found the queue full or empty, with the state word of the
-/// slot at the cursor that stopped it. The non-blocking path makes no system call for this
-/// unless that slot has stayed claimed by another participant, unchanged, for [`STUCK_NS`]:
-/// then it asks the kernel whether the claimer lives and, if it died, sweeps. Returns whether
-/// the sweep changed anything (so the caller looks again).
-pub(crate) fn unstick(queue: &Queue, word: u64, watch: &StuckWatch) -> bool {
-    let me = queue.registration();
-    let held = SlotState::decode(word)
-        .filter(|s| matches!(s.phase, Phase::Writing | Phase::Reading) && s.owner != me.token);
-    let Some(state) = held else {
+/// Called by a non-blocking call that found the queue full or empty, or a claim in progress at
+/// its cursor, with the state word of the slot there. The non-blocking path makes no system
+/// call for this unless that slot has stayed claimed (or held) by someone, unchanged, for
+/// [`STUCK_NS`]: then it sweeps (one `fcntl` per participant). Returns whether the sweep changed
+/// anything (so the caller looks again).
+pub(crate) fn unstick(queue: &Queue, word: u64, claimed: bool, watch: &StuckWatch) -> bool {
+    let held = claimed
+        || SlotState::decode(word).is_some_and(|s| {
+            matches!(s.phase, Phase::Writing | Phase::Reading) && !queue.is_own_token(s.owner)
+        });
+    if !held {
         return false;
-    };
+    }
     if watch.word.load(StdOrdering::Relaxed) != word {
         watch.word.store(word, StdOrdering::Relaxed);
         watch.sightings.store(0, StdOrdering::Relaxed);
@@ -148,23 +192,27 @@ pub(crate) fn unstick(queue: &Queue, word: u64, watch: &StuckWatch) -> bool {
         return false;
     }
     watch.since_ns.store(now, StdOrdering::Relaxed);
-    participant::is_dead(queue.file(), queue.participants(), me, state.owner) && sweep(queue)
+    sweep(queue)
 }
 
 /// Called before a receiver reports `Closed`: nothing is left to deliver only once no message is
-/// held by a dead consumer. Scans the slot states (loads only); only if another participant
-/// still holds a slot does it sweep. Once a scan of a closed, drained queue finds nothing held,
-/// nothing can ever be delivered again, and `settled` remembers it. Returns whether the sweep
-/// changed anything.
+/// held by a dead consumer. Scans the slot states (loads only); only if a slot is still held or
+/// claimed does it sweep. Once a scan of a closed, drained queue finds nothing held, nothing can
+/// ever be delivered again, and `settled` remembers it. Returns whether the sweep changed
+/// anything.
 pub(crate) fn settle_before_closed(queue: &Queue, settled: &AtomicBool) -> bool {
     if settled.load(StdOrdering::Relaxed) {
         return false;
     }
-    let me = queue.registration().token;
     let ring = queue.ring();
+    let head = ring.head_position();
     let held = (0..u64::from(queue.capacity())).any(|index| {
-        ring.state_at(index)
-            .is_some_and(|s| matches!(s.phase, Phase::Writing | Phase::Reading) && s.owner != me)
+        SlotState::decode(ring.word_at(index)).is_some_and(|s| match s.phase {
+            Phase::Writing | Phase::Reading => true,
+            // Claimed by a consumer that has not released it yet.
+            Phase::Full | Phase::Skip => s.distance_from(head) < 0,
+            Phase::Empty => false,
+        })
     });
     if !held {
         settled.store(true, StdOrdering::Relaxed);
@@ -189,40 +237,34 @@ pub(crate) fn maybe_sweep(queue: &Queue) -> bool {
 /// Looks for dead participants and resolves everything they left. Returns whether it changed
 /// anything (a claim resolved, or a sleeper count repaired).
 pub(crate) fn sweep(queue: &Queue) -> bool {
-    let me = queue.registration();
-    let mut repaired = false;
-    let mut someone_died = false;
-    for (index, entry) in (0u32..).zip(queue.participants()) {
-        let word = entry.token.load(Ordering::Acquire);
-        if word & 1 == 0 || index == me.index {
-            continue;
-        }
-        let token = participant::token_of(index, word);
-        if !participant::is_dead(queue.file(), queue.participants(), me, token) {
-            continue;
-        }
-        someone_died = true;
-        let outcome = resolve_claims(queue, me, token);
-        repaired |= outcome.changed;
-        if outcome.all_resolved {
-            // Nothing of it is left: free the entry. (A new holder that took the lock meanwhile
-            // has changed the word, and then this does nothing.)
-            let _ =
-                entry
-                    .token
-                    .compare_exchange(word, word & !1, Ordering::AcqRel, Ordering::Relaxed);
+    let Ok(me) = queue.claimer() else {
+        return false; // no entry for this thread: the table is full of the living
+    };
+    let dead: Vec<(usize, u32)> = (0u32..)
+        .zip(queue.participants())
+        .filter_map(|(index, entry)| {
+            let word = entry.token.load(Ordering::Acquire);
+            let token = participant::token_of(index, word);
+            (word & 1 == 1 && queue.is_dead(token)).then_some((index as usize, word))
+        })
+        .collect();
+    if dead.is_empty() {
+        return false;
+    }
+    let outcome = claims::resolve_dead(queue, me);
+    if outcome.all_resolved {
+        // Nothing of theirs is left: free their entries. (A new holder that took a lock
+        // meanwhile has changed the word, and then this does nothing.)
+        for (index, word) in dead {
+            let _ = queue.participants()[index].token.compare_exchange(
+                word,
+                word & !1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
     }
-    if someone_died {
-        repaired |= recount_sleepers(queue);
-    }
-    repaired
-}
-
-/// Resolves every claim that the dead participant `dead` holds (see `claims`, which holds the
-/// logic, written over [`ClaimStore`] so that loom and Miri check it too).
-fn resolve_claims(queue: &Queue, me: Registration, dead: u32) -> Outcome {
-    claims::resolve_claims(queue, me.token, dead)
+    recount_sleepers(queue) | outcome.changed
 }
 
 /// The mapped queue as the store that `claims` resolves claims in.
@@ -267,6 +309,17 @@ impl ClaimStore for Queue {
             _ => {}
         }
     }
+    fn is_dead(&self, token: u32) -> bool {
+        Queue::is_dead(self, token)
+    }
+    fn live_announces(&self, pos: u64, side: Side) -> bool {
+        (0u32..).zip(self.participants()).any(|(index, entry)| {
+            let word = entry.token.load(Ordering::Acquire);
+            word & 1 == 1
+                && entry.announcement.covers(pos, side)
+                && !Queue::is_dead(self, participant::token_of(index, word))
+        })
+    }
 }
 
 /// Recomputes both shared sleeper counts from the live participants' records, lowering a count
@@ -279,7 +332,6 @@ impl ClaimStore for Queue {
 /// records say, so no live sleeper is ever forgotten (which would lose its wake-up).
 fn recount_sleepers(queue: &Queue) -> bool {
     let header = queue.header();
-    let me = queue.registration();
     let mut changed = false;
     for (word, shift) in [(&header.recv_wait.0, 0u32), (&header.send_wait.0, 16u32)] {
         let shared = word.load(Ordering::SeqCst);
@@ -292,9 +344,9 @@ fn recount_sleepers(queue: &Queue) -> bool {
                 continue;
             }
             let token = participant::token_of(index, token_word);
-            let alive = *alive_cache.entry(token).or_insert_with(|| {
-                !participant::is_dead(queue.file(), queue.participants(), me, token)
-            });
+            let alive = *alive_cache
+                .entry(token)
+                .or_insert_with(|| !queue.is_dead(token));
             if !alive {
                 continue;
             }

@@ -10,7 +10,7 @@
 //! runs. Message counts are small under Miri (it is ~1000 times slower) and large otherwise.
 
 use super::*;
-use crate::recovery::claims::{resolve_claims, ClaimStore, Resolution};
+use crate::recovery::claims::{resolve_dead, ClaimStore, Resolution};
 use crate::sync::AtomicU32;
 use std::sync::Arc;
 use std::thread::{self, yield_now};
@@ -22,6 +22,11 @@ struct HeapRing {
     head: AtomicU64,
     closing: AtomicU64,
     states: Vec<AtomicU64>,
+    intents: Vec<AtomicU64>,
+    /// Each participant token's announcement record (tokens are small numbers here).
+    lanes: Vec<Announcement>,
+    /// Which tokens are dead (in production, the kernel's locks say so).
+    dead: Vec<std::sync::atomic::AtomicBool>,
     payload: Vec<std::cell::UnsafeCell<u64>>,
     /// As the mapping's `deliveries` word: deliveries of the slot's message that ended in death.
     failed: Vec<AtomicU32>,
@@ -35,13 +40,19 @@ struct HeapRing {
 // invariant 3), which the protocol hands from thread to thread with Release/Acquire.
 unsafe impl Sync for HeapRing {}
 
-struct Slots<'a>(&'a [AtomicU64]);
+struct Slots<'a>(&'a [AtomicU64], &'a [AtomicU64]);
 
 impl SlotStates for Slots<'_> {
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.0[(pos % self.0.len() as u64) as usize]
     }
+    fn intent(&self, pos: u64) -> &AtomicU64 {
+        &self.1[(pos % self.1.len() as u64) as usize]
+    }
 }
+
+/// Tokens that tests use: below this.
+const TOKENS: usize = 32;
 
 /// Participant tokens: producers, consumers, the dead.
 const PRODUCER: u32 = 1;
@@ -63,6 +74,11 @@ impl HeapRing {
             states: (0..capacity)
                 .map(|i| AtomicU64::new(empty_state(i)))
                 .collect(),
+            intents: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            lanes: (0..TOKENS).map(|_| Announcement::new()).collect(),
+            dead: (0..TOKENS)
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
             payload: (0..capacity)
                 .map(|_| std::cell::UnsafeCell::new(0))
                 .collect(),
@@ -78,9 +94,16 @@ impl HeapRing {
             &self.tail,
             &self.head,
             &self.closing,
-            Slots(&self.states),
+            Slots(&self.states, &self.intents),
             self.states.len() as u64,
         )
+    }
+
+    fn claimer(&self, token: u32) -> Claimer<'_> {
+        Claimer {
+            token,
+            announcement: &self.lanes[token as usize],
+        }
     }
 
     fn index(&self, pos: u64) -> usize {
@@ -98,13 +121,13 @@ impl HeapRing {
     /// Sends a prefix of `values` with one claim; returns how many were sent.
     fn try_send_batch(&self, owner: u32, values: &[u64]) -> Result<usize, ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_send(owner, values.len() as u64)?;
+        let claim = ring.claim_send(self.claimer(owner), values.len() as u64)?;
         for (pos, value) in claim.positions().zip(values) {
             // SAFETY: we own the claimed slot until `publish`.
             unsafe { *self.cell(pos) = *value };
             // A new message: no delivery of it has failed (as `Queue::write`).
             self.failed[self.index(pos)].store(0, Ordering::Relaxed);
-            ring.publish(pos, owner);
+            ring.publish(pos);
         }
         Ok(claim.count as usize)
     }
@@ -123,7 +146,7 @@ impl HeapRing {
         into: &mut Vec<(u64, u32)>,
     ) -> Result<(), ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_recv(owner, max, |_| true)?;
+        let claim = ring.claim_recv(self.claimer(owner), max, |_| true)?;
         for pos in claim.positions() {
             // SAFETY: we own the claimed slot until `release`.
             let value = unsafe { *self.cell(pos) };
@@ -171,6 +194,12 @@ impl ClaimStore for HeapRing {
     fn record(&self, what: Resolution) {
         self.resolved[what as usize].fetch_add(1, Ordering::Relaxed);
     }
+    fn is_dead(&self, token: u32) -> bool {
+        self.dead[token as usize].load(Ordering::Acquire)
+    }
+    fn live_announces(&self, pos: u64, side: Side) -> bool {
+        (0..TOKENS).any(|t| !self.is_dead(t as u32) && self.lanes[t].covers(pos, side))
+    }
 }
 
 /// A message: its producer in the high bits, its sequence number in the low ones.
@@ -202,7 +231,7 @@ fn drain_until_closed(ring: &HeapRing, owner: u32, batch: u64) -> Vec<u64> {
     loop {
         match ring.try_recv_batch(owner, batch, &mut got) {
             Ok(()) => {}
-            Err(ClaimError::WouldBlock) => yield_now(),
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => yield_now(),
             Err(ClaimError::Closed) => break,
             Err(e) => panic!("{e:?}"),
         }
@@ -261,7 +290,7 @@ fn batches_race_with_single_claims_exactly_once_in_order() {
                     let end = (next + batch as usize).min(values.len());
                     match ring.try_send_batch(PRODUCER + p as u32, &values[next..end]) {
                         Ok(n) => next += n,
-                        Err(ClaimError::WouldBlock) => yield_now(),
+                        Err(ClaimError::WouldBlock | ClaimError::Busy) => yield_now(),
                         Err(e) => panic!("{e:?}"),
                     }
                 }
@@ -302,18 +331,18 @@ fn cancelled_sends_are_skipped_and_their_slots_reused() {
                 for i in 0..PER_PRODUCER {
                     let owner = PRODUCER + p as u32;
                     let claim = loop {
-                        match r.claim_send(owner, 1) {
+                        match r.claim_send(ring.claimer(owner), 1) {
                             Ok(claim) => break claim,
-                            Err(ClaimError::WouldBlock) => yield_now(),
+                            Err(ClaimError::WouldBlock | ClaimError::Busy) => yield_now(),
                             Err(e) => panic!("{e:?}"),
                         }
                     };
                     if i % 3 == 2 {
-                        r.cancel(claim.first, owner);
+                        r.cancel(claim.first);
                     } else {
                         // SAFETY: we own the claimed slot until `publish`.
                         unsafe { *ring.cell(claim.first) = msg(p, i) };
-                        r.publish(claim.first, owner);
+                        r.publish(claim.first);
                         sent.push(msg(p, i));
                     }
                 }
@@ -332,7 +361,7 @@ fn cancelled_sends_are_skipped_and_their_slots_reused() {
             loop {
                 match ring.try_recv(CONSUMER + 1) {
                     Ok(v) => got.push(v),
-                    Err(ClaimError::WouldBlock) => {}
+                    Err(ClaimError::WouldBlock | ClaimError::Busy) => {}
                     Err(ClaimError::Closed) => break got,
                     Err(e) => panic!("{e:?}"),
                 }
@@ -372,7 +401,7 @@ fn close_races_with_sends_and_loses_nothing() {
                             sent.extend_from_slice(&values[..n]);
                             i += n as u64;
                         }
-                        Err(ClaimError::WouldBlock) => yield_now(),
+                        Err(ClaimError::WouldBlock | ClaimError::Busy) => yield_now(),
                         Err(ClaimError::Closed) => break sent,
                         Err(e) => panic!("{e:?}"),
                     }
@@ -414,7 +443,7 @@ fn close_races_with_sends_and_loses_nothing() {
 /// Crash recovery over the heap ring, with threads. Before they start, a consumer dies holding
 /// the first message and a producer dies holding the next position, so the ring is stuck at
 /// once; then a producer sends the rest while two consumers, finding nothing, resolve the dead
-/// claims with `resolve_claims` (both at once, sometimes, and racing the producer's claims at
+/// claims with `resolve_dead` (both at once, sometimes, and racing the producer's claims at
 /// the tail): the dead send becomes a tombstone, the dead consumer's message is given back (in
 /// place if the tail has come round to it, else by copy) with its delivery count raised, and
 /// every message arrives exactly once.
@@ -423,8 +452,15 @@ fn dead_claims_are_resolved_while_others_run() {
     let ring = HeapRing::new(4);
     ring.try_send(PRODUCER, msg(0, 0)).unwrap();
     let r = ring.ring();
-    assert_eq!(r.claim_recv(DEAD_CONSUMER, 1, |_| true).unwrap().first, 0);
-    assert_eq!(r.claim_send(DEAD_PRODUCER, 1).unwrap().first, 1);
+    let dead_consumer = ring.claimer(DEAD_CONSUMER);
+    assert_eq!(r.claim_recv(dead_consumer, 1, |_| true).unwrap().first, 0);
+    assert_eq!(
+        r.claim_send(ring.claimer(DEAD_PRODUCER), 1).unwrap().first,
+        1
+    );
+    // Both die in their claims' windows (claimed, nothing written to the slots).
+    ring.dead[DEAD_CONSUMER as usize].store(true, Ordering::Release);
+    ring.dead[DEAD_PRODUCER as usize].store(true, Ordering::Release);
     let producer = {
         let ring = ring.clone();
         thread::spawn(move || {
@@ -447,10 +483,8 @@ fn dead_claims_are_resolved_while_others_run() {
                         Ok(()) => {
                             received.fetch_add((got.len() - before) as u64, Ordering::Relaxed);
                         }
-                        Err(ClaimError::WouldBlock) => {
-                            // The dead are known dead (in production, the kernel says so).
-                            resolve_claims(&*ring, CONSUMER + c, DEAD_PRODUCER);
-                            resolve_claims(&*ring, CONSUMER + c, DEAD_CONSUMER);
+                        Err(ClaimError::WouldBlock | ClaimError::Busy) => {
+                            resolve_dead(&*ring, ring.claimer(CONSUMER + c));
                             yield_now();
                         }
                         Err(e) => panic!("{e:?}"),

@@ -95,8 +95,9 @@ pub(crate) struct Sources<'a> {
     pub states: Vec<u64>,
     /// A descriptor of the file, to ask the kernel who holds which participant lock.
     pub probe: &'a File,
-    /// The caller's own entry, alive by definition (its probe never conflicts with itself).
-    pub me: Option<u32>,
+    /// Which entries the caller's own handle holds: alive by definition (its probe never
+    /// conflicts with its own locks).
+    pub is_mine: &'a dyn Fn(u32) -> bool,
 }
 
 /// The `Stats` that `sources` describe.
@@ -113,8 +114,12 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
             *holds.entry(state.owner).or_default() += 1;
         }
     }
-    let participants =
-        participant::list(sources.probe, sources.participants, sources.me, &mut holds);
+    let participants = participant::list(
+        sources.probe,
+        sources.participants,
+        sources.is_mine,
+        &mut holds,
+    );
     let on_consumer_death = if sources.flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
         OnConsumerDeath::Drop
     } else {
@@ -167,7 +172,7 @@ pub(crate) fn inspect(path: &Path) -> Result<Stats> {
         participants: &participants,
         states,
         probe: &file,
-        me: None,
+        is_mine: &|_| false,
     }))
 }
 

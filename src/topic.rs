@@ -77,7 +77,7 @@
 //! offset 0       identity (128 B): magic "SHMQTOPC", version, platform, sizes and offsets
 //! offset 128     control (128 B): generation, interrupted_publishes
 //! offset 256     SubscriptionEntry × MAX_SUBSCRIPTIONS (512 B each)
-//! then           Participant × PARTICIPANTS (32 B each): the publisher table (as in a queue)
+//! then           Participant × PARTICIPANTS (128 B each): the publisher table (as in a queue)
 //! then           Publishing × PARTICIPANTS (64 B each): each publisher's "publishing now" mark
 //! ```
 //! The file is written in full under a private name and linked into place; on open every field
@@ -109,7 +109,7 @@ use std::time::{Duration, Instant};
 /// The first eight bytes of every topic file.
 pub const TOPIC_MAGIC: [u8; 8] = *b"SHMQTOPC";
 /// The topic layout version this build reads and writes.
-pub const TOPIC_VERSION: u32 = 1;
+pub const TOPIC_VERSION: u32 = 2;
 /// Most subscriptions a topic holds.
 pub const MAX_SUBSCRIPTIONS: u32 = 64;
 /// Longest queue path a subscription may have, in bytes (stored absolute).

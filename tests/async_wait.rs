@@ -343,7 +343,7 @@ fn futures_dropped_at_random_points_lose_nothing_and_leave_no_sleeper() {
     let q = create(dir.path(), "q", 4);
     let seed = common::monotonic_ns();
     eprintln!("seed {seed}");
-    let producer = Child::spawn(
+    let mut producer = Child::spawn(
         dir.path(),
         "cancelling_producer",
         &[
@@ -405,9 +405,23 @@ fn futures_dropped_at_random_points_lose_nothing_and_leave_no_sleeper() {
             })
             .collect();
         // The last receives may wait for a message that never comes: stop them once all came.
+        // A producer that ended without its report (it reports only after its last send)
+        // will never send the rest: fail at once, with its log, rather than at the deadline.
         let deadline = Instant::now() + Duration::from_secs(120);
         while received.load(Ordering::SeqCst) < COUNT as usize {
-            assert!(Instant::now() < deadline, "stuck at {received:?}");
+            let ended = producer.has_exited() && producer.report_so_far().is_empty();
+            if ended || Instant::now() >= deadline {
+                panic!(
+                    "received {received:?} of {COUNT}; the producer {}; stats {:?}; its log:\n{}",
+                    if ended {
+                        "ended without its report"
+                    } else {
+                        "runs"
+                    },
+                    q.stats(),
+                    producer.log_so_far()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         for t in tasks {

@@ -293,3 +293,65 @@ fn close_lets_in_flight_sends_commit_and_sleeping_receivers_drain_them() {
     assert_eq!(outcomes, ["Closed", "ok inside"]);
     assert_no_sleepers(&q);
 }
+
+/// CPU time (user + system) the calling thread has used so far, from getrusage.
+fn thread_cpu() -> Duration {
+    // SAFETY: `usage` is a valid, writable rusage; RUSAGE_THREAD (Linux) names the caller.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// A call blocked for a second sleeps: a receiver on an empty queue and a sender on a full one,
+/// each in its own thread, use next to no CPU over `WAIT` (measured per thread, so other tests
+/// running at the same time do not count). What a correct sleeper spends is its spin before
+/// sleeping (microseconds) and one wake-up per sleep slice with a sweep (`WAIT /
+/// SLEEP_SLICE` = 20 of them, tens of microseconds each in a debug build): about a millisecond.
+/// A waiter that busy-loops instead (a sleep that returns at once: the futex wait skipped, an
+/// epoch or slice check that always says "wake up") spins for the whole second, and even on a
+/// loaded 2-core machine that is hundreds of milliseconds of CPU, far above the bound. The
+/// calls must also last their whole timeout (a waiter that gives up early is not asleep).
+#[test]
+fn a_call_blocked_for_a_second_sleeps_instead_of_spinning() {
+    const WAIT: Duration = Duration::from_secs(1);
+    /// Far above a sleeper's ~1 ms, far below a spinner's hundreds.
+    const CPU_BOUND: Duration = Duration::from_millis(50);
+    let dir = common::tempdir();
+    let empty = Queue::create(dir.path().join("empty"), Options::new(4, 64)).unwrap();
+    let full = Queue::create(dir.path().join("full"), Options::new(2, 64)).unwrap();
+    full.send(b"1").unwrap();
+    full.send(b"2").unwrap();
+    // The blocked calls run on handles of their own, beside the creators' (so that their
+    // sweeps have another live participant to ask the kernel about, as in real use).
+    let (empty_path, full_path) = (empty.path().to_path_buf(), full.path().to_path_buf());
+    let receiver = std::thread::spawn(move || {
+        let q = Queue::open(empty_path).unwrap();
+        let (start, cpu) = (Instant::now(), thread_cpu());
+        let result = q.recv_timeout(&mut [0u8; 64], WAIT);
+        (result.map(|_| ()), start.elapsed(), thread_cpu() - cpu)
+    });
+    let sender = std::thread::spawn(move || {
+        let q = Queue::open(full_path).unwrap();
+        let (start, cpu) = (Instant::now(), thread_cpu());
+        let result = q.send_timeout(b"3", WAIT);
+        (result, start.elapsed(), thread_cpu() - cpu)
+    });
+    for (side, handle) in [("receiver", receiver), ("sender", sender)] {
+        let (result, elapsed, cpu) = handle.join().unwrap();
+        eprintln!("{side}: {result:?} after {elapsed:?}, {cpu:?} of CPU");
+        assert!(result.is_err(), "the {side} was not blocked: {result:?}");
+        assert!(
+            elapsed >= WAIT,
+            "the {side} gave up after {elapsed:?}, before its {WAIT:?} timeout"
+        );
+        assert!(
+            cpu < CPU_BOUND,
+            "the {side} used {cpu:?} of CPU while blocked for {elapsed:?}: it did not sleep"
+        );
+    }
+    assert_no_sleepers(&empty);
+    assert_no_sleepers(&full);
+}

@@ -3,159 +3,17 @@
 //! files in a temporary directory: names, outputs, exit codes, one-line errors, and how `send`
 //! and `recv` behave with real pipes and real peers.
 
+#[path = "common/cli.rs"]
+mod cli_common;
+
+use cli_common::*;
 use shmq::{OnConsumerDeath, Queue};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
-/// How long any child may take before the test gives up on it: generous, so that a loaded
-/// machine cannot fail a test, but finite, so that a bug cannot hang the suite.
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// What a finished `shmq` run left behind.
-#[derive(Debug)]
-struct Run {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Asserts success with nothing on stderr.
-    fn assert_ok(&self) -> &Self {
-        assert!(self.status.success(), "shmq failed: {self:?}");
-        assert_eq!(self.stderr, "", "unexpected stderr");
-        self
-    }
-
-    /// Asserts exit status `code`, nothing on stdout, and exactly one line `shmq: ...` on stderr
-    /// that contains `needle`.
-    fn assert_one_line_error(&self, code: i32, needle: &str) {
-        assert_eq!(self.status.code(), Some(code), "{self:?}");
-        assert!(self.stdout.is_empty(), "stdout not empty: {self:?}");
-        assert!(
-            self.stderr.starts_with("shmq: ")
-                && self.stderr.ends_with('\n')
-                && self.stderr.lines().count() == 1,
-            "not one `shmq: ` line: {:?}",
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "{:?} does not mention {needle:?}",
-            self.stderr
-        );
-    }
-}
-
-fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    cmd
-}
-
-/// Waits for `child` to exit, killing it and failing the test after [`LIMIT`].
-fn wait_limited(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("shmq did not exit within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Runs `shmq args...` with `stdin` as its input, to completion.
-fn shmq<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Run {
-    let mut child = command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    // A child that fails early stops reading: ignore the broken pipe that gives the writer.
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let stdout = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        out.read_to_end(&mut buf).unwrap();
-        buf
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut buf = String::new();
-        err.read_to_string(&mut buf).unwrap();
-        buf
-    });
-    let status = wait_limited(&mut child);
-    writer.join().unwrap();
-    Run {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-/// Polls `done` until it holds, failing the test after [`LIMIT`].
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A temporary directory holding a fresh queue `q` of `capacity` slots of `max` bytes.
-fn queue(capacity: u32, max: u32) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q");
-    let cap = capacity.to_string();
-    let max = max.to_string();
-    shmq(
-        &[
-            OsStr::new("create"),
-            path.as_os_str(),
-            "--capacity".as_ref(),
-            cap.as_ref(),
-            "--max-message-size".as_ref(),
-            max.as_ref(),
-        ],
-        b"",
-    )
-    .assert_ok();
-    (dir, path)
-}
-
-/// `[cmd, path, rest...]` as arguments.
-fn at<'a>(cmd: &'a str, path: &'a Path, rest: &[&'a str]) -> Vec<&'a OsStr> {
-    let mut args = vec![OsStr::new(cmd), path.as_os_str()];
-    args.extend(rest.iter().map(|s| OsStr::new(*s)));
-    args
-}
-
-fn stat_json(path: &Path) -> serde_json::Value {
-    let run = shmq(&at("stat", path, &["--json"]), b"");
-    run.assert_ok();
-    assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 1);
-    serde_json::from_slice(&run.stdout).expect("stat --json prints JSON")
-}
 
 #[test]
 fn create_makes_a_private_queue_file_and_refuses_an_existing_path() {
@@ -199,8 +57,8 @@ fn invalid_options_fail_with_one_line_exit_1_and_unparsable_ones_with_exit_2() {
     let path = dir.path().join("q");
     let create = |rest: &[&str]| shmq(&at("create", &path, rest), b"");
     // Parsed, but refused by the queue.
-    create(&["--capacity", "3", "--max-message-size", "64"])
-        .assert_one_line_error(1, "power of two");
+    create(&["--capacity", "16777217", "--max-message-size", "64"])
+        .assert_one_line_error(1, "capacity must be from 1 to 16777216");
     create(&["--capacity", "0", "--max-message-size", "64"]).assert_one_line_error(1, "invalid");
     create(&["--capacity", "8", "--max-message-size", "0"]).assert_one_line_error(1, "invalid");
     // Not parsable.

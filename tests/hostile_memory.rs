@@ -35,14 +35,18 @@ const SEND_WAIT: u64 = 512;
 const COUNTERS: u64 = 640;
 const PARTICIPANTS: u64 = 768;
 /// A participant entry: token, pid, sleeping, roles (u32 each), since (u64), reserved (u64).
-const ENTRY: u64 = 32;
-const ENTRY_SLEEPING: u64 = 8;
+const ENTRY: u64 = 128;
+/// Offsets in an entry: the announcement (two `u64`s), then the token word, then the pid.
+const ENTRY_TOKEN: u64 = 16;
+const ENTRY_SLEEPING: u64 = 24;
 /// A participant token is `index << 11 | generation` (see `src/participant.rs`).
 const GENERATION_BITS: u32 = 11;
 /// Offsets of a slot's fields from the start of the slot.
 const SLOT_STATE: u64 = 0;
 const SLOT_LEN: u64 = 8;
 const SLOT_DELIVERIES: u64 = 12;
+const SLOT_ID: u64 = 16;
+const SLOT_INTENT: u64 = 24;
 /// The slot state word: `pos << 24 | owner << 4 | phase` (see `src/ring.rs`).
 const POS_MASK: u64 = (1 << 40) - 1;
 const EMPTY: u64 = 0;
@@ -153,6 +157,12 @@ enum Op {
         index: u64,
         value: u64,
     },
+    /// Writes a slot's message id or its intent word (the last claim attempted on it).
+    SlotWord {
+        slot: u32,
+        id: bool,
+        value: u64,
+    },
     /// Writes a 32-bit word of one of the first entries of the participant table (the live and
     /// dead participants are there).
     Participant {
@@ -209,8 +219,14 @@ fn op() -> impl Strategy<Value = Op> {
         (any::<bool>(), prop_oneof![0..4u32, any::<u32>()])
             .prop_map(|(senders, value)| Op::WaitWord { senders, value }),
         (0..8u64, any::<u64>()).prop_map(|(index, value)| Op::Counter { index, value }),
-        (0..4u64, 0..8u64, prop_oneof![0..8u32, any::<u32>()])
+        (0..4u64, 0..12u64, prop_oneof![0..8u32, any::<u32>()])
             .prop_map(|(entry, word, value)| Op::Participant { entry, word, value }),
+        (
+            0..CAPACITY,
+            any::<bool>(),
+            prop_oneof![0..64u64, any::<u64>()]
+        )
+            .prop_map(|(slot, id, value)| Op::SlotWord { slot, id, value }),
         (0..=MAX as usize + 2).prop_map(Op::RecvTimeout),
         (0..=MAX as usize + 2).prop_map(Op::SendTimeout),
         Just(Op::Recover),
@@ -275,6 +291,10 @@ fn run(start: &[u8], ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Counter { index, value } => t.write_u64(COUNTERS + index * 8, value),
             Op::Participant { entry, word, value } => {
                 t.write_u32(PARTICIPANTS + entry * ENTRY + word * 4, value)
+            }
+            Op::SlotWord { slot, id, value } => {
+                let offset = if id { SLOT_ID } else { SLOT_INTENT };
+                t.write_u64(t.slot(slot) + offset, value)
             }
             Op::Cursor {
                 tail,
@@ -560,7 +580,7 @@ fn a_slot_state_more_than_a_lap_from_its_cursor_is_corrupt() {
     let cap = u64::from(CAPACITY);
     // A free slot for a position two laps ahead of the tail: no honest peer writes that.
     t.write_u64(t.slot(0) + SLOT_STATE, state(2 * cap, 0, EMPTY));
-    assert_corrupt(q.try_send(b"x"), "more than a lap ahead of the tail");
+    assert_corrupt(q.try_send(b"x"), "more than a lap away from the tail");
     // A message two laps behind the head.
     let t = Target::new();
     let q = &t.queue;
@@ -570,7 +590,7 @@ fn a_slot_state_more_than_a_lap_from_its_cursor_is_corrupt() {
     t.write_u64(t.slot(0) + SLOT_STATE, state(0, 0, FULL));
     assert_corrupt(
         q.try_recv(&mut [0u8; MAX as usize]),
-        "more than a lap behind the head",
+        "more than a lap away from the head",
     );
 }
 
@@ -592,15 +612,17 @@ fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
     let t = Target::new();
     let q = &t.queue;
     // Entry 100 marked in use (generation 5) with no lock behind it, as a participant that died
-    // leaves it, holding a claim to write at the head and a message it was reading.
+    // leaves it, holding a message it was reading in place (at position 0, so the head has
+    // passed it) and a reservation it was writing (position 1, below the tail).
     let index = 100u64;
     let token = index << GENERATION_BITS | 5;
-    t.write_u32(PARTICIPANTS + index * ENTRY, 5 << 1 | 1);
-    q.try_send(b"gap").unwrap();
+    t.write_u32(PARTICIPANTS + index * ENTRY + ENTRY_TOKEN, 5 << 1 | 1);
     q.try_send(b"held").unwrap();
+    q.try_send(b"gap").unwrap();
     q.try_send(b"after").unwrap();
-    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, WRITING));
-    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, READING));
+    t.write_u64(HEAD, 1);
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, READING));
+    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, WRITING));
     let entry = |q: &Queue| {
         q.stats()
             .participants

@@ -12,8 +12,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 use shmq::model::{
-    empty_state, resolve_claims, wait_for, wake_all, wake_if_sleeping, ClaimError, ClaimStore,
-    Deadline, Resolution, Ring, SlotStates, Waiter,
+    empty_state, resolve_dead, wait_for, wake_all, wake_if_sleeping, Announcement, ClaimError,
+    ClaimStore, Claimer, Deadline, Resolution, Ring, Side, SlotStates, Waiter,
+    STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_INTENT,
 };
 use shmq::model::{AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering;
@@ -25,6 +26,12 @@ struct Model {
     head: AtomicU64,
     closing: AtomicU64,
     states: Vec<AtomicU64>,
+    intents: Vec<AtomicU64>,
+    /// Each participant token's announcement record (tokens are small numbers here).
+    lanes: Vec<Announcement>,
+    /// Per token, 1 once that participant is dead: the oracle standing in for the kernel's
+    /// lock, which loom cannot model. A dying thread sets it as its last act.
+    dead: Vec<AtomicU32>,
     payload: Vec<UnsafeCell<u32>>,
     /// Per slot, as the mapping's `deliveries` word: deliveries that ended in a death.
     failed: Vec<AtomicU32>,
@@ -39,13 +46,19 @@ struct Model {
     resolved: [std::sync::atomic::AtomicU32; 5],
 }
 
-struct HeapSlots<'a>(&'a [AtomicU64]);
+struct HeapSlots<'a>(&'a [AtomicU64], &'a [AtomicU64]);
 
 impl SlotStates for HeapSlots<'_> {
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.0[(pos % self.0.len() as u64) as usize]
     }
+    fn intent(&self, pos: u64) -> &AtomicU64 {
+        &self.1[(pos % self.1.len() as u64) as usize]
+    }
 }
+
+/// Participant tokens used by the models are below this.
+const TOKENS: usize = 5;
 
 const OWNER_A: u32 = 1;
 const OWNER_B: u32 = 2;
@@ -61,6 +74,9 @@ impl Model {
             head: AtomicU64::new(0),
             closing: AtomicU64::new(0),
             states: (0..cap).map(|i| AtomicU64::new(empty_state(i))).collect(),
+            intents: (0..cap).map(|_| AtomicU64::new(0)).collect(),
+            lanes: (0..TOKENS).map(|_| Announcement::new()).collect(),
+            dead: (0..TOKENS).map(|_| AtomicU32::new(0)).collect(),
             payload: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
             failed: (0..cap).map(|_| AtomicU32::new(0)).collect(),
             recv_wait: AtomicU32::new(0),
@@ -76,9 +92,16 @@ impl Model {
             &self.tail,
             &self.head,
             &self.closing,
-            HeapSlots(&self.states),
+            HeapSlots(&self.states, &self.intents),
             self.states.len() as u64,
         )
+    }
+
+    fn claimer(&self, token: u32) -> Claimer<'_> {
+        Claimer {
+            token,
+            announcement: &self.lanes[token as usize],
+        }
     }
 
     fn index(&self, pos: u64) -> usize {
@@ -88,12 +111,13 @@ impl Model {
     /// One attempt to send `value`: claim, write the payload, publish, wake.
     fn try_send(&self, owner: u32, value: u32) -> Result<(), ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_send(owner, 1)?;
-        // SAFETY: we own the claimed slot (the protocol's invariant 3); loom checks the access.
+        let claim = ring.claim_send(self.claimer(owner), 1)?;
+        // SAFETY: we own the claimed slot (only its claimer writes it until it publishes);
+        // loom checks the access.
         self.payload[self.index(claim.first)].with_mut(|p| unsafe { *p = value });
         // A new message: no delivery of it has failed (as `Queue::write`).
         self.failed[self.index(claim.first)].store(0, Ordering::Relaxed);
-        ring.publish(claim.first, owner);
+        ring.publish(claim.first);
         wake_if_sleeping(&self.recv_wait);
         Ok(())
     }
@@ -101,7 +125,7 @@ impl Model {
     /// One attempt to receive: claim, read the payload, release, wake.
     fn try_recv(&self, owner: u32) -> Result<u32, ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_recv(owner, 1, |_| true)?;
+        let claim = ring.claim_recv(self.claimer(owner), 1, |_| true)?;
         // SAFETY: we own the claimed slot until `release`; loom checks the access.
         let value = self.payload[self.index(claim.first)].with(|p| unsafe { *p });
         ring.release(claim.first);
@@ -112,12 +136,12 @@ impl Model {
     /// Sends a batch of values with one claim; returns how many were sent.
     fn try_send_batch(&self, owner: u32, values: &[u32]) -> Result<usize, ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_send(owner, values.len() as u64)?;
+        let claim = ring.claim_send(self.claimer(owner), values.len() as u64)?;
         for (pos, v) in claim.positions().zip(values) {
             // SAFETY: we own every claimed slot of the batch; loom checks the access.
             self.payload[self.index(pos)].with_mut(|p| unsafe { *p = *v });
             self.failed[self.index(pos)].store(0, Ordering::Relaxed);
-            ring.publish(pos, owner);
+            ring.publish(pos);
         }
         wake_if_sleeping(&self.recv_wait);
         Ok(claim.count as usize)
@@ -275,13 +299,17 @@ fn close_races_with_send_and_no_message_appears_after_closed() {
         let rest = m.try_recv(3);
         match (first, rest) {
             (Ok(v), Err(ClaimError::Closed)) => assert!(sent && v == msg(1, 0)),
-            (Err(ClaimError::WouldBlock), Ok(v)) => assert!(sent && v == msg(1, 0)),
-            (Err(ClaimError::WouldBlock), Err(ClaimError::Closed)) => assert!(!sent),
+            (Err(ClaimError::WouldBlock | ClaimError::Busy), Ok(v)) => {
+                assert!(sent && v == msg(1, 0))
+            }
+            (Err(ClaimError::WouldBlock | ClaimError::Busy), Err(ClaimError::Closed)) => {
+                assert!(!sent)
+            }
             (Err(ClaimError::Closed), Err(ClaimError::Closed)) => assert!(!sent),
             other => panic!("unexpected {other:?} (sent: {sent})"),
         }
         assert!(matches!(
-            m.ring().claim_send(OWNER_B, 1),
+            m.ring().claim_send(m.claimer(OWNER_B), 1),
             Err(ClaimError::Closed)
         ));
     });
@@ -351,7 +379,7 @@ fn close_wakes_a_sleeping_receiver() {
                     || {},
                     || {},
                     || match m.try_recv(OWNER_B) {
-                        Err(ClaimError::WouldBlock) => None,
+                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
                         other => Some(other),
                     },
                 )
@@ -389,7 +417,7 @@ fn one_message_handoff_orders_the_payload() {
                 assert_eq!(v, 42);
                 HANDOFF_RECEIVED.store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            Err(ClaimError::WouldBlock) => {
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
                 HANDOFF_MISSED.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Err(e) => panic!("{e:?}"),
@@ -400,14 +428,15 @@ fn one_message_handoff_orders_the_payload() {
     assert!(HANDOFF_MISSED.load(std::sync::atomic::Ordering::SeqCst));
 }
 
-// Crash recovery. A participant that "dies" is a thread that claims and then stops for good,
-// setting its `dead` flag as its last act (the kernel dropping its lock). A survivor that finds
-// the queue stuck checks the flag (the oracle standing in for the kernel's lock, which loom
-// cannot model) and resolves the dead owner's claims with `resolve_claims`, the production code
-// of `src/recovery/claims.rs`: `WRITING` becomes a tombstone, `READING` is redelivered in place
-// when the tail has come round to it, or copied to the tail, or dropped by the policy.
+// Crash recovery. A participant that "dies" is a thread that stops for good at some step of a
+// claim (after its intents, after its announcement, after its cursor CAS), setting its `dead`
+// flag as its last act (the kernel dropping its lock). A survivor that finds the queue stuck
+// runs `resolve_dead`, the production code of `src/recovery/claims.rs`, which asks the flags
+// who is dead and reads the announcements: a claimed, unpublished position becomes a
+// tombstone; an unreleased message is redelivered in place when the tail has come round to it,
+// or copied to the tail, or dropped by the policy. A live claimer is never repaired over.
 
-const DEAD: u32 = 9;
+const DEAD: u32 = 4;
 
 /// The heap model as the store `resolve_claims` works in.
 impl ClaimStore for Model {
@@ -444,6 +473,12 @@ impl ClaimStore for Model {
     fn record(&self, what: Resolution) {
         self.resolved[what as usize].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
+    fn is_dead(&self, token: u32) -> bool {
+        self.dead[token as usize].load(Ordering::Acquire) == 1
+    }
+    fn live_announces(&self, pos: u64, side: Side) -> bool {
+        (0..TOKENS).any(|t| !self.is_dead(t as u32) && self.lanes[t].covers(pos, side))
+    }
 }
 
 /// Set when some interleaving redelivered in place / by copy: proof both paths are explored.
@@ -459,7 +494,7 @@ impl Model {
     /// One attempt to receive: the value and its delivery number (1 + failed deliveries).
     fn try_recv_counted(&self, owner: u32) -> Result<(u32, u32), ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_recv(owner, 1, |_| true)?;
+        let claim = ring.claim_recv(self.claimer(owner), 1, |_| true)?;
         // SAFETY: we own the claimed slot until `release`; loom checks the access.
         let value = self.payload[self.index(claim.first)].with(|p| unsafe { *p });
         let deliveries = self.failed[self.index(claim.first)].load(Ordering::Relaxed) + 1;
@@ -478,17 +513,22 @@ impl Model {
 
     /// Receives, resolving the dead's claims when stuck, within `tries` attempts: the value and
     /// its delivery number.
-    fn recv_recovering(&self, me: u32, dead: &AtomicU32, tries: usize) -> Option<(u32, u32)> {
+    fn recv_recovering(&self, me: u32, tries: usize) -> Option<(u32, u32)> {
         for _ in 0..tries {
             match self.try_recv_counted(me) {
                 Ok(v) => return Some(v),
-                Err(_) if dead.load(Ordering::Acquire) == 1 => {
-                    resolve_claims(self, me, DEAD);
+                Err(_) if self.is_dead(DEAD) => {
+                    resolve_dead(self, self.claimer(me));
                 }
                 Err(_) => {}
             }
         }
         None
+    }
+
+    /// The dying thread's last act.
+    fn die(&self, token: u32) {
+        self.dead[token as usize].store(1, Ordering::Release);
     }
 }
 
@@ -496,13 +536,12 @@ impl Model {
 fn dead_producer_claim_is_skipped_and_everything_else_arrives_once() {
     loom::model(|| {
         let m = Model::new(2);
-        let dead = Arc::new(AtomicU32::new(0));
         let dying = {
-            let (m, dead) = (m.clone(), dead.clone());
+            let m = m.clone();
             thread::spawn(move || {
                 // Claim a slot, write nothing, die.
-                let claimed = m.ring().claim_send(DEAD, 1).is_ok();
-                dead.store(1, Ordering::Release);
+                let claimed = m.ring().claim_send(m.claimer(DEAD), 1).is_ok();
+                m.die(DEAD);
                 claimed
             })
         };
@@ -510,11 +549,11 @@ fn dead_producer_claim_is_skipped_and_everything_else_arrives_once() {
             let m = m.clone();
             thread::spawn(move || m.try_send(OWNER_A, msg(1, 0)).is_ok())
         };
-        let first = m.recv_recovering(OWNER_B, &dead, 2);
+        let first = m.recv_recovering(OWNER_B, 2);
         let claimed = dying.join().unwrap();
         let sent = producer.join().unwrap();
         // After the death, one resolution pass, then drain.
-        resolve_claims(&*m, OWNER_B, DEAD);
+        resolve_dead(&*m, m.claimer(OWNER_B));
         assert_eq!(
             m.resolved(Resolution::AbandonedSend),
             u32::from(claimed),
@@ -541,22 +580,21 @@ fn dead_consumer_message_is_redelivered_exactly_once() {
         let m = Model::new(2);
         m.try_send(OWNER_A, msg(1, 0)).unwrap();
         m.try_send(OWNER_A, msg(1, 1)).unwrap();
-        let dead = Arc::new(AtomicU32::new(0));
         let dying = {
-            let (m, dead) = (m.clone(), dead.clone());
+            let m = m.clone();
             thread::spawn(move || {
                 // Claim a message, never release it, die.
-                let claimed = m.ring().claim_recv(DEAD, 1, |_| true).is_ok();
-                dead.store(1, Ordering::Release);
+                let claimed = m.ring().claim_recv(m.claimer(DEAD), 1, |_| true).is_ok();
+                m.die(DEAD);
                 claimed
             })
         };
         let survivor = {
-            let (m, dead) = (m.clone(), dead.clone());
+            let m = m.clone();
             thread::spawn(move || {
                 let mut got = vec![];
                 for _ in 0..2 {
-                    if let Some(v) = m.recv_recovering(3, &dead, 2) {
+                    if let Some(v) = m.recv_recovering(3, 2) {
                         got.push(v);
                     }
                 }
@@ -568,7 +606,7 @@ fn dead_consumer_message_is_redelivered_exactly_once() {
         let third = m.try_send(OWNER_A, msg(1, 2)).is_ok();
         let claimed = dying.join().unwrap();
         let mut got = survivor.join().unwrap();
-        resolve_claims(&*m, OWNER_B, DEAD);
+        resolve_dead(&*m, m.claimer(OWNER_B));
         got.extend(m.drain_counted(OWNER_B));
         got.sort_unstable();
         let mut expected = vec![msg(1, 0), msg(1, 1)];
@@ -606,18 +644,19 @@ fn two_survivors_resolve_one_claim(cap: u64, drops: bool, max_deliveries: u32, e
         m.try_send(OWNER_A, msg(1, 0)).unwrap();
         m.try_send(OWNER_A, msg(1, 1)).unwrap();
         // The dead consumer holds the first message.
-        m.ring().claim_recv(DEAD, 1, |_| true).unwrap();
+        m.ring().claim_recv(m.claimer(DEAD), 1, |_| true).unwrap();
+        m.die(DEAD);
         let survivors: Vec<_> = [OWNER_A, OWNER_B]
             .into_iter()
             .map(|me| {
                 let m = m.clone();
-                thread::spawn(move || resolve_claims(&*m, me, DEAD))
+                thread::spawn(move || resolve_dead(&*m, m.claimer(me)))
             })
             .collect();
         let outcomes: Vec<_> = survivors.into_iter().map(|s| s.join().unwrap()).collect();
         // (The loser may report the claim unresolved, having found no room for it: the entry
         // then stays marked until a later pass, which finds nothing left.)
-        let again = resolve_claims(&*m, 3, DEAD);
+        let again = resolve_dead(&*m, m.claimer(3));
         assert!(again.all_resolved && !again.changed, "{again:?}");
         assert_eq!(
             outcomes.iter().filter(|o| o.changed).count(),
@@ -663,4 +702,132 @@ fn two_survivors_drop_by_policy_once() {
 #[test]
 fn two_survivors_dead_letter_at_the_limit_once() {
     two_survivors_resolve_one_claim(4, false, 1, Resolution::DeadLettered);
+}
+
+/// A producer dies at each step of its claim (after its intent, after its announcement, after
+/// its cursor CAS) while a live producer sends and a survivor receives, resolving what the dead
+/// left: the live producer's message arrives exactly once (never tombstoned, though it may be
+/// in its claim's window when the survivor looks), and the ring is not wedged.
+fn producer_dies_at<const STOP: u8>() {
+    loom::model(|| {
+        let m = Model::new(2);
+        let dying = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let r = m.ring();
+                let me = m.claimer(DEAD);
+                let claimed = if STOP == 0 {
+                    r.claim_send(me, 1).is_ok()
+                } else {
+                    r.claim_send_stopping::<STOP>(me, 1).is_ok()
+                };
+                m.die(DEAD);
+                claimed
+            })
+        };
+        let producer = {
+            let m = m.clone();
+            thread::spawn(move || m.try_send(OWNER_A, msg(1, 0)).is_ok())
+        };
+        let first = m.recv_recovering(OWNER_B, 2);
+        let claimed = dying.join().unwrap();
+        let sent = producer.join().unwrap();
+        resolve_dead(&*m, m.claimer(OWNER_B));
+        assert_eq!(m.resolved(Resolution::AbandonedSend), u32::from(claimed));
+        let mut got: Vec<u32> = first.into_iter().map(|(v, _)| v).collect();
+        got.extend(m.drain(OWNER_B));
+        assert_eq!(got, if sent { vec![msg(1, 0)] } else { vec![] });
+        for seq in 1..3 {
+            m.try_send(OWNER_A, msg(1, seq)).unwrap();
+        }
+        assert_eq!(m.drain(OWNER_B), [msg(1, 1), msg(1, 2)]);
+    });
+}
+
+#[test]
+fn a_producer_dying_after_its_intent_leaves_nothing_to_repair() {
+    producer_dies_at::<STOP_AFTER_INTENT>();
+}
+
+#[test]
+fn a_producer_dying_after_its_announcement_leaves_nothing_to_repair() {
+    producer_dies_at::<STOP_AFTER_ANNOUNCEMENT>();
+}
+
+#[test]
+fn a_producer_dying_after_its_cas_is_tombstoned_and_a_live_one_never_is() {
+    producer_dies_at::<0>();
+}
+
+/// A consumer dies at each step of its claim while a live consumer (the survivor) receives:
+/// every message arrives exactly once, the one the dead had claimed with its second delivery.
+fn consumer_dies_at<const STOP: u8>() {
+    loom::model(|| {
+        let m = Model::new(2);
+        m.try_send(OWNER_A, msg(1, 0)).unwrap();
+        let dying = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let r = m.ring();
+                let me = m.claimer(DEAD);
+                let claimed = if STOP == 0 {
+                    r.claim_recv(me, 1, |_| true).is_ok()
+                } else {
+                    r.claim_recv_stopping::<STOP>(me, 1).is_ok()
+                };
+                m.die(DEAD);
+                claimed
+            })
+        };
+        let got = m.recv_recovering(OWNER_B, 2);
+        let claimed = dying.join().unwrap();
+        resolve_dead(&*m, m.claimer(OWNER_B));
+        let mut all: Vec<(u32, u32)> = got.into_iter().collect();
+        all.extend(m.drain_counted(OWNER_B));
+        assert_eq!(
+            all,
+            [(msg(1, 0), 1 + u32::from(claimed))],
+            "claimed: {claimed}"
+        );
+    });
+}
+
+#[test]
+fn a_consumer_dying_after_its_intent_leaves_the_message_in_place() {
+    consumer_dies_at::<STOP_AFTER_INTENT>();
+}
+
+#[test]
+fn a_consumer_dying_after_its_announcement_leaves_the_message_in_place() {
+    consumer_dies_at::<STOP_AFTER_ANNOUNCEMENT>();
+}
+
+#[test]
+fn a_consumer_dying_after_its_cas_has_its_message_redelivered_once() {
+    consumer_dies_at::<0>();
+}
+
+/// Nobody is dead, but a survivor runs recovery while a producer and a consumer are in their
+/// claims' windows (a stale view, a sweep started for another reason): it must change
+/// nothing, and the message arrives exactly once, on its first delivery.
+#[test]
+fn recovery_never_repairs_a_live_claim() {
+    loom::model(|| {
+        let m = Model::new(2);
+        let producer = {
+            let m = m.clone();
+            thread::spawn(move || m.try_send(OWNER_A, msg(1, 0)).is_ok())
+        };
+        let consumer = {
+            let m = m.clone();
+            thread::spawn(move || m.try_recv_counted(OWNER_B).ok())
+        };
+        let outcome = resolve_dead(&*m, m.claimer(3));
+        assert!(!outcome.changed, "{outcome:?}");
+        let sent = producer.join().unwrap();
+        let mut got: Vec<(u32, u32)> = consumer.join().unwrap().into_iter().collect();
+        got.extend(m.drain_counted(3));
+        assert!(sent);
+        assert_eq!(got, [(msg(1, 0), 1)]);
+    });
 }

@@ -418,3 +418,116 @@ fn recovery_dead_lettering_a_message_wakes_a_sleeping_sender() {
     let st = dead_consumers_message_dropped_wakes_a_sleeping_sender(options);
     assert_eq!(st.dead_lettered, 1);
 }
+
+/// Which side the sleepers of [`a_sweep_keeps_exactly_the_live_sleepers`] wait on.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    /// Receivers on an empty queue.
+    Recv,
+    /// Senders on a full queue.
+    Send,
+}
+
+/// Crash recovery recounts a side's sleepers from the live participants' own records: with one
+/// sleeper SIGKILLed asleep beside two live ones (three processes, so three participants and
+/// three records), the sweep leaves the shared count at exactly 2, and one act of progress wakes
+/// both live sleepers (one completes, the other finds nothing and sleeps again), and a second
+/// wakes the other. A recount that loses a live sleeper (a record skipped or overwritten, the
+/// wrong side's bits, a wrong mask) leaves fewer than 2, and one that lowers the count to 0 makes
+/// wakers skip `FUTEX_WAKE`: with the slices off, a lost wake-up. A recount that keeps the dead
+/// one leaves 3.
+fn a_sweep_keeps_exactly_the_live_sleepers(side: Side) {
+    let s = match side {
+        Side::Recv => Setup::new(Options::new(4, MAX_MESSAGE)),
+        Side::Send => full_pair(),
+    };
+    let role = match side {
+        Side::Recv => "recv",
+        Side::Send => "send",
+    };
+    // (receivers, senders) asleep when `n` sleep on this side.
+    let counts = |n: u32| match side {
+        Side::Recv => (n, 0),
+        Side::Send => (0, n),
+    };
+    let mut sleepers: Vec<Child> = (1..=3)
+        .map(|n| {
+            let mut child = s.spawn_sleeper(role, &format!("s{n}"));
+            let (recv, send) = counts(n);
+            s.wait_parked(&mut child, recv, send);
+            child
+        })
+        .collect();
+    sleepers.remove(0).kill();
+    assert!(s.q.recover(), "the sweep repairs the count");
+    let st = s.q.stats();
+    assert_eq!(
+        (st.recv_sleepers, st.send_sleepers),
+        counts(2),
+        "after the sweep: {st:?}"
+    );
+    // One act of progress: a message, or a slot freed.
+    let mut progress = {
+        let mut n = 0;
+        let mut buf = [0u8; MAX_MESSAGE as usize];
+        move |q: &Queue| {
+            n += 1;
+            match side {
+                Side::Recv => q.try_send(format!("m{n}").as_bytes()).unwrap(),
+                Side::Send => assert_eq!(q.try_recv(&mut buf).unwrap(), 1),
+            }
+        }
+    };
+    let switches: Vec<u64> = sleepers
+        .iter()
+        .map(|c| asleep_switches(c.pid()).expect("parked"))
+        .collect();
+    progress(&s.q);
+    let woken = Instant::now();
+    let done = loop {
+        let reported: Vec<bool> = sleepers
+            .iter()
+            .map(|c| !c.report_so_far().is_empty())
+            .collect();
+        // The one that did not complete was woken too: it switched (woke, looked, slept again).
+        let other_woke =
+            |i: usize| asleep_switches(sleepers[i].pid()).is_some_and(|now| now > switches[i]);
+        match reported[..] {
+            [true, false] if other_woke(1) => break 0,
+            [false, true] if other_woke(0) => break 1,
+            [true, true] => panic!("one act of progress completed both sleepers"),
+            _ => {}
+        }
+        assert!(
+            woken.elapsed() < WAKE_BOUND,
+            "one act of progress did not wake both live sleepers within {WAKE_BOUND:?} \
+             (completed: {reported:?}; stats {:?})",
+            s.q.stats()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let first = sleepers.remove(done);
+    let mut other = sleepers.pop().unwrap();
+    let expected = |msg: &str| match side {
+        Side::Recv => format!("ok {msg} 1"),
+        Side::Send => "ok".to_string(),
+    };
+    assert_eq!(
+        first.wait(SETUP_BOUND).lines().next(),
+        Some(expected("m1").as_str())
+    );
+    let (recv, send) = counts(1);
+    s.wait_parked(&mut other, recv, send);
+    wakes(other, &expected("m2"), || progress(&s.q));
+    assert_no_sleepers(&s.q);
+}
+
+#[test]
+fn a_sweep_uncounts_a_dead_receiver_and_keeps_exactly_the_two_live_ones() {
+    a_sweep_keeps_exactly_the_live_sleepers(Side::Recv);
+}
+
+#[test]
+fn a_sweep_uncounts_a_dead_sender_and_keeps_exactly_the_two_live_ones() {
+    a_sweep_keeps_exactly_the_live_sleepers(Side::Send);
+}

@@ -115,7 +115,7 @@ enum shmq_on_consumer_death {
  *      rc = shmq_create_ex("/dev/shm/jobs", &opts, &q);
  */
 struct shmq_options {
-    uint32_t capacity;          /**< number of slots: a power of two, 2 to 2^24 */
+    uint32_t capacity;          /**< number of slots: 1 to 2^24 (any number) */
     uint32_t max_message_size;  /**< largest message in bytes, 1 to 16 MiB */
     uint32_t mode;              /**< permission bits of a new file; 0 means 0600 */
     uint32_t on_consumer_death; /**< an enum shmq_on_consumer_death value; 0 is REDELIVER */
@@ -199,7 +199,7 @@ const char *shmq_strerror(int status);
  * ------------------------------------------------------------------------------------------- */
 
 /** Creates a queue file at `path` (mode 0600; usually under /dev/shm) with `capacity` slots (a
- *  power of two, 2 to 2^24) of up to `max_message_size` bytes (1 to 16 MiB) each, and opens it
+ *  1 to 2^24) of up to `max_message_size` bytes (1 to 16 MiB) each, and opens it
  *  into `*out`. The file appears complete or not at all, with every byte allocated: a full
  *  filesystem gives SHMQ_IO (ENOSPC) and leaves nothing behind, never a SIGBUS later.
  *  SHMQ_ALREADY_EXISTS if `path` exists; SHMQ_INVALID_ARGUMENT for out-of-range sizes. On
@@ -371,6 +371,11 @@ int shmq_recv_in_place(shmq *q, shmq_message **out, const void **data, size_t *l
  *  time, more if consumers died holding it and it was redelivered (0 if `m` is NULL). */
 uint32_t shmq_message_deliveries(const shmq_message *m);
 
+/** The message's id: unique within the queue file, and the same on every delivery of the
+ *  message, redeliveries after a consumer's death included (it is the position of the
+ *  message's first send). A consumer that must not act twice keys on it. 0 if `m` is NULL. */
+uint64_t shmq_message_id(const shmq_message *m);
+
 /** Frees the message's slot for producers; its bytes are no longer valid. NULL is fine.
  *  Consumes `m`. */
 void shmq_release(shmq_message *m);
@@ -412,7 +417,7 @@ enum shmq_when_full {
  *  `max_message_size` are used only if the queue does not exist yet (an existing queue is
  *  subscribed as it is, and must hold messages at least as long as the topic's). */
 struct shmq_subscription_options {
-    /** Slots of a queue created for the subscription: a power of two, 2 to 2^24. */
+    /** Slots of a queue created for the subscription: 1 to 2^24. */
     uint32_t capacity;
     /** Largest message of a queue created for the subscription; at least the topic's. */
     uint32_t max_message_size;

@@ -118,7 +118,7 @@ pub const SHMQ_ON_CONSUMER_DEATH_DROP: u32 = 1;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[allow(non_camel_case_types)]
 pub struct shmq_options {
-    /// Number of slots: a power of two from 2 to 2^24.
+    /// Number of slots: 1 to 2^24 (any number).
     pub capacity: u32,
     /// Largest message, in bytes (1 to 16 MiB).
     pub max_message_size: u32,

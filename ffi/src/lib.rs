@@ -47,6 +47,7 @@ pub use topic::{
     SHMQ_WHEN_FULL_BLOCK, SHMQ_WHEN_FULL_DROP,
 };
 pub use zero_copy::{
-    shmq_cancel, shmq_commit, shmq_message, shmq_message_deliveries, shmq_recv_in_place,
-    shmq_release, shmq_reservation, shmq_reserve, shmq_try_recv_in_place, shmq_try_reserve,
+    shmq_cancel, shmq_commit, shmq_message, shmq_message_deliveries, shmq_message_id,
+    shmq_recv_in_place, shmq_release, shmq_reservation, shmq_reserve, shmq_try_recv_in_place,
+    shmq_try_reserve,
 };

@@ -30,7 +30,7 @@ pub const SHMQ_WHEN_FULL_DROP: u32 = 1;
 #[derive(Clone, Copy, Debug)]
 #[allow(non_camel_case_types)]
 pub struct shmq_subscription_options {
-    /// Slots of the queue if it is created (a power of two, 2 to 2^24).
+    /// Slots of the queue if it is created (1 to 2^24).
     pub capacity: u32,
     /// Largest message of the queue if it is created; at least the topic's.
     pub max_message_size: u32,

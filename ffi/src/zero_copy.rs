@@ -246,6 +246,19 @@ pub unsafe extern "C" fn shmq_message_deliveries(m: *const shmq_message) -> u32 
     })
 }
 
+/// The message's id, unique within the queue file and the same on every delivery; 0 for NULL.
+/// See `shmq.h`.
+///
+/// # Safety
+/// `m` is NULL or a message from this library, not yet released.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_message_id(m: *const shmq_message) -> u64 {
+    boundary(0, || {
+        // SAFETY: a non-NULL `m` points at a live boxed message by the caller's promise.
+        unsafe { m.as_ref() }.map_or(0, |m| m.guard.id())
+    })
+}
+
 /// Frees the message's slot for producers; NULL is ignored. See `shmq.h`.
 ///
 /// # Safety

@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{c_test_source, compile, example_source, queue_dir, run_ok, Link};
+use common::{
+    c_test_passes_with_both_libraries, c_test_source, compile, example_source, queue_dir,
+    run_in_scratch_dir, run_ok, Link,
+};
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,19 +35,11 @@ const CONTRACT_CODES: [(usize, &str); 16] = [
     (16, "SHMQ_TOO_MANY_HANDLES"),
 ];
 
-/// Runs a program that takes a scratch directory and exits 0 when all its checks held.
-fn run_in_scratch_dir(exe: std::path::PathBuf) -> String {
-    let dir = queue_dir();
-    let mut cmd = Command::new(exe);
-    cmd.arg(dir.path());
-    run_ok(cmd, LIMIT)
-}
-
 #[test]
 fn every_status_code_is_produced_by_a_real_call_and_named_by_strerror() {
     for link in Link::BOTH {
         let exe = compile("status_codes", &[c_test_source("status_codes.c")], link);
-        let out = run_in_scratch_dir(exe);
+        let out = run_in_scratch_dir(&exe, LIMIT);
         for (value, name) in CONTRACT_CODES {
             let line = out
                 .lines()
@@ -58,34 +53,23 @@ fn every_status_code_is_produced_by_a_real_call_and_named_by_strerror() {
 
 #[test]
 fn c_api_checks_arguments_and_keeps_its_promises_with_both_libraries() {
-    for link in Link::BOTH {
-        let exe = compile("api", &[c_test_source("api.c")], link);
-        let out = run_in_scratch_dir(exe);
-        assert!(out.contains("api: 0 failures"), "{out}");
-    }
+    c_test_passes_with_both_libraries("api", "api.c", LIMIT);
 }
 
 #[test]
 fn c_consumers_killed_holding_a_message_lose_nothing_with_both_libraries() {
-    for link in Link::BOTH {
-        let exe = compile("recovery", &[c_test_source("recovery.c")], link);
-        let out = run_in_scratch_dir(exe);
+    for out in c_test_passes_with_both_libraries("recovery", "recovery.c", LIMIT) {
         assert!(
             out.contains("redeliver: message back with deliveries 2"),
             "{out}"
         );
-        assert!(out.contains("recovery: 0 failures"), "{out}");
         print!("{out}");
     }
 }
 
 #[test]
 fn cpp_wrapper_owns_handles_and_guards_with_both_libraries() {
-    for link in Link::BOTH {
-        let exe = compile("wrapper", &[c_test_source("wrapper.cpp")], link);
-        let out = run_in_scratch_dir(exe);
-        assert!(out.contains("wrapper: 0 failures"), "{out}");
-    }
+    c_test_passes_with_both_libraries("wrapper", "wrapper.cpp", LIMIT);
 }
 
 #[test]

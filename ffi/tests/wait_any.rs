@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{c_test_source, compile, example_source, queue_dir, run_ok, Link};
+use common::{c_test_passes_with_both_libraries, compile, example_source, queue_dir, run_ok, Link};
 use std::process::Command;
 use std::time::Duration;
 
@@ -31,12 +31,5 @@ fn c_example_serves_many_queues_with_wait_any_with_both_libraries() {
 
 #[test]
 fn wait_any_checks_arguments_and_reports_ready_queues_with_both_libraries() {
-    for link in Link::BOTH {
-        let exe = compile("wait_any_api", &[c_test_source("wait_any.c")], link);
-        let dir = queue_dir();
-        let mut cmd = Command::new(exe);
-        cmd.arg(dir.path());
-        let out = run_ok(cmd, LIMIT);
-        assert!(out.contains("wait_any_api: 0 failures"), "{out}");
-    }
+    c_test_passes_with_both_libraries("wait_any_api", "wait_any.c", LIMIT);
 }

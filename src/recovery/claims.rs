@@ -1,24 +1,32 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Resolving the claims a dead participant left in the ring: the half of crash recovery that
-//! needs nothing but the ring, its slots' metadata and the wait words.
+//! Resolving the claims that dead participants left in the ring: the half of crash recovery that
+//! needs nothing but the ring, its slots' metadata, the wait words, and two questions about who
+//! is alive.
 //!
 //! It is written over [`ClaimStore`] rather than over `Queue`, so that one piece of code runs
 //! in production (over the mapping, `Queue`'s implementation in `recovery`) and under the
 //! checkers that cannot map a file: the loom models in `tests/loom.rs` and the heap-ring tests
-//! that Miri runs (`ring_tests.rs`) implement the store on the heap and call [`resolve_claims`].
+//! that Miri runs (`ring_tests.rs`) implement the store on the heap and call [`resolve_dead`].
 //!
-//! Who is dead is the caller's decision (in production the kernel's lock, see `participant`);
-//! it is passed in as a token. Having proved `dead` gone, the caller owns its claims (ring
-//! invariant 3), and every repair is one CAS from the exact state `dead` left, so two survivors
-//! resolving the same claim at once cannot both succeed.
+//! # What a dead participant can leave, and how it is found
+//! One scan of the slots finds every claim that will never be finished (see `ring`,
+//! "Attribution"):
+//! - `EMPTY(p)` with `p` below the tail: a send claimed and not published. Repaired (a
+//!   tombstone) only if no *live* participant announces `p`: a live claimer always does.
+//! - `FULL(p)` or `SKIP(p)` with `p` below the head: a message or tombstone claimed and not
+//!   released. Given back (or dropped by policy), or freed, if no live participant announces it.
+//! - `WRITING(p, owner)` / `READING(p, owner)` stamps of long holds whose owner is dead.
+//!
+//! Every repair is one CAS from the exact word the scan read, so two survivors cannot both
+//! succeed, and a live claimer that finishes first makes the CAS fail.
 
-use crate::ring::{Phase, Ring, SlotState, SlotStates};
+use crate::ring::{Claimer, Phase, Ring, Side, SlotState, SlotStates};
 use crate::sync::AtomicU32;
 use crate::wait;
 
-/// What resolving a dead participant's claims needs from a queue: its ring, the per-slot
-/// message metadata (delivery count, length and payload), its crash policy, its two wait words,
-/// and a place to count what was done.
+/// What resolving dead participants' claims needs from a queue: its ring, the per-slot message
+/// metadata (delivery count, length and payload), its crash policy, its two wait words, who is
+/// alive, and a place to count what was done.
 pub trait ClaimStore {
     /// The claim protocol over this queue's cursors and slots.
     fn ring(&self) -> Ring<'_, impl SlotStates + '_>;
@@ -31,7 +39,8 @@ pub trait ClaimStore {
     fn failed_deliveries(&self, pos: u64) -> u32;
     /// Adds one to that count, in a slot the caller owns, before it is published again.
     fn count_failed_delivery(&self, pos: u64);
-    /// Copies a message (payload, length, failed deliveries) between two slots the caller owns.
+    /// Copies a message (payload, length, id, failed deliveries) between two slots the caller
+    /// owns.
     fn copy_message(&self, from: u64, to: u64);
     /// The wait word of receivers ("a message arrived").
     fn recv_wait(&self) -> &AtomicU32;
@@ -39,6 +48,12 @@ pub trait ClaimStore {
     fn send_wait(&self) -> &AtomicU32;
     /// Counts one resolved claim.
     fn record(&self, what: Resolution);
+    /// Whether the participant whose token a stamp records is gone (for good: a dead
+    /// participant never comes back).
+    fn is_dead(&self, token: u32) -> bool;
+    /// Whether some live participant announces position `pos` on `side` (see `ring`,
+    /// "Attribution"). Asked only after the caller loaded the cursor that passed `pos`.
+    fn live_announces(&self, pos: u64, side: Side) -> bool;
 }
 
 /// How one claim of a dead participant was resolved.
@@ -56,69 +71,156 @@ pub enum Resolution {
     RedeliveredByCopy,
 }
 
-/// What [`resolve_claims`] did.
+/// What [`resolve_dead`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// No claim of the dead participant is left.
+    /// No unfinished claim is left that this call could not settle: none waits for room, and
+    /// none is announced by a live participant (which may be a loser of the race for it).
     pub all_resolved: bool,
     /// Some claim was resolved by this call.
     pub changed: bool,
 }
 
-/// Resolves every claim that the dead participant `dead` holds, as participant `me`. A message
-/// it held may have to wait for room (the queue full of other messages); then `all_resolved`
-/// is false, and a later call resolves it.
-pub fn resolve_claims<Q: ClaimStore + ?Sized>(queue: &Q, me: u32, dead: u32) -> Outcome {
+/// Resolves every claim whose claimer is dead, as survivor `me`. A message may have to wait for
+/// room (the queue full of other messages); then `all_resolved` is false, and a later call
+/// resolves it.
+pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outcome {
     let ring = queue.ring();
-    let mut all_resolved = true;
-    let mut changed = false;
+    let mut outcome = Outcome {
+        all_resolved: true,
+        changed: false,
+    };
     for index in 0..ring.capacity {
-        let Some(state) = ring.state_at(index) else {
+        // The cursor first, then the slot (see `ring`, "Attribution").
+        let tail = ring.tail_position();
+        let head = ring.head_position();
+        let word = ring.word_at(index);
+        let Some(state) = SlotState::decode(word) else {
             continue;
         };
-        if state.owner != dead {
-            continue;
-        }
-        match state.phase {
-            Phase::Writing => {
-                if let Some(abandoned) = ring.abandon_send(state) {
-                    changed = true;
-                    if abandoned {
-                        queue.record(Resolution::AbandonedSend);
-                    }
-                    wait::wake_if_sleeping(queue.recv_wait());
+        let done = match state.phase {
+            Phase::Empty => {
+                if state.distance_from(tail) >= 0 {
+                    continue; // free: nobody claimed it
+                }
+                let pos = state.position_near(tail);
+                if queue.live_announces(pos, Side::Send) {
+                    outcome.all_resolved = false;
+                    continue;
+                }
+                abandon_send(queue, &ring, pos, word)
+            }
+            Phase::Writing if queue.is_dead(state.owner) => {
+                abandon_send(queue, &ring, state.position_near(tail), word)
+            }
+            Phase::Full | Phase::Skip => {
+                if state.distance_from(head) >= 0 {
+                    continue; // not claimed yet
+                }
+                let pos = state.position_near(head);
+                if queue.live_announces(pos, Side::Recv) {
+                    outcome.all_resolved = false;
+                    continue;
+                }
+                if state.phase == Phase::Skip {
+                    free_tombstone(queue, &ring, pos, word)
+                } else {
+                    resolve_message(queue, &ring, me, pos, word)
                 }
             }
-            Phase::Reading => match resolve_message(queue, &ring, me, state) {
-                Some(done) => changed |= done,
-                None => all_resolved = false,
-            },
-            _ => {}
+            Phase::Reading if queue.is_dead(state.owner) => {
+                resolve_message(queue, &ring, me, state.position_near(head), word)
+            }
+            Phase::Writing | Phase::Reading => continue,
+        };
+        match done {
+            Some(changed) => outcome.changed |= changed,
+            None => outcome.all_resolved = false,
         }
     }
-    Outcome {
-        all_resolved,
-        changed,
-    }
+    outcome
 }
 
-/// Gives back or drops the message of a dead consumer. Returns `Some(true)` if this call did it,
-/// `Some(false)` if someone else did first, `None` if it must wait for room.
+/// Resolves the stamped long holds of `owner` (a handle closing with guards it leaked), as if
+/// `owner` were dead; claims in progress cannot exist then (the handle is being dropped). Returns
+/// whether every one was settled.
+pub fn resolve_stamps_of<Q: ClaimStore + ?Sized>(queue: &Q, owner: u32, me: Claimer<'_>) -> bool {
+    let ring = queue.ring();
+    let mut all = true;
+    for index in 0..ring.capacity {
+        let word = ring.word_at(index);
+        let Some(state) = SlotState::decode(word) else {
+            continue;
+        };
+        if state.owner != owner {
+            continue;
+        }
+        let done = match state.phase {
+            Phase::Writing => abandon_send(
+                queue,
+                &ring,
+                state.position_near(ring.tail_position()),
+                word,
+            ),
+            Phase::Reading => {
+                let pos = state.position_near(ring.head_position());
+                resolve_message(queue, &ring, me, pos, word)
+            }
+            _ => continue,
+        };
+        all &= done.is_some();
+    }
+    all
+}
+
+/// A send that will never be published becomes a tombstone.
+fn abandon_send<Q: ClaimStore + ?Sized, S: SlotStates>(
+    queue: &Q,
+    ring: &Ring<'_, S>,
+    pos: u64,
+    word: u64,
+) -> Option<bool> {
+    if !ring.abandon_send(pos, word) {
+        return Some(false);
+    }
+    queue.record(Resolution::AbandonedSend);
+    wait::wake_if_sleeping(queue.recv_wait());
+    Some(true)
+}
+
+/// A tombstone claimed by a consumer that died before freeing it: free it.
+fn free_tombstone<Q: ClaimStore + ?Sized, S: SlotStates>(
+    queue: &Q,
+    ring: &Ring<'_, S>,
+    pos: u64,
+    word: u64,
+) -> Option<bool> {
+    if !ring.drop_claimed(pos, word) {
+        return Some(false);
+    }
+    wait::wake_if_sleeping(queue.send_wait());
+    Some(true)
+}
+
+/// Gives back or drops the message of a dead consumer, whose slot shows `word`. Returns
+/// `Some(true)` if this call did it, `Some(false)` if someone else did first, `None` if it must
+/// wait for room.
 fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
     queue: &Q,
     ring: &Ring<'_, S>,
-    me: u32,
-    state: SlotState,
+    me: Claimer<'_>,
+    pos: u64,
+    word: u64,
 ) -> Option<bool> {
     // Deliveries so far: the earlier ones that ended in death, and the dead consumer's.
-    let deliveries = queue.failed_deliveries(state.pos).saturating_add(1);
+    let deliveries = queue.failed_deliveries(pos).saturating_add(1);
     let limit = queue.max_deliveries();
-    let drop_it = queue.drops_on_consumer_death() || (limit != 0 && deliveries >= limit);
-    if drop_it {
-        if !ring.drop_claimed(state) {
+    let drops = queue.drops_on_consumer_death();
+    if drops || (limit != 0 && deliveries >= limit) {
+        if !ring.drop_claimed(pos, word) {
             return Some(false);
         }
-        queue.record(if queue.drops_on_consumer_death() {
+        queue.record(if drops {
             Resolution::AbandonedReceive
         } else {
             Resolution::DeadLettered
@@ -126,26 +228,28 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
         wait::wake_if_sleeping(queue.send_wait());
         return Some(true);
     }
+    // Take the message over, so that only one survivor goes on.
+    if !ring.take_over(pos, word, me.token) {
+        return Some(false);
+    }
     // The tail has come round to this very slot: publish it again where it is.
-    if let Some(pos) = ring.reclaim_in_place(state, me) {
-        queue.count_failed_delivery(pos);
-        ring.publish(pos, me);
+    if let Some(again) = ring.reclaim_in_place(pos, me) {
+        queue.count_failed_delivery(again);
+        ring.publish(again);
         queue.record(Resolution::RedeliveredInPlace);
         wait::wake_if_sleeping(queue.recv_wait());
         return Some(true);
     }
     // Otherwise copy it into the slot at the tail, then free its old slot.
-    let to = ring.claim_for_redelivery(me)?; // None: full of other messages, for later
-    let Some(from) = ring.take_over(state, me) else {
-        // Someone else resolved it first: give our claim back as a tombstone.
-        ring.cancel(to, me);
-        wait::wake_if_sleeping(queue.recv_wait());
-        return Some(false);
+    let Some(to) = ring.claim_for_redelivery(me) else {
+        // Full of other messages: put the slot back as it was, for a later sweep.
+        ring.untake(pos, me.token, word);
+        return None;
     };
-    queue.copy_message(from, to);
+    queue.copy_message(pos, to);
     queue.count_failed_delivery(to);
-    ring.publish(to, me);
-    ring.release(from);
+    ring.publish(to);
+    ring.release(pos);
     queue.record(Resolution::RedeliveredByCopy);
     wait::wake_if_sleeping(queue.recv_wait());
     wait::wake_if_sleeping(queue.send_wait());

@@ -7,6 +7,8 @@
 #define _DEFAULT_SOURCE
 #include "shmq.h"
 
+#include "check.h"
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,40 +18,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
-#define CHECK_RC(call, want)                                                              \
-    do {                                                                                  \
-        int rc_ = (call);                                                                 \
-        if (rc_ != (want)) {                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s returned %s, expected %s\n", __FILE__,        \
-                    __LINE__, #call, shmq_strerror(rc_), shmq_strerror(want));            \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
-static char dir[4096];
-static const char *path_of(const char *name) {
-    static char paths[8][4200];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
-    return p;
-}
-
-static struct shmq_stats stats_of(shmq *q) {
-    struct shmq_stats s;
-    memset(&s, 0xAB, sizeof s);
-    CHECK_RC(shmq_stats(q, &s), SHMQ_OK);
-    return s;
-}
 
 /* ---- every required pointer is checked, and a rejected call does nothing ---- */
 static void null_and_invalid_arguments(void) {
@@ -69,6 +37,7 @@ static void null_and_invalid_arguments(void) {
     CHECK_RC(shmq_stats(NULL, NULL), SHMQ_INVALID_ARGUMENT);
     CHECK(shmq_capacity(NULL) == 0 && shmq_max_message_size(NULL) == 0);
     CHECK(shmq_is_closed(NULL) == 0 && shmq_message_deliveries(NULL) == 0);
+    CHECK(shmq_message_id(NULL) == 0);
     CHECK(shmq_recover(NULL, NULL) == SHMQ_INVALID_ARGUMENT);
     shmq_detach(NULL);
     shmq_cancel(NULL);
@@ -188,9 +157,11 @@ static void zero_copy(void) {
     CHECK_RC(shmq_try_recv_in_place(q, &m, &in, &len), SHMQ_OK);
     CHECK(len == 8 && memcmp(in, "in place", 8) == 0);
     CHECK(shmq_message_deliveries(m) == 1);
+    uint64_t first_id = shmq_message_id(m);
     shmq_release(m);
     CHECK_RC(shmq_recv_in_place(q, &m, &in, &len, 1000000), SHMQ_OK);
     CHECK(len == 5 && memcmp(in, "after", 5) == 0);
+    CHECK(shmq_message_id(m) > first_id); /* ids are positions: later sends, larger ids */
     shmq_release(m);
     CHECK_RC(shmq_try_recv_in_place(q, &m, &in, &len), SHMQ_EMPTY);
     CHECK(m == NULL);
@@ -350,7 +321,7 @@ static void options_and_metadata(void) {
     shmq_detach(q);
     opts.allow_other_access = 0;
     opts.mode = 0;
-    opts.capacity = 3;
+    opts.capacity = 0;
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
     CHECK(q == NULL);
     opts.capacity = 4;

@@ -11,6 +11,8 @@
 #define _DEFAULT_SOURCE
 #include "shmq.h"
 
+#include "check.h"
+
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,41 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
-#define CHECK_RC(call, want)                                                              \
-    do {                                                                                  \
-        int rc_ = (call);                                                                 \
-        if (rc_ != (want)) {                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s returned %s, expected %s\n", __FILE__,        \
-                    __LINE__, #call, shmq_strerror(rc_), shmq_strerror(want));            \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
 #define SECOND 1000000000LL
-
-static char dir[4096];
-static const char *path_of(const char *name) {
-    static char paths[4][4200];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
-    return p;
-}
-
-static struct shmq_stats stats_of(shmq *q) {
-    struct shmq_stats s;
-    memset(&s, 0xAB, sizeof s);
-    CHECK_RC(shmq_stats(q, &s), SHMQ_OK);
-    return s;
-}
 
 enum child_role { RECEIVE_IN_PLACE, RESERVE };
 

@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
     EXPECT(shmq_try_recv(q, buf, sizeof buf, &len), SHMQ_OK);
     check(len == 2 && memcmp(buf, "ab", 2) == 0, "SHMQ_BUFFER_TOO_SMALL consumed nothing");
     EXPECT(shmq_try_send(NULL, "x", 1), SHMQ_INVALID_ARGUMENT);
-    EXPECT(shmq_create(other, 3, 8, &q2), SHMQ_INVALID_ARGUMENT);
+    EXPECT(shmq_create(other, 0, 8, &q2), SHMQ_INVALID_ARGUMENT);
     EXPECT(shmq_create(path, 2, 8, &q2), SHMQ_ALREADY_EXISTS);
     EXPECT(shmq_open(missing, &q2), SHMQ_NOT_FOUND);
     EXPECT(open_as_other_user(path), SHMQ_PERMISSION_DENIED);

@@ -6,32 +6,10 @@
  */
 #include "shmq.h"
 
+#include "check.h"
+
 #include <stdio.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
-#define CHECK_RC(call, want)                                                       \
-    do {                                                                           \
-        int rc_ = (call);                                                          \
-        if (rc_ != (want)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s returned %s, expected %s\n", __FILE__, \
-                    __LINE__, #call, shmq_strerror(rc_), shmq_strerror(want));     \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-static char paths[8][4200];
-static const char *at(int i, const char *dir, const char *name) {
-    snprintf(paths[i], sizeof paths[i], "%s/%s", dir, name);
-    return paths[i];
-}
 
 /* Receives every message waiting in `q` into `out` (joined by ','), returns how many. */
 static int drain(shmq *q, char *out, size_t cap) {
@@ -48,9 +26,9 @@ static int drain(shmq *q, char *out, size_t cap) {
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
-    const char *dir = argv[1];
-    const char *tp = at(0, dir, "orders"), *a = at(1, dir, "a"), *b = at(2, dir, "b");
-    const char *plain = at(3, dir, "plain");
+    snprintf(dir, sizeof dir, "%s", argv[1]);
+    const char *tp = path_of("orders"), *a = path_of("a"), *b = path_of("b");
+    const char *plain = path_of("plain");
     shmq_topic *t = (shmq_topic *)&failures;
 
     /* Arguments and bad input. */

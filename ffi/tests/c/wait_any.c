@@ -7,27 +7,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "shmq.h"
 
+#include "check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
-
-static int failures;
-#define CHECK_RC(call, want)                                                              \
-    do {                                                                                  \
-        int rc_ = (call);                                                                 \
-        if (rc_ != (want)) {                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s returned %s, expected %s\n", __FILE__,        \
-                    __LINE__, #call, shmq_strerror(rc_), shmq_strerror(want));            \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static int64_t now_ns(void) {
     struct timespec ts;

@@ -290,6 +290,34 @@ pub fn run_ok(cmd: Command, limit: Duration) -> String {
     stdout
 }
 
+/// Runs the test program `exe` with a fresh scratch directory (for its queue files) as its one
+/// argument; fails the test unless it exits 0 within `limit`, and returns its stdout.
+pub fn run_in_scratch_dir(exe: &Path, limit: Duration) -> String {
+    let dir = queue_dir();
+    let mut cmd = Command::new(exe);
+    cmd.arg(dir.path());
+    run_ok(cmd, limit)
+}
+
+/// Compiles the test program `source` (in `tests/c/`) as `name` against each library, runs it
+/// in a scratch directory within `limit`, and requires its summary line `<name>: 0 failures`.
+/// Returns each run's output (static library first).
+pub fn c_test_passes_with_both_libraries(name: &str, source: &str, limit: Duration) -> Vec<String> {
+    Link::BOTH
+        .into_iter()
+        .map(|link| {
+            let exe = compile(name, &[c_test_source(source)], link);
+            let out = run_in_scratch_dir(&exe, limit);
+            assert!(
+                out.contains(&format!("{name}: 0 failures")),
+                "{name} ({}):\n{out}",
+                link.name()
+            );
+            out
+        })
+        .collect()
+}
+
 /// A fresh directory for queue files, in /dev/shm when there is one.
 pub fn queue_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");

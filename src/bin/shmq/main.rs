@@ -62,7 +62,7 @@ enum Command {
     Create {
         /// Where to create the queue (e.g. /dev/shm/jobs)
         path: PathBuf,
-        /// Number of slots: a power of two from 2 to 2^24
+        /// Number of slots: 1 to 2^24 (any number)
         #[arg(long, value_name = "N")]
         capacity: u32,
         /// Largest message in bytes (every slot reserves this much)

@@ -26,7 +26,8 @@ enum Kind {
     Gauge,
 }
 
-/// One metric family: its name, kind, help text, and its value for a snapshot.
+/// One metric family: its name, kind, help text, and its value for a snapshot taken at `now`
+/// (Unix nanoseconds).
 struct Family {
     name: &'static str,
     kind: Kind,
@@ -34,154 +35,82 @@ struct Family {
     value: fn(&Stats, u64) -> f64,
 }
 
-/// Every family, in output order (`shmq_up` is written separately, first).
-const FAMILIES: &[Family] = &[
-    Family {
-        name: "shmq_depth",
-        kind: Kind::Gauge,
-        help: "Messages in the queue now (approximate while sends and receives are in flight).",
-        value: |s, _| s.len as f64,
-    },
-    Family {
-        name: "shmq_capacity",
-        kind: Kind::Gauge,
-        help: "Slots in the queue: the most messages it can hold.",
-        value: |s, _| f64::from(s.capacity),
-    },
-    Family {
-        name: "shmq_max_message_size_bytes",
-        kind: Kind::Gauge,
-        help: "Largest message the queue accepts, in bytes.",
-        value: |s, _| f64::from(s.max_message_size),
-    },
-    Family {
-        name: "shmq_file_size_bytes",
-        kind: Kind::Gauge,
-        help: "Size of the queue file, in bytes.",
-        value: |s, _| s.file_len as f64,
-    },
-    Family {
-        name: "shmq_creation_time_seconds",
-        kind: Kind::Gauge,
-        help: "When the queue was created, in seconds since the Unix epoch.",
-        value: |s, _| s.created_unix_ns as f64 / 1e9,
-    },
-    Family {
-        name: "shmq_sent_total",
-        kind: Kind::Counter,
-        help: "Positions claimed by senders since creation (committed or cancelled messages).",
-        value: |s, _| s.sent as f64,
-    },
-    Family {
-        name: "shmq_received_total",
-        kind: Kind::Counter,
-        help: "Positions claimed by receivers since creation.",
-        value: |s, _| s.received as f64,
-    },
-    Family {
-        name: "shmq_cancelled_sends_total",
-        kind: Kind::Counter,
-        help: "Sends cancelled after claiming a slot (a reserve guard dropped without commit).",
-        value: |s, _| s.cancelled_sends as f64,
-    },
-    Family {
-        name: "shmq_abandoned_sends_total",
-        kind: Kind::Counter,
-        help: "Sends whose producer died between claiming and publishing a slot (skipped).",
-        value: |s, _| s.abandoned_sends as f64,
-    },
-    Family {
-        name: "shmq_abandoned_receives_total",
-        kind: Kind::Counter,
-        help: "Messages dropped because their consumer died (policy drop).",
-        value: |s, _| s.abandoned_receives as f64,
-    },
-    Family {
-        name: "shmq_redelivered_total",
-        kind: Kind::Counter,
-        help: "Messages given back to the queue because their consumer died (policy redeliver).",
-        value: |s, _| s.redelivered as f64,
-    },
-    Family {
-        name: "shmq_dead_lettered_total",
-        kind: Kind::Counter,
-        help: "Messages dropped after max_deliveries deliveries to consumers that died.",
-        value: |s, _| s.dead_lettered as f64,
-    },
-    Family {
-        name: "shmq_full_waits_total",
-        kind: Kind::Counter,
-        help: "Times a sender found the queue full and went to sleep.",
-        value: |s, _| s.full_waits as f64,
-    },
-    Family {
-        name: "shmq_empty_waits_total",
-        kind: Kind::Counter,
-        help: "Times a receiver found the queue empty and went to sleep.",
-        value: |s, _| s.empty_waits as f64,
-    },
-    Family {
-        name: "shmq_send_sleepers",
-        kind: Kind::Gauge,
-        help: "Senders asleep now, waiting for room.",
-        value: |s, _| f64::from(s.send_sleepers),
-    },
-    Family {
-        name: "shmq_recv_sleepers",
-        kind: Kind::Gauge,
-        help: "Receivers asleep now, waiting for a message.",
-        value: |s, _| f64::from(s.recv_sleepers),
-    },
-    Family {
-        name: "shmq_closed",
-        kind: Kind::Gauge,
-        help: "1 if the queue is closed (no more sends), else 0.",
-        value: |s, _| f64::from(u8::from(s.closed)),
-    },
-    Family {
-        name: "shmq_max_deliveries",
-        kind: Kind::Gauge,
-        help: "Deliveries to dying consumers after which a message is dead-lettered (0: no limit).",
-        value: |s, _| f64::from(s.max_deliveries),
-    },
-    Family {
-        name: "shmq_participants",
-        kind: Kind::Gauge,
-        help:
-            "Participant entries in use: handles with the queue open, and dead ones not yet swept.",
-        value: |s, _| s.participants.len() as f64,
-    },
-    Family {
-        name: "shmq_dead_participants",
-        kind: Kind::Gauge,
-        help: "Participant entries whose process died and whose claims are not yet resolved.",
-        value: |s, _| s.participants.iter().filter(|p| !p.alive).count() as f64,
-    },
-    Family {
-        name: "shmq_held_slots",
-        kind: Kind::Gauge,
-        help: "Slots claimed and not yet published or released (sends and receives in progress).",
-        value: |s, _| {
-            let attributed: u64 = s.participants.iter().map(|p| u64::from(p.holding)).sum();
-            (attributed + u64::from(s.unattributed_holds)) as f64
-        },
-    },
-    Family {
-        name: "shmq_oldest_hold_seconds",
-        kind: Kind::Gauge,
-        help: "How long the longest-held guard has been held (0 if none): producers cannot pass a \
-               held slot.",
-        value: |s, now| {
-            s.participants
-                .iter()
-                .filter(|p| p.holding != 0 && p.holding_since_unix_ns != 0)
-                .map(|p| now.saturating_sub(p.holding_since_unix_ns))
-                .max()
-                .unwrap_or(0) as f64
-                / 1e9
-        },
-    },
-];
+/// The table of [`Family`] rows, one per family: `name Kind value, "help";`.
+macro_rules! families {
+    ($($name:ident $kind:ident $value:expr, $help:literal;)*) => {
+        &[$(Family {
+            name: stringify!($name),
+            kind: Kind::$kind,
+            help: $help,
+            value: $value,
+        }),*]
+    };
+}
+
+/// Every family, in output order (`shmq_up` and `shmq_info` are written separately, first).
+const FAMILIES: &[Family] = families! {
+    shmq_depth Gauge |s, _| s.len as f64,
+        "Messages in the queue now (approximate while sends and receives are in flight).";
+    shmq_capacity Gauge |s, _| f64::from(s.capacity),
+        "Slots in the queue: the most messages it can hold.";
+    shmq_max_message_size_bytes Gauge |s, _| f64::from(s.max_message_size),
+        "Largest message the queue accepts, in bytes.";
+    shmq_file_size_bytes Gauge |s, _| s.file_len as f64,
+        "Size of the queue file, in bytes.";
+    shmq_creation_time_seconds Gauge |s, _| s.created_unix_ns as f64 / 1e9,
+        "When the queue was created, in seconds since the Unix epoch.";
+    shmq_sent_total Counter |s, _| s.sent as f64,
+        "Positions claimed by senders since creation (committed or cancelled messages).";
+    shmq_received_total Counter |s, _| s.received as f64,
+        "Positions claimed by receivers since creation.";
+    shmq_cancelled_sends_total Counter |s, _| s.cancelled_sends as f64,
+        "Sends cancelled after claiming a slot (a reserve guard dropped without commit).";
+    shmq_abandoned_sends_total Counter |s, _| s.abandoned_sends as f64,
+        "Sends whose producer died between claiming and publishing a slot (skipped).";
+    shmq_abandoned_receives_total Counter |s, _| s.abandoned_receives as f64,
+        "Messages dropped because their consumer died (policy drop).";
+    shmq_redelivered_total Counter |s, _| s.redelivered as f64,
+        "Messages given back to the queue because their consumer died (policy redeliver).";
+    shmq_dead_lettered_total Counter |s, _| s.dead_lettered as f64,
+        "Messages dropped after max_deliveries deliveries to consumers that died.";
+    shmq_full_waits_total Counter |s, _| s.full_waits as f64,
+        "Times a sender found the queue full and went to sleep.";
+    shmq_empty_waits_total Counter |s, _| s.empty_waits as f64,
+        "Times a receiver found the queue empty and went to sleep.";
+    shmq_send_sleepers Gauge |s, _| f64::from(s.send_sleepers),
+        "Senders asleep now, waiting for room.";
+    shmq_recv_sleepers Gauge |s, _| f64::from(s.recv_sleepers),
+        "Receivers asleep now, waiting for a message.";
+    shmq_closed Gauge |s, _| f64::from(u8::from(s.closed)),
+        "1 if the queue is closed (no more sends), else 0.";
+    shmq_max_deliveries Gauge |s, _| f64::from(s.max_deliveries),
+        "Deliveries to dying consumers after which a message is dead-lettered (0: no limit).";
+    shmq_participants Gauge |s, _| s.participants.len() as f64,
+        "Participant entries in use: handles with the queue open, and dead ones not yet swept.";
+    shmq_dead_participants Gauge |s, _| s.participants.iter().filter(|p| !p.alive).count() as f64,
+        "Participant entries whose process died and whose claims are not yet resolved.";
+    shmq_held_slots Gauge held_slots,
+        "Slots claimed and not yet published or released (sends and receives in progress).";
+    shmq_oldest_hold_seconds Gauge oldest_hold_seconds,
+        "How long the longest-held guard has been held (0 if none): producers cannot pass a held slot.";
+};
+
+/// `shmq_held_slots`: the slots the participants hold, and those no live entry accounts for.
+fn held_slots(s: &Stats, _now: u64) -> f64 {
+    let attributed: u64 = s.participants.iter().map(|p| u64::from(p.holding)).sum();
+    (attributed + u64::from(s.unattributed_holds)) as f64
+}
+
+/// `shmq_oldest_hold_seconds`: the age at `now` of the oldest hold (0 if none).
+fn oldest_hold_seconds(s: &Stats, now: u64) -> f64 {
+    s.participants
+        .iter()
+        .filter(|p| p.holding != 0 && p.holding_since_unix_ns != 0)
+        .map(|p| now.saturating_sub(p.holding_since_unix_ns))
+        .max()
+        .unwrap_or(0) as f64
+        / 1e9
+}
 
 /// Each queue's snapshot, or why it could not be read, in the order given (duplicates removed).
 pub fn inspect_all(paths: &[PathBuf]) -> Vec<(PathBuf, Result<Stats, shmq::Error>)> {
