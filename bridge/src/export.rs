@@ -20,7 +20,7 @@ use shmq::RecvGuard;
 use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 #[derive(clap::Args)]
@@ -49,6 +49,9 @@ const COUNTERS: &[&str] = &[
     "publish_errors",
 ];
 
+/// How long a publish waits for its acknowledgement before it is sent again.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One message between its receipt and its release: its slot stays claimed while it is here.
 ///
 /// The guard is released only where JetStream's ack is handled. On every other way out (an
@@ -59,6 +62,8 @@ struct InFlight<'q> {
     msg_id: String,
     payload: Bytes,
     ack: PublishAckFuture,
+    /// When it was (last) handed to the client.
+    sent: Instant,
 }
 
 pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
@@ -89,7 +94,6 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
     let window = args.common.window as usize;
     let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::with_capacity(window);
     let mut closed = false;
-    let mut failures = 0u32;
     loop {
         let stopping = *stop.borrow();
         // Take what is ready, up to the window.
@@ -133,10 +137,17 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
             msg_id,
             payload,
             ack,
+            sent,
         } = oldest;
-        match ack.await {
+        // The client's own ack timeout starts only when its future is first polled, which for
+        // the back of a full window is long after the publish: count from the publish instead,
+        // so that a server crash fails the whole window's acks at once, not one by one.
+        let outcome = match tokio::time::timeout_at((sent + ACK_TIMEOUT).into(), ack).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(PublishErrorKind::TimedOut.into()),
+        };
+        match outcome {
             Ok(ack) => {
-                failures = 0;
                 if ack.duplicate {
                     counters.add("duplicates", 1);
                 }
@@ -152,12 +163,13 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
                         args.common.server, args.subject
                     )));
                 }
-                // The server may be restarting: send it again under the same id, after a pause
-                // that grows while failures go on. It goes to the back of the window: the others
-                // are in flight already and are not held back by it.
-                failures = failures.saturating_add(1);
-                let pause = Duration::from_millis(50 << failures.min(5));
-                tokio::time::sleep(pause).await;
+                // The server may be restarting, or the ack was lost with a connection: send it
+                // again under the same id. A timeout has paced this already; an error that came
+                // back at once (a server refusing for now) waits a little first. It goes to the
+                // back of the window: the others are in flight already.
+                if sent.elapsed() < Duration::from_secs(1) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 let ack = publish(&js, &args.subject, &msg_id, payload.clone()).await?;
                 counters.add("republished", 1);
                 in_flight.push_back(InFlight {
@@ -165,6 +177,7 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
                     msg_id,
                     payload,
                     ack,
+                    sent: Instant::now(),
                 });
             }
         }
@@ -190,28 +203,33 @@ async fn publish_new<'q>(
         msg_id,
         payload,
         ack,
+        sent: Instant::now(),
     })
 }
 
-/// Hands one publish to the client; the returned future resolves with JetStream's ack.
+/// Hands one publish to the client; the returned future resolves with JetStream's ack. While
+/// the client cannot take it (a long outage fills its buffer), it tries again.
 async fn publish(
     js: &Context,
     subject: &str,
     msg_id: &str,
     payload: Bytes,
 ) -> Result<PublishAckFuture> {
-    let len = payload.len();
-    js.send_publish(
-        subject.to_owned(),
-        PublishMessage::build().payload(payload).message_id(msg_id),
-    )
-    .await
-    .map_err(|e| match e.kind() {
-        PublishErrorKind::MaxPayloadExceeded => Fatal(format!(
-            "a message of {len} bytes is larger than the server's maximum payload; it stays in the queue"
-        )),
-        _ => Fatal(format!("publishing on {subject}: {e}")),
-    })
+    loop {
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(msg_id);
+        match js.send_publish(subject.to_owned(), message).await {
+            Ok(ack) => return Ok(ack),
+            Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => {
+                return Err(Fatal(format!(
+                    "a message of {} bytes is larger than the server's maximum payload; it stays in the queue",
+                    payload.len()
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Finds the stream, or creates it: work-queue retention (a message leaves the stream once a

@@ -68,11 +68,20 @@ impl NatsServer {
     fn spawn(&mut self) {
         self.starts += 1;
         let log = self.dir.path().join(format!("server-{}.log", self.starts));
+        // The server's defaults (background flushing), as users run it.
+        let config = self.dir.path().join("server.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+                self.port,
+                self.store_dir().display()
+            ),
+        )
+        .unwrap();
         let child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .arg("-sd")
-            .arg(self.store_dir())
+            .arg("-c")
+            .arg(&config)
             .arg("-l")
             .arg(&log)
             .stdin(Stdio::null())
