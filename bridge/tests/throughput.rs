@@ -9,6 +9,7 @@
 //! crate's own pipelined publisher, (2) end-to-end throughput of 64-byte messages through both
 //! bridges (queue A → export → JetStream → import → queue B), and their ratio; (3) the latency
 //! the bridges add at low load, one message at a time, A → B, p50 and p99.
+//! `SHMQ_BRIDGE_MESSAGES` (200,000) and `SHMQ_BRIDGE_WINDOW` (256) change the run.
 
 mod common;
 
@@ -61,7 +62,10 @@ fn throughput_and_latency_through_both_bridges() {
     };
     let url = server.url();
     let total = message_count(200_000);
-    let window = 256;
+    let window: usize = std::env::var("SHMQ_BRIDGE_WINDOW")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(256);
     let plain = runtime().block_on(plain_publisher(&url, total, window));
 
     let dir = tempfile::tempdir().unwrap();
