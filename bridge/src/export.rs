@@ -157,11 +157,17 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
             }
             Err(e) => {
                 counters.add("publish_errors", 1);
+                // "No responders" also answers a publish while a restarted server is still
+                // loading its streams: only a stream that the server says is gone is fatal.
                 if matches!(e.kind(), PublishErrorKind::StreamNotFound) {
-                    return Err(Fatal(format!(
-                        "no stream of {} listens on subject {} (was the stream deleted?)",
-                        args.common.server, args.subject
-                    )));
+                    if let Err(e) = js.get_stream(&args.common.stream).await {
+                        if is_stream_not_found(&e) {
+                            return Err(Fatal(format!(
+                                "stream {} is gone from {} (was it deleted?)",
+                                args.common.stream, args.common.server
+                            )));
+                        }
+                    }
                 }
                 // The server may be restarting, or the ack was lost with a connection: send it
                 // again under the same id. A timeout has paced this already; an error that came
