@@ -1061,6 +1061,7 @@ impl Queue {
             queue: self,
             pos: claim.first,
             committed: false,
+            earlier_deliveries: 0,
         })
     }
 
@@ -1625,6 +1626,8 @@ pub struct SendGuard<'q> {
     queue: &'q Queue,
     pos: u64,
     committed: bool,
+    /// Deliveries of this message that happened before it was sent (see `set_deliveries`).
+    earlier_deliveries: u32,
 }
 
 impl SendGuard<'_> {
@@ -1633,10 +1636,36 @@ impl SendGuard<'_> {
         self.queue.check_len(len)?;
         let slot = self.queue.slot(self.pos);
         self.queue.write_meta(slot, self.pos, len);
+        if self.earlier_deliveries != 0 {
+            slot.deliveries
+                .store(self.earlier_deliveries, Ordering::Relaxed);
+        }
         self.queue.ring().publish(self.pos);
         self.committed = true;
         self.queue.wake(&self.queue.header().recv_wait.0);
         Ok(())
+    }
+}
+
+impl SendGuard<'_> {
+    /// Says that this message was already delivered `deliveries - 1` times before it came into
+    /// this queue (a bridge importing it from a system that redelivers, such as NATS
+    /// JetStream): its receivers see `deliveries` (or more, if consumers die holding it) in
+    /// [`RecvGuard::deliveries`] and [`Received::deliveries`], as they would for a message this
+    /// queue redelivered. 0 and 1 both mean a first delivery.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let q = shmq::Queue::create(dir.path().join("q"), shmq::Options::new(8, 64))?;
+    /// let mut slot = q.try_reserve()?;
+    /// slot[..3].copy_from_slice(b"job");
+    /// slot.set_deliveries(3);
+    /// slot.commit(3)?;
+    /// assert_eq!(q.try_recv_in_place()?.deliveries(), 3);
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn set_deliveries(&mut self, deliveries: u32) {
+        self.earlier_deliveries = deliveries.saturating_sub(1);
     }
 }
 

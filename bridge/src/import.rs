@@ -147,23 +147,35 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
                     msg.payload.len()
                 )));
             }
-            // Send, waiting while the queue is full: no more is pulled meanwhile.
-            match queue.try_send(&msg.payload) {
-                Ok(()) => {}
-                Err(shmq::Error::Full) => {
-                    counters.add("waited_full", 1);
-                    tokio::select! {
-                        sent = queue.send_async(&msg.payload) => sent.map_err(send_error)?,
-                        _ = stop.changed() => {
-                            // Give it back now rather than after the ack wait.
-                            let _ = msg.ack_with(AckKind::Nak(None)).await;
-                            counters.add("given_back", 1);
-                            give_back(&mut batch, &counters).await;
-                            break 'pulling;
+            // A message JetStream delivers again (an import bridge died before its ack was
+            // confirmed) keeps its delivery count in the queue, so its consumers can tell.
+            if delivered > 1 {
+                let deliveries = u32::try_from(delivered).unwrap_or(u32::MAX);
+                if !send_redelivered(&queue, &msg.payload, deliveries, &mut stop).await? {
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    counters.add("given_back", 1);
+                    give_back(&mut batch, &counters).await;
+                    break 'pulling;
+                }
+            } else {
+                // Send, waiting while the queue is full: no more is pulled meanwhile.
+                match queue.try_send(&msg.payload) {
+                    Ok(()) => {}
+                    Err(shmq::Error::Full) => {
+                        counters.add("waited_full", 1);
+                        tokio::select! {
+                            sent = queue.send_async(&msg.payload) => sent.map_err(send_error)?,
+                            _ = stop.changed() => {
+                                // Give it back now rather than after the ack wait.
+                                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                                counters.add("given_back", 1);
+                                give_back(&mut batch, &counters).await;
+                                break 'pulling;
+                            }
                         }
                     }
+                    Err(e) => return Err(send_error(e)),
                 }
-                Err(e) => return Err(send_error(e)),
             }
             counters.add("sent", 1);
             if delivered > 1 {
@@ -184,6 +196,33 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
     counters.set_in_flight(0);
     counters.finish(args.common.json);
     Ok(())
+}
+
+/// Sends a message that JetStream delivered `deliveries` times, with that count (see
+/// `SendGuard::set_deliveries`), waiting while the queue is full. Redeliveries follow a bridge
+/// crash only, so a short poll is enough here. `Ok(false)` if a stop came first (nothing sent).
+async fn send_redelivered(
+    queue: &shmq::Queue,
+    payload: &[u8],
+    deliveries: u32,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool> {
+    loop {
+        match queue.try_reserve() {
+            Ok(mut slot) => {
+                slot[..payload.len()].copy_from_slice(payload);
+                slot.set_deliveries(deliveries);
+                slot.commit(payload.len()).map_err(send_error)?;
+                return Ok(true);
+            }
+            Err(shmq::Error::Full) => {}
+            Err(e) => return Err(send_error(e)),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+            _ = stop.changed() => return Ok(false),
+        }
+    }
 }
 
 /// Naks what the current pull has delivered already and nobody will send now, so JetStream

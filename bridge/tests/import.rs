@@ -47,6 +47,8 @@ struct Seen {
     counts: Vec<AtomicU8>,
     distinct: AtomicU64,
     total: AtomicU64,
+    /// Copies that arrived with a delivery count above 1 (JetStream delivered them again).
+    redelivered: AtomicU64,
 }
 
 impl Seen {
@@ -55,10 +57,14 @@ impl Seen {
             counts: (0..n).map(|_| AtomicU8::new(0)).collect(),
             distinct: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
         })
     }
 
-    fn record(&self, msg: &[u8]) {
+    fn record(&self, msg: &[u8], deliveries: u32) {
+        if deliveries > 1 {
+            self.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
         let seq = common::key(msg).1 as usize;
         if self.counts[seq].fetch_add(1, Ordering::Relaxed) == 0 {
             self.distinct.fetch_add(1, Ordering::Relaxed);
@@ -74,8 +80,8 @@ fn consume(path: &std::path::Path, seen: Arc<Seen>, over: Duration, stop: Arc<At
     let pace = Pace::new(seen.counts.len() as u64, over);
     while !stop.load(Ordering::Relaxed) {
         pace.wait(seen.total.load(Ordering::Relaxed));
-        match queue.recv_timeout(&mut buf, Duration::from_millis(50)) {
-            Ok(n) => seen.record(&buf[..n]),
+        match queue.recv_meta_timeout(&mut buf, Duration::from_millis(50)) {
+            Ok(r) => seen.record(&buf[..r.len], r.deliveries),
             Err(shmq::Error::Timeout) => {}
             Err(e) => panic!("recv: {e}"),
         }
@@ -229,6 +235,12 @@ fn import_delivers_every_message_at_least_once_across_kill_9_with_delivery_count
          redelivered (seen by the bridges that exited cleanly) {redelivered}, last bridge {last}"
     );
     assert_eq!(seen.distinct.load(Ordering::Relaxed), u64::from(total));
+    // Every duplicate is a copy JetStream delivered again, and it says so in the queue.
+    let marked = seen.redelivered.load(Ordering::Relaxed);
+    assert!(
+        marked >= duplicates,
+        "{duplicates} duplicates, but only {marked} copies arrived with deliveries > 1"
+    );
     // A killed bridge held at most one pulled batch and one window of unconfirmed acks.
     assert!(
         duplicates <= kills * 2 * window,
