@@ -42,8 +42,9 @@
 
 pub(crate) mod claims;
 
+use crate::options::OnConsumerDeath;
 use crate::participant::{self, Registration};
-use crate::queue::{OnConsumerDeath, Queue};
+use crate::queue::Queue;
 use crate::ring::{Phase, Ring, Side, SlotState, SlotStates};
 use crate::sync::{AtomicU32, Ordering};
 use crate::test_hooks;
