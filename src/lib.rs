@@ -102,6 +102,8 @@ mod file;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
+mod mapping;
+#[cfg(not(loom))]
 mod occupancy;
 #[cfg(not(loom))]
 mod options;

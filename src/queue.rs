@@ -10,18 +10,18 @@
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
 use crate::layout::{
-    Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS,
-    FLAG_DROP_ON_CONSUMER_DEATH, SLOT_HEADER,
+    Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH,
 };
+use crate::mapping::{MappedSlots, Mapping};
 use crate::options::{OnConsumerDeath, Options, Received};
 use crate::participant::{self, Registration};
 use crate::recovery;
-use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side, SlotStates};
+use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side};
 use crate::stats::{self, Stats};
 use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
 use crate::test_hooks::{pause_point, sleep_slice};
 use crate::wait::{self, Deadline};
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapOptions;
 use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -43,23 +43,12 @@ use std::time::{Duration, Instant};
 /// # Ok::<(), shmq::Error>(())
 /// ```
 pub struct Queue {
-    map: MmapRaw,
+    /// The mapped file: header, participant table, slots.
+    mapping: Mapping,
     /// The open file description that holds our participant lock; also the liveness probe.
     file: File,
-    geometry: Geometry,
-    /// The header's option flags, read once on open.
-    flags: u32,
     /// The queue's crash policy, read once from the validated header.
     on_consumer_death: OnConsumerDeath,
-    max_deliveries: u32,
-    /// `capacity - 1` when the capacity is a power of two (slot index by mask), else
-    /// `u64::MAX` (by division). Copied out of the validated geometry, with `slots_at` and
-    /// `slot_stride`, so that finding a slot is a mask, a multiply and an add.
-    index_mask: u64,
-    /// Address of slot 0 in the mapping.
-    slots_at: usize,
-    /// Bytes from one slot to the next.
-    slot_stride: usize,
     /// The entry taken when the handle was opened (the opening thread's lane); its stamp of
     /// `holding_since_unix_ns` speaks for the whole handle.
     me: Registration,
@@ -75,18 +64,6 @@ pub struct Queue {
     /// Guards of this handle alive now (see `hold_begin`).
     guards: AtomicU32,
     path: PathBuf,
-}
-
-/// The slot state words of a mapped queue.
-pub(crate) struct MappedSlots<'a> {
-    queue: &'a Queue,
-}
-
-impl SlotStates for MappedSlots<'_> {
-    #[inline]
-    fn state(&self, pos: u64) -> &AtomicU64 {
-        &self.queue.slot(pos).state
-    }
 }
 
 /// The lanes of one handle: which participant entry each thread that used it claims through.
@@ -245,38 +222,18 @@ impl Queue {
             let dir = path.parent().unwrap_or(Path::new("."));
             file::allocate(&file, actual_len).map_err(|e| file::out_of_space(e, path, dir))?;
         }
-        let map = MmapOptions::new().len(actual_len as usize).map_raw(&file)?;
-        // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked above) and
-        // page-aligned; `Identity` is plain integers and bytes, valid for any bit pattern. The
-        // fields are read once here and validated before anything else is trusted.
-        let (geometry, flags, max_deliveries) = unsafe {
-            let id = &(*(map.as_ptr() as *const Header)).identity.0;
-            (
-                Geometry::validate(id, actual_len)?,
-                id.flags,
-                id.max_deliveries,
-            )
-        };
+        // `check_metadata` made sure the file holds at least a `Header`.
+        let mapping = Mapping::open(&file, actual_len)?;
+        let flags = mapping.flags();
         file::check_other_access(path, &meta, flags)?;
-        let slots_at = map.as_ptr() as usize + geometry.slots_offset as usize;
         let mut queue = Queue {
-            map,
+            mapping,
             file,
-            geometry,
-            flags,
             on_consumer_death: if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
                 OnConsumerDeath::Drop
             } else {
                 OnConsumerDeath::Redeliver
             },
-            max_deliveries,
-            index_mask: if geometry.capacity.is_power_of_two() {
-                u64::from(geometry.capacity) - 1
-            } else {
-                u64::MAX
-            },
-            slots_at,
-            slot_stride: geometry.slot_stride as usize,
             // Not registered yet: an index outside the table, which `Drop` leaves alone.
             me: Registration {
                 index: u32::MAX,
@@ -332,96 +289,32 @@ impl Queue {
 
     /// Number of slots.
     pub fn capacity(&self) -> u32 {
-        self.geometry.capacity
+        self.mapping.capacity()
     }
 
     /// Largest message, in bytes.
     pub fn max_message_size(&self) -> usize {
-        self.geometry.max_message_size as usize
+        self.mapping.max_message_size()
     }
 
+    /// The mapped file.
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// The mapped file's header (see `Mapping::header`).
     pub(crate) fn header(&self) -> &Header {
-        // SAFETY: `open` checked that the mapping holds at least a `Header` and is page-aligned;
-        // every field is an atomic or plain integer (valid for any bits) and the mapping lives as
-        // long as `self`. Other processes mutate only the atomic fields.
-        unsafe { &*(self.map.as_ptr() as *const Header) }
+        self.mapping.header()
     }
 
+    /// The mapped file's participant table.
     pub(crate) fn participants(&self) -> &[Participant] {
-        // SAFETY: `Geometry::validate` checked that the table lies inside the mapping at a
-        // 128-aligned offset; entries are atomics (valid for any bits), living as long as `self`.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.map
-                    .as_ptr()
-                    .add(self.geometry.participants_offset as usize)
-                    as *const Participant,
-                crate::layout::PARTICIPANTS as usize,
-            )
-        }
-    }
-
-    /// The slot header for position `pos`.
-    #[inline]
-    fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = if self.index_mask != u64::MAX {
-            pos & self.index_mask
-        } else {
-            pos % u64::from(self.geometry.capacity)
-        } as usize;
-        // SAFETY: `index < capacity` (a mask of `capacity - 1` for a power of two, else the
-        // remainder of a division by it), and validation proved `slots_offset + capacity *
-        // stride` equals the mapped length, so the slot lies inside the mapping, which lives as
-        // long as `self` (`slots_at` is its address of slot 0); it is 64-aligned (offset
-        // 128-aligned, stride a multiple of 64). Its fields are atomics.
-        unsafe { &*((self.slots_at + index * self.slot_stride) as *const SlotHeader) }
-    }
-
-    /// Asks the CPU to start fetching the payload of the message at `pos` (the 64-byte lines
-    /// after the one holding the state word, up to its length `len`), when a receive has seen
-    /// it committed and is about to claim it. The claim is a locked CAS, and a locked
-    /// instruction lets no later load start before it completes: without this hint the
-    /// payload's lines would start their trip from the sender's core only after the CAS, one
-    /// transfer after another. (Measured with `shmq bench`, five interleaved rounds: about 5 %
-    /// off the 64-byte busy round trip in quiet phases, 13 % in noisy ones.) A hint only: it
-    /// reads nothing into the program and cannot fault.
-    #[inline]
-    fn prefetch_payload(&self, pos: u64, len: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.slot(pos) as *const SlotHeader as *const i8;
-            // At most three lines: beyond that the copy streams anyway.
-            let end = (SLOT_HEADER + len.min(self.max_message_size())).min(4 * 64);
-            let mut offset = 64;
-            while offset < end {
-                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                // address lies inside this slot, inside the mapping (see `slot`);
-                // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
-                offset += 64;
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pos, len);
-    }
-
-    /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).
-    #[inline]
-    fn payload(&self, pos: u64) -> *mut u8 {
-        (self.slot(pos) as *const SlotHeader as *mut u8).wrapping_add(SLOT_HEADER)
+        self.mapping.participants()
     }
 
     #[inline]
     pub(crate) fn ring(&self) -> Ring<'_, MappedSlots<'_>> {
-        let header = self.header();
-        Ring::new(
-            &header.tail.0,
-            &header.head.0.head,
-            &header.head.0.closing,
-            MappedSlots { queue: self },
-            u64::from(self.geometry.capacity),
-        )
+        self.mapping.ring()
     }
 
     /// The open file description holding our participant lock (also the liveness probe).
@@ -515,47 +408,7 @@ impl Queue {
 
     /// The queue's delivery limit (0: unlimited).
     pub(crate) fn max_deliveries_limit(&self) -> u32 {
-        self.max_deliveries
-    }
-
-    /// How many times the message at position `pos` has been delivered to consumers that
-    /// died holding it (the slot's `deliveries` word; untrusted, like all of the mapping).
-    pub(crate) fn failed_deliveries(&self, pos: u64) -> u32 {
-        self.slot(pos).deliveries.load(Ordering::Relaxed)
-    }
-
-    /// Records one more delivery that ended with its consumer's death, in a slot we own before
-    /// publishing it again.
-    pub(crate) fn count_failed_delivery(&self, pos: u64) {
-        let slot = self.slot(pos);
-        let failed = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
-        slot.deliveries.store(failed, Ordering::Relaxed);
-    }
-
-    /// Copies a message (payload, length, id, delivery count) between two slots we both own,
-    /// for redelivery. A corrupt length is clamped to the maximum: the bytes are copied as they
-    /// are, and the receiver's length check reports what it finds.
-    pub(crate) fn copy_message(&self, from: u64, to: u64) {
-        let len =
-            (self.slot(from).len.load(Ordering::Relaxed) as usize).min(self.max_message_size());
-        // SAFETY: we own both claimed slots (ring invariant 3), which are distinct (two
-        // positions less than a lap apart map to different slots when the tail has not come
-        // round to `from`); each payload area holds `max_message_size >= len` bytes inside the
-        // mapping.
-        unsafe { std::ptr::copy_nonoverlapping(self.payload(from), self.payload(to), len) };
-        let dst = self.slot(to);
-        dst.len.store(
-            self.slot(from).len.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        dst.deliveries.store(
-            self.slot(from).deliveries.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        dst.id.store(
-            self.slot(from).id.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        self.mapping.max_deliveries()
     }
 
     /// Wakes the sleepers on `word`, if any; if the count said someone sleeps but nobody woke,
@@ -573,7 +426,7 @@ impl Queue {
     /// `recovery::unstick`. For the tail, the slot is the one a full queue waits on.
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
-        let word = self.slot(pos).state.load(Ordering::Acquire);
+        let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
         recovery::unstick(self, word, claimed, watch)
     }
 
@@ -657,7 +510,7 @@ impl Queue {
     /// The state word of the slot at `cursor`'s position.
     fn word_at_cursor(&self, cursor: &AtomicU64) -> u64 {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
-        self.slot(pos).state.load(Ordering::Acquire)
+        self.mapping.slot(pos).state.load(Ordering::Acquire)
     }
 
     /// Counts a new guard. When it is the handle's only one, stamps the time in our entry's
@@ -687,16 +540,6 @@ impl Queue {
         if let Some(entry) = self.participants().get(self.me.index as usize) {
             entry.holding_since_unix_ns.store(unix_ns, Ordering::SeqCst);
         }
-    }
-
-    fn check_len(&self, len: usize) -> Result<()> {
-        if len > self.max_message_size() {
-            return Err(Error::TooLarge {
-                len,
-                max: self.max_message_size(),
-            });
-        }
-        Ok(())
     }
 
     /// Claims up to `max` positions to write, waiting for room until `deadline`. Returns the
@@ -781,31 +624,11 @@ impl Queue {
         }
     }
 
-    /// Writes `msg` into the claimed slot for `pos`, with a new message's metadata.
-    #[inline]
-    fn write(&self, pos: u64, msg: &[u8]) {
-        debug_assert!(msg.len() <= self.max_message_size());
-        let slot = self.slot(pos);
-        // SAFETY: we own the claimed slot (see `ring`: between its claim and its publish only
-        // its claimer writes it), its payload area holds `max_message_size >= msg.len()` bytes
-        // inside the mapping, and `msg` cannot overlap the mapping's slot we exclusively own.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(pos), msg.len()) };
-        self.write_meta(slot, pos, msg.len());
-    }
-
-    /// The metadata of a new message at `pos`: its length, no failed deliveries, and its id.
-    #[inline]
-    fn write_meta(&self, slot: &SlotHeader, pos: u64, len: usize) {
-        slot.len.store(len as u32, Ordering::Relaxed);
-        slot.deliveries.store(0, Ordering::Relaxed);
-        slot.id.store(pos, Ordering::Relaxed);
-    }
-
     #[inline]
     fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
-        self.check_len(msg.len())?;
+        self.mapping.check_len(msg.len())?;
         let (claim, _) = self.claim_send(1, deadline)?;
-        self.write(claim.first, msg);
+        self.mapping.write(claim.first, msg);
         self.ring().publish(claim.first);
         self.wake(&self.header().recv_wait.0);
         Ok(())
@@ -847,12 +670,12 @@ impl Queue {
             return Ok(0);
         }
         for msg in msgs {
-            self.check_len(msg.as_ref().len())?;
+            self.mapping.check_len(msg.as_ref().len())?;
         }
         let (claim, _) = self.claim_send(msgs.len() as u64, deadline)?;
         let ring = self.ring();
         for (pos, msg) in claim.positions().zip(msgs) {
-            self.write(pos, msg.as_ref());
+            self.mapping.write(pos, msg.as_ref());
             ring.publish(pos);
         }
         self.wake(&self.header().recv_wait.0);
@@ -936,8 +759,8 @@ impl Queue {
     /// length. Starts fetching the payload meanwhile.
     #[inline]
     fn accept(&self, pos: u64, accept: &impl Fn(usize) -> bool) -> bool {
-        let len = self.slot(pos).len.load(Ordering::Relaxed) as usize;
-        self.prefetch_payload(pos, len);
+        let len = self.mapping.slot(pos).len.load(Ordering::Relaxed) as usize;
+        self.mapping.prefetch_payload(pos, len);
         accept(len)
     }
 
@@ -1022,7 +845,7 @@ impl Queue {
                 _ => Err(Error::Timeout),
             },
             Err(ClaimError::Rejected(pos)) => Err(Error::BufferTooSmall {
-                needed: self.slot(pos).len.load(Ordering::Relaxed) as usize,
+                needed: self.mapping.slot(pos).len.load(Ordering::Relaxed) as usize,
             }),
             Err(e) => Err(claim_error(Some(e))),
         }
@@ -1033,16 +856,9 @@ impl Queue {
     /// On a corrupt length the slot is released (the message is unreadable) and `Corrupt`
     /// returned.
     fn message(&self, pos: u64) -> Result<&[u8]> {
-        let slot = self.slot(pos);
-        let len = slot.len.load(Ordering::Relaxed) as usize;
-        if len > self.max_message_size() {
-            return Err(self.drop_corrupt(pos, len));
-        }
-        // SAFETY: we own the claimed slot (ring invariant 3); `len <= max_message_size`, so the
-        // bytes lie inside the slot's payload area, inside the mapping, which outlives the
-        // borrow of `self`. An honest peer does not write a slot it does not own; a hostile one
-        // can change the bytes' values, but `u8` has no invalid values.
-        Ok(unsafe { std::slice::from_raw_parts(self.payload(pos), len) })
+        self.mapping
+            .message(pos)
+            .map_err(|len| self.drop_corrupt(pos, len))
     }
 
     /// A claimed message whose length is corrupt: frees its slot (the message is unreadable)
@@ -1075,7 +891,7 @@ impl Queue {
         let (claim, _) = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
-        let slot = self.slot(claim.first);
+        let slot = self.mapping.slot(claim.first);
         let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
         let id = slot.id.load(Ordering::Relaxed);
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
@@ -1265,14 +1081,14 @@ impl Queue {
     /// slots included). It reads every slot's state word, so it costs in proportion to the
     /// capacity (and one `fcntl` per participant): a monitoring call, not one for a hot loop.
     pub fn stats(&self) -> Stats {
-        let states = (0..u64::from(self.geometry.capacity))
-            .map(|index| self.slot(index).state.load(Ordering::Relaxed))
+        let states = (0..u64::from(self.mapping.capacity()))
+            .map(|index| self.mapping.slot(index).state.load(Ordering::Relaxed))
             .collect();
         let is_mine = |index| self.lanes.is_mine(index);
         stats::snapshot(stats::Sources {
-            geometry: self.geometry,
-            flags: self.flags,
-            max_deliveries: self.max_deliveries,
+            geometry: self.mapping.geometry(),
+            flags: self.mapping.flags(),
+            max_deliveries: self.mapping.max_deliveries(),
             header: self.header(),
             participants: self.participants(),
             states,
@@ -1311,7 +1127,8 @@ impl Drop for Queue {
     fn drop(&mut self) {
         // Async waits and `Select`s on this handle that were leaked leave cells in the reactor,
         // which reads our mapping: take them out (and uncount their sleepers) first.
-        crate::reactor::forget_mapping(self.map.as_ptr() as usize, self.map.len());
+        let (address, len) = self.mapping.span();
+        crate::reactor::forget_mapping(address, len);
         // Claims still held now belong to guards that were leaked (`mem::forget`): resolve them
         // as a survivor would (the sends abandoned, the messages given back).
         let lanes = self.lanes.all();
@@ -1331,8 +1148,8 @@ impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("path", &self.path)
-            .field("capacity", &self.geometry.capacity)
-            .field("max_message_size", &self.geometry.max_message_size)
+            .field("capacity", &self.capacity())
+            .field("max_message_size", &self.max_message_size())
             .finish_non_exhaustive()
     }
 }
@@ -1351,8 +1168,8 @@ impl Queue {
     /// Writes `msg` into the slot claimed at `pos` and publishes it; `TooLarge` (and the slot
     /// still claimed) if it does not fit.
     pub(crate) fn publish_slot(&self, pos: u64, msg: &[u8]) -> Result<()> {
-        self.check_len(msg.len())?;
-        self.write(pos, msg);
+        self.mapping.check_len(msg.len())?;
+        self.mapping.write(pos, msg);
         self.ring().publish(pos);
         self.wake(&self.header().recv_wait.0);
         Ok(())
@@ -1368,7 +1185,7 @@ impl Queue {
 
     /// The header's option flags, as validated on open (for `channel`).
     pub(crate) fn flags(&self) -> u32 {
-        self.flags
+        self.mapping.flags()
     }
 }
 
@@ -1438,9 +1255,9 @@ pub struct SendGuard<'q> {
 impl SendGuard<'_> {
     /// Publishes the first `len` bytes written as one message.
     pub fn commit(mut self, len: usize) -> Result<()> {
-        self.queue.check_len(len)?;
-        let slot = self.queue.slot(self.pos);
-        self.queue.write_meta(slot, self.pos, len);
+        self.queue.mapping.check_len(len)?;
+        let slot = self.queue.mapping.slot(self.pos);
+        self.queue.mapping.write_meta(slot, self.pos, len);
         self.queue.ring().publish(self.pos);
         self.committed = true;
         self.queue.wake(&self.queue.header().recv_wait.0);
@@ -1454,7 +1271,10 @@ impl std::ops::Deref for SendGuard<'_> {
         // SAFETY: the slot is claimed by us until commit or drop (ring invariant 3); its payload
         // area is `max_message_size` bytes inside the mapping, which outlives `'q`.
         unsafe {
-            std::slice::from_raw_parts(self.queue.payload(self.pos), self.queue.max_message_size())
+            std::slice::from_raw_parts(
+                self.queue.mapping.payload(self.pos),
+                self.queue.max_message_size(),
+            )
         }
     }
 }
@@ -1464,7 +1284,7 @@ impl std::ops::DerefMut for SendGuard<'_> {
         // SAFETY: as for `deref`; `&mut self` makes this the only borrow of the payload area.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.queue.payload(self.pos),
+                self.queue.mapping.payload(self.pos),
                 self.queue.max_message_size(),
             )
         }
@@ -1499,7 +1319,10 @@ impl RecvGuard<'_> {
     /// How many times a consumer has claimed this message, this delivery included (1 on the
     /// first delivery).
     pub fn deliveries(&self) -> u32 {
-        self.queue.failed_deliveries(self.pos).saturating_add(1)
+        self.queue
+            .mapping
+            .failed_deliveries(self.pos)
+            .saturating_add(1)
     }
 
     /// The message's id: unique within this queue file, and the same on every delivery of the
@@ -1516,7 +1339,7 @@ impl RecvGuard<'_> {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn id(&self) -> u64 {
-        self.queue.slot(self.pos).id.load(Ordering::Relaxed)
+        self.queue.mapping.slot(self.pos).id.load(Ordering::Relaxed)
     }
 }
 

@@ -279,13 +279,13 @@ impl ClaimStore for Queue {
         self.max_deliveries_limit()
     }
     fn failed_deliveries(&self, pos: u64) -> u32 {
-        Queue::failed_deliveries(self, pos)
+        self.mapping().failed_deliveries(pos)
     }
     fn count_failed_delivery(&self, pos: u64) {
-        Queue::count_failed_delivery(self, pos)
+        self.mapping().count_failed_delivery(pos)
     }
     fn copy_message(&self, from: u64, to: u64) {
-        Queue::copy_message(self, from, to)
+        self.mapping().copy_message(from, to)
     }
     fn recv_wait(&self) -> &AtomicU32 {
         &self.header().recv_wait.0
