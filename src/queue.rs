@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! [`Queue`]: a handle on a queue file. Creating, opening and removing queue files, the
-//! mapping's lifetime, and the send and receive calls built on the claim protocol (`ring`) and
-//! the sleep/wake protocol (`wait`).
+//! handle's registration (a participant entry per thread that uses it, its lanes), and the send
+//! and receive calls and guards, built on the mapped file (`mapping`), the claim protocol
+//! (`ring`) and the sleep/wake protocol (`wait`). Crash recovery (`recovery`) runs when a call
+//! finds it is due: the handle lends it its mapping and its liveness question (a `Survivor`).
 //!
-//! One message's path: [`Queue::send`] → `Ring::claim_send` → payload copied into the `Slot` →
-//! `Ring::publish` → `wait::wake_if_sleeping`; and back: [`Queue::recv`] → `Ring::claim_recv` →
-//! length checked, payload copied out → `Ring::release` → `wait::wake_if_sleeping`.
+//! One message's path: [`Queue::send`] → `Ring::claim_send` → `Mapping::write` copies the
+//! payload into the slot → `Ring::publish` → `wait::wake_if_sleeping`; and back: [`Queue::recv`]
+//! → `Ring::claim_recv` → `Mapping::message` checks the length, the payload is copied out →
+//! `Ring::release` → `wait::wake_if_sleeping`.
 
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
@@ -14,8 +17,8 @@ use crate::layout::{
 };
 use crate::mapping::{MappedSlots, Mapping};
 use crate::options::{OnConsumerDeath, Options, Received};
-use crate::participant::{self, Registration};
-use crate::recovery;
+use crate::participant::{self, Liveness, Registration};
+use crate::recovery::{self, Survivor};
 use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side};
 use crate::stats::{self, Stats};
 use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
@@ -45,10 +48,9 @@ use std::time::{Duration, Instant};
 pub struct Queue {
     /// The mapped file: header, participant table, slots.
     mapping: Mapping,
-    /// The open file description that holds our participant lock; also the liveness probe.
-    file: File,
-    /// The queue's crash policy, read once from the validated header.
-    on_consumer_death: OnConsumerDeath,
+    /// The open file description that holds our participant locks (also the liveness probe),
+    /// and which entries are ours.
+    liveness: Liveness,
     /// The entry taken when the handle was opened (the opening thread's lane); its stamp of
     /// `holding_since_unix_ns` speaks for the whole handle.
     me: Registration,
@@ -56,7 +58,7 @@ pub struct Queue {
     /// so that two threads never share one announcement (see `ring`, "Attribution").
     lanes: Lanes,
     /// What last blocked a non-blocking send / receive at the tail / head (see
-    /// `recovery::unstick`).
+    /// `recovery::stuck`).
     send_watch: recovery::StuckWatch,
     recv_watch: recovery::StuckWatch,
     /// Set once a receive found the queue closed, drained, and no slot held by anyone else.
@@ -77,9 +79,6 @@ struct Lanes {
     uid: u64,
     /// `(thread, entry)`: the thread is alive while its `Weak` upgrades.
     by_thread: Mutex<Vec<(Weak<()>, Registration)>>,
-    /// Bit `i` is set when entry `i` is one of ours (alive by definition: our own liveness
-    /// probe never conflicts with our own locks).
-    own: [std::sync::atomic::AtomicU64; (crate::layout::PARTICIPANTS as usize).div_ceil(64)],
 }
 
 /// Process-unique handle ids for the lane cache (0: an empty cache entry).
@@ -101,16 +100,13 @@ impl Lanes {
         let lanes = Lanes {
             uid: NEXT_HANDLE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             by_thread: Mutex::new(Vec::new()),
-            own: Default::default(),
         };
         lanes.adopt(first);
         lanes
     }
 
-    /// Records `lane` as the calling thread's.
+    /// Records `lane` as the calling thread's (its entry already marked ours in `Liveness`).
     fn adopt(&self, lane: Registration) {
-        self.own[lane.index as usize / 64]
-            .fetch_or(1 << (lane.index % 64), std::sync::atomic::Ordering::Release);
         let thread = THREAD_ALIVE.with(Arc::downgrade);
         self.by_thread
             .lock()
@@ -137,12 +133,6 @@ impl Lanes {
                 let (uid, index, token) = entry.get();
                 (uid == self.uid).then_some(Registration { index, token })
             })
-        })
-    }
-
-    fn is_mine(&self, index: u32) -> bool {
-        self.own.get(index as usize / 64).is_some_and(|w| {
-            w.load(std::sync::atomic::Ordering::Acquire) & (1 << (index % 64)) != 0
         })
     }
 
@@ -228,12 +218,7 @@ impl Queue {
         file::check_other_access(path, &meta, flags)?;
         let mut queue = Queue {
             mapping,
-            file,
-            on_consumer_death: if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
-                OnConsumerDeath::Drop
-            } else {
-                OnConsumerDeath::Redeliver
-            },
+            liveness: Liveness::new(file),
             // Not registered yet: an index outside the table, which `Drop` leaves alone.
             me: Registration {
                 index: u32::MAX,
@@ -242,7 +227,6 @@ impl Queue {
             lanes: Lanes {
                 uid: 0,
                 by_thread: Mutex::new(Vec::new()),
-                own: Default::default(),
             },
             send_watch: recovery::StuckWatch::default(),
             recv_watch: recovery::StuckWatch::default(),
@@ -250,7 +234,8 @@ impl Queue {
             guards: AtomicU32::new(0),
             path: path.to_path_buf(),
         };
-        queue.me = recovery::register(&queue)?;
+        queue.me = recovery::register(queue.survivor())?;
+        queue.liveness.adopt(queue.me.index);
         queue.lanes = Lanes::new(queue.me);
         Ok(queue)
     }
@@ -297,11 +282,6 @@ impl Queue {
         self.mapping.max_message_size()
     }
 
-    /// The mapped file.
-    pub(crate) fn mapping(&self) -> &Mapping {
-        &self.mapping
-    }
-
     /// The mapped file's header (see `Mapping::header`).
     pub(crate) fn header(&self) -> &Header {
         self.mapping.header()
@@ -319,7 +299,40 @@ impl Queue {
 
     /// The open file description holding our participant lock (also the liveness probe).
     pub(crate) fn file(&self) -> &File {
-        &self.file
+        self.liveness.file()
+    }
+
+    /// What crash recovery works over: the mapped file and this handle's liveness question.
+    #[inline]
+    fn survivor(&self) -> Survivor<'_> {
+        Survivor {
+            mapping: &self.mapping,
+            liveness: &self.liveness,
+        }
+    }
+
+    /// Looks for the dead and resolves what they left (see `recovery::sweep`), claiming through
+    /// the calling thread's lane. Returns whether it changed anything.
+    #[cold]
+    pub(crate) fn sweep(&self) -> bool {
+        let Ok(me) = self.claimer() else {
+            return false; // no entry for this thread: the table is full of the living
+        };
+        recovery::sweep(self.survivor(), me)
+    }
+
+    /// Sweeps if none ran in the last `recovery::SWEEP_INTERVAL_NS` (by any process). Returns
+    /// whether the sweep changed anything.
+    #[cold]
+    pub(crate) fn maybe_sweep(&self) -> bool {
+        recovery::sweep_due(self.header()) && self.sweep()
+    }
+
+    /// Before a receiver reports `Closed`: sweeps if a slot is still held or claimed (see
+    /// `recovery::held_before_closed`). Returns whether the sweep changed anything.
+    #[cold]
+    fn settle_before_closed(&self) -> bool {
+        recovery::held_before_closed(&self.mapping, &self.settled) && self.sweep()
     }
 
     /// The calling thread's lane: its participant entry for this handle, taken on its first
@@ -356,7 +369,8 @@ impl Queue {
             return Ok(lane);
         }
         drop(by_thread);
-        let lane = recovery::register(self)?;
+        let lane = recovery::register(self.survivor())?;
+        self.liveness.adopt(lane.index);
         self.lanes.adopt(lane);
         Ok(lane)
     }
@@ -379,36 +393,7 @@ impl Queue {
 
     /// Whether participant entry `index` is one of this handle's lanes (alive by definition).
     pub(crate) fn owns_entry(&self, index: u32) -> bool {
-        self.lanes.is_mine(index)
-    }
-
-    /// Whether `token` is one of this handle's lanes (alive, whatever a probe says).
-    pub(crate) fn is_own_token(&self, token: u32) -> bool {
-        let index = token >> participant::GENERATION_BITS;
-        self.lanes.is_mine(index)
-            && self.participants().get(index as usize).is_some_and(|e| {
-                participant::token_of(index, e.token.load(Ordering::Acquire)) == token
-            })
-    }
-
-    /// Whether the participant with `token` is gone (the kernel's lock says so).
-    pub(crate) fn is_dead(&self, token: u32) -> bool {
-        participant::is_dead(
-            &self.file,
-            self.participants(),
-            |index| self.lanes.is_mine(index),
-            token,
-        )
-    }
-
-    /// The queue's policy for messages of dead consumers.
-    pub(crate) fn on_consumer_death_policy(&self) -> OnConsumerDeath {
-        self.on_consumer_death
-    }
-
-    /// The queue's delivery limit (0: unlimited).
-    pub(crate) fn max_deliveries_limit(&self) -> u32 {
-        self.mapping.max_deliveries()
+        self.liveness.is_mine(index)
     }
 
     /// Wakes the sleepers on `word`, if any; if the count said someone sleeps but nobody woke,
@@ -417,17 +402,18 @@ impl Queue {
     #[inline]
     fn wake(&self, word: &AtomicU32) {
         if wait::wake_if_sleeping(word) {
-            recovery::maybe_sweep(self);
+            self.maybe_sweep();
         }
     }
 
     /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head),
     /// or a claim in progress there (`claimed`): hands the state of the slot at that cursor to
-    /// `recovery::unstick`. For the tail, the slot is the one a full queue waits on.
+    /// `recovery::stuck`, and sweeps if it says so. For the tail, the slot is the one a full
+    /// queue waits on.
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
         let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
-        recovery::unstick(self, word, claimed, watch)
+        recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep()
     }
 
     /// Records a role in the calling thread's participant entry, once per role (a load of the
@@ -498,7 +484,7 @@ impl Queue {
             let now = Instant::now();
             if now.duration_since(swept) >= Duration::from_nanos(recovery::STUCK_NS) {
                 swept = now;
-                recovery::sweep(self);
+                self.sweep();
             }
             if now.duration_since(start) > BUSY_PATIENCE {
                 watch.give_up_on(self.word_at_cursor(cursor));
@@ -594,7 +580,7 @@ impl Queue {
                         header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
                     },
                     || {
-                        recovery::maybe_sweep(self);
+                        self.maybe_sweep();
                     },
                     || match attempt() {
                         Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
@@ -782,19 +768,16 @@ impl Queue {
             }
             // Closed only once nothing is left, including messages held by dead consumers: if
             // a slot is still held, sweep, and look again if that gave any back.
-            if result == Err(ClaimError::Closed)
-                && recovery::settle_before_closed(self, &self.settled)
-            {
+            if result == Err(ClaimError::Closed) && self.settle_before_closed() {
                 continue;
             }
             return result;
         };
-        let first =
-            if first == ClaimError::Closed && recovery::settle_before_closed(self, &self.settled) {
-                attempt()
-            } else {
-                Err(first)
-            };
+        let first = if first == ClaimError::Closed && self.settle_before_closed() {
+            attempt()
+        } else {
+            Err(first)
+        };
         let attempt = &mut attempt;
         let header = self.header();
         let head = &header.head.0.head;
@@ -818,7 +801,7 @@ impl Queue {
                             .fetch_add(1, Ordering::Relaxed);
                     },
                     || {
-                        recovery::maybe_sweep(self);
+                        self.maybe_sweep();
                     },
                     || match attempt() {
                         Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
@@ -1069,7 +1052,7 @@ impl Queue {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn recover(&self) -> bool {
-        recovery::sweep(self)
+        self.sweep()
     }
 
     /// Whether the queue is closed.
@@ -1084,7 +1067,7 @@ impl Queue {
         let states = (0..u64::from(self.mapping.capacity()))
             .map(|index| self.mapping.slot(index).state.load(Ordering::Relaxed))
             .collect();
-        let is_mine = |index| self.lanes.is_mine(index);
+        let is_mine = |index| self.liveness.is_mine(index);
         stats::snapshot(stats::Sources {
             geometry: self.mapping.geometry(),
             flags: self.mapping.flags(),
@@ -1092,7 +1075,7 @@ impl Queue {
             header: self.header(),
             participants: self.participants(),
             states,
-            probe: &self.file,
+            probe: self.liveness.file(),
             is_mine: &is_mine,
         })
     }
@@ -1132,15 +1115,16 @@ impl Drop for Queue {
         // Claims still held now belong to guards that were leaked (`mem::forget`): resolve them
         // as a survivor would (the sends abandoned, the messages given back).
         let lanes = self.lanes.all();
-        if recovery::abandon_own_claims(self, &lanes) {
+        if recovery::abandon_own_claims(self.survivor(), &lanes) {
             for lane in lanes {
                 participant::deregister(self.participants(), lane);
             }
         }
         // Otherwise a message found no room to be given back. Our entry stays marked in use:
-        // once `file` closes (dropped after this) its lock is gone and it looks exactly like a
-        // dead participant's, so the next sweep resolves what is left, as crash recovery
-        // would. Releasing it here would make the claim unattributable and the message lost.
+        // once our file description closes (`liveness`, dropped after this) its lock is gone
+        // and it looks exactly like a dead participant's, so the next sweep resolves what is
+        // left, as crash recovery would. Releasing it here would make the claim unattributable
+        // and the message lost.
     }
 }
 
