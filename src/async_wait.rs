@@ -35,7 +35,6 @@
 use crate::error::{Error, Result};
 use crate::queue::{Queue, RecvGuard};
 use crate::reactor::{self, Cell, Wake};
-use crate::recovery;
 use crate::sync::{fence, spin_hint, Ordering};
 use std::future::Future;
 use std::pin::Pin;
@@ -203,7 +202,7 @@ impl<'q> AsyncWait<'q> {
             let expired = cell.expired();
             self.cell = None;
             if expired {
-                recovery::maybe_sweep(self.queue);
+                self.queue.maybe_sweep();
             }
         }
         loop {

@@ -27,8 +27,9 @@
 //! to clone from).
 
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::participant::{self, ROLE_RECEIVER, ROLE_SENDER};
-use crate::queue::{Options, Queue};
+use crate::queue::Queue;
 use crate::sync::Ordering;
 use crate::typed::{Typed, TypedGuard};
 use bytemuck::Pod;

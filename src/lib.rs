@@ -102,7 +102,11 @@ mod file;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
+mod mapping;
+#[cfg(not(loom))]
 mod occupancy;
+#[cfg(not(loom))]
+mod options;
 #[cfg(not(loom))]
 mod participant;
 #[cfg(not(loom))]
@@ -146,9 +150,11 @@ pub use layout::{
     MAGIC, PARTICIPANTS, PLATFORM, VERSION,
 };
 #[cfg(not(loom))]
+pub use options::{OnConsumerDeath, Options, Received};
+#[cfg(not(loom))]
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]
-pub use queue::{OnConsumerDeath, Options, Queue, Received, RecvGuard, SendGuard};
+pub use queue::{Queue, RecvGuard, SendGuard};
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub use reactor::helper_threads;

@@ -170,6 +170,57 @@ pub(crate) fn is_dead(
     !is_held(probe, index).unwrap_or(true)
 }
 
+/// The liveness question as one handle asks it: the open file description that holds the
+/// handle's locks (and probes everyone else's), and which table entries are the handle's own.
+pub(crate) struct Liveness {
+    /// The open file description that holds our participant locks; also the liveness probe.
+    probe: File,
+    /// Bit `i` is set when entry `i` is one of ours (alive by definition: our own probe never
+    /// conflicts with our own locks).
+    own: [std::sync::atomic::AtomicU64; (PARTICIPANTS as usize).div_ceil(64)],
+}
+
+impl Liveness {
+    /// The liveness question over `probe`, with no entry of our own yet.
+    pub(crate) fn new(probe: File) -> Liveness {
+        Liveness {
+            probe,
+            own: Default::default(),
+        }
+    }
+
+    /// The open file description holding our participant locks (also the liveness probe).
+    pub(crate) fn file(&self) -> &File {
+        &self.probe
+    }
+
+    /// Records entry `index` as one of ours.
+    pub(crate) fn adopt(&self, index: u32) {
+        self.own[index as usize / 64].fetch_or(1 << (index % 64), Ordering::Release);
+    }
+
+    /// Whether entry `index` is one of ours.
+    pub(crate) fn is_mine(&self, index: u32) -> bool {
+        self.own
+            .get(index as usize / 64)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (index % 64)) != 0)
+    }
+
+    /// Whether `token` is one of our entries' current tokens (alive, whatever a probe says).
+    pub(crate) fn is_own_token(&self, table: &[Participant], token: u32) -> bool {
+        let index = token >> GENERATION_BITS;
+        self.is_mine(index)
+            && table
+                .get(index as usize)
+                .is_some_and(|e| token_of(index, e.token.load(Ordering::Acquire)) == token)
+    }
+
+    /// Whether the participant with `token` is gone (see [`is_dead`]).
+    pub(crate) fn is_dead(&self, table: &[Participant], token: u32) -> bool {
+        is_dead(&self.probe, table, |index| self.is_mine(index), token)
+    }
+}
+
 /// Role bit in an entry's `roles` word: the holder has sent.
 pub(crate) const ROLE_SENDER: u32 = 1;
 /// Role bit in an entry's `roles` word: the holder has received.

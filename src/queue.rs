@@ -1,176 +1,36 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! [`Queue`]: a handle on a queue file. Creating, opening and removing queue files, the
-//! mapping's lifetime, and the send and receive calls built on the claim protocol (`ring`) and
-//! the sleep/wake protocol (`wait`).
+//! handle's registration (a participant entry per thread that uses it, its lanes), and the send
+//! and receive calls and guards, built on the mapped file (`mapping`), the claim protocol
+//! (`ring`) and the sleep/wake protocol (`wait`). Crash recovery (`recovery`) runs when a call
+//! finds it is due: the handle lends it its mapping and its liveness question (a `Survivor`).
 //!
-//! One message's path: [`Queue::send`] → `Ring::claim_send` → payload copied into the `Slot` →
-//! `Ring::publish` → `wait::wake_if_sleeping`; and back: [`Queue::recv`] → `Ring::claim_recv` →
-//! length checked, payload copied out → `Ring::release` → `wait::wake_if_sleeping`.
+//! One message's path: [`Queue::send`] → `Ring::claim_send` → `Mapping::write` copies the
+//! payload into the slot → `Ring::publish` → `wait::wake_if_sleeping`; and back: [`Queue::recv`]
+//! → `Ring::claim_recv` → `Mapping::message` checks the length, the payload is copied out →
+//! `Ring::release` → `wait::wake_if_sleeping`.
 
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
 use crate::layout::{
-    Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS,
-    FLAG_DROP_ON_CONSUMER_DEATH, SLOT_HEADER,
+    Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH,
 };
-use crate::participant::{self, Registration};
-use crate::recovery;
-use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side, SlotStates};
+use crate::mapping::{MappedSlots, Mapping};
+use crate::options::{OnConsumerDeath, Options, Received};
+use crate::participant::{self, Liveness, Registration};
+use crate::recovery::{self, Survivor};
+use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side};
 use crate::stats::{self, Stats};
 use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
 use crate::test_hooks::{pause_point, sleep_slice};
 use crate::wait::{self, Deadline};
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapOptions;
 use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-
-/// How to create a queue.
-///
-/// ```
-/// let options = shmq::Options::new(1024, 256).mode(0o660);
-/// assert_eq!(options.capacity, 1024);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
-    /// Number of slots: from 1 to 2^24 (any number; powers of two index slots with a mask,
-    /// others with a division).
-    pub capacity: u32,
-    /// Largest message, in bytes (1 to 16 MiB). Every slot reserves this much.
-    pub max_message_size: u32,
-    /// Permission bits of the new file (before the umask); 0o600 by default.
-    pub mode: u32,
-    /// What happens to a message whose consumer dies before releasing it.
-    pub on_consumer_death: OnConsumerDeath,
-    /// With [`OnConsumerDeath::Redeliver`]: a message already delivered this many times is
-    /// dropped (counted in `dead_lettered`) instead of redelivered when its consumer dies, so a
-    /// poison message cannot kill consumers forever. 0 (the default) means unlimited.
-    pub max_deliveries: u32,
-    /// Whether the file may give "other" users any permission (`mode & 0o007`). Off by
-    /// default: any process that can read a queue file can take read locks on it and so make a
-    /// dead participant look alive, and any that can write it can corrupt or truncate it. With
-    /// this off, `create` refuses such a mode and `open` refuses a file whose mode was widened
-    /// later. Recorded in the file ([`FLAG_ALLOW_OTHER_ACCESS`](crate::FLAG_ALLOW_OTHER_ACCESS)).
-    pub allow_other_access: bool,
-    /// Whether receivers get `Closed` once every [`Sender`](crate::Sender) that ever attached
-    /// is gone (dropped, or its process dead) and the queue is drained: crossbeam-channel's
-    /// disconnect, across processes. Off by default. Recorded in the file
-    /// ([`FLAG_CLOSE_WHEN_PRODUCERS_GONE`](crate::FLAG_CLOSE_WHEN_PRODUCERS_GONE)).
-    pub close_when_producers_gone: bool,
-}
-
-/// What a queue does with a message whose consumer died after claiming it and before releasing
-/// it (fixed when the queue is created).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OnConsumerDeath {
-    /// Give the message back to the queue with its delivery count raised (at-least-once
-    /// delivery; the default). A message is gone only once a consumer released it.
-    #[default]
-    Redeliver,
-    /// Drop the message and count it in `abandoned_receives` (at-most-once delivery).
-    Drop,
-}
-
-impl Options {
-    /// Options for `capacity` slots of up to `max_message_size` bytes, mode 0o600.
-    pub fn new(capacity: u32, max_message_size: u32) -> Self {
-        Options {
-            capacity,
-            max_message_size,
-            mode: 0o600,
-            on_consumer_death: OnConsumerDeath::Redeliver,
-            max_deliveries: 0,
-            allow_other_access: false,
-            close_when_producers_gone: false,
-        }
-    }
-
-    /// Sets the permission bits of the file (0 to 0o777; setuid, setgid and sticky bits are
-    /// refused). The owner needs read and write (0o600), and bits for "other" need
-    /// [`allow_other_access`](Self::allow_other_access).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Sets what happens to a message whose consumer dies before releasing it.
-    pub fn on_consumer_death(mut self, policy: OnConsumerDeath) -> Self {
-        self.on_consumer_death = policy;
-        self
-    }
-
-    /// Sets the delivery limit for messages whose consumers die (0: unlimited).
-    pub fn max_deliveries(mut self, limit: u32) -> Self {
-        self.max_deliveries = limit;
-        self
-    }
-
-    /// Permits a mode that gives "other" users access (see
-    /// [`Options::allow_other_access`](struct.Options.html#structfield.allow_other_access)).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use shmq::{Error, Options, Queue};
-    /// let world = Options::new(8, 64).mode(0o666);
-    /// let refused = Queue::create(dir.path().join("a"), world);
-    /// assert!(matches!(refused, Err(Error::InvalidOptions(_))));
-    /// Queue::create(dir.path().join("b"), world.allow_other_access(true))?;
-    /// # Ok::<(), shmq::Error>(())
-    /// ```
-    pub fn allow_other_access(mut self, allow: bool) -> Self {
-        self.allow_other_access = allow;
-        self
-    }
-
-    /// Sets whether receivers get `Closed` once every sender is gone (see
-    /// [`Options::close_when_producers_gone`](struct.Options.html#structfield.close_when_producers_gone)
-    /// and [`Receiver`](crate::Receiver)).
-    pub fn close_when_producers_gone(mut self, close: bool) -> Self {
-        self.close_when_producers_gone = close;
-        self
-    }
-}
-
-impl Options {
-    /// Checks what `Geometry::new` does not: the policy, the delivery limit and the mode.
-    fn validate(&self) -> Result<()> {
-        if self.on_consumer_death == OnConsumerDeath::Drop && self.max_deliveries != 0 {
-            return Err(Error::InvalidOptions(
-                "max_deliveries applies to redelivered messages; with OnConsumerDeath::Drop it must be 0"
-                    .into(),
-            ));
-        }
-        let mode = self.mode;
-        if mode & !0o777 != 0 {
-            return Err(Error::InvalidOptions(format!(
-                "mode {mode:o} is not permission bits (0 to 777): setuid, setgid and sticky bits are refused"
-            )));
-        }
-        if mode & 0o600 != 0o600 {
-            return Err(Error::InvalidOptions(format!(
-                "mode {mode:03o} does not let the owner read and write the queue (it needs 600)"
-            )));
-        }
-        if mode & 0o007 != 0 && !self.allow_other_access {
-            return Err(Error::InvalidOptions(format!(
-                "mode {mode:03o} gives other users access to the queue, which lets any of them \
-                 keep handles from registering or corrupt it; use a group (mode 660), or allow \
-                 it explicitly (allow_other_access, --allow-other-access)"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Default for Options {
-    /// 1024 slots of 256 bytes.
-    fn default() -> Self {
-        Options::new(1024, 256)
-    }
-}
 
 /// A handle on a queue file, shared by any number of threads (`Queue` is `Send + Sync`).
 ///
@@ -186,23 +46,11 @@ impl Default for Options {
 /// # Ok::<(), shmq::Error>(())
 /// ```
 pub struct Queue {
-    map: MmapRaw,
-    /// The open file description that holds our participant lock; also the liveness probe.
-    file: File,
-    geometry: Geometry,
-    /// The header's option flags, read once on open.
-    flags: u32,
-    /// The queue's crash policy, read once from the validated header.
-    on_consumer_death: OnConsumerDeath,
-    max_deliveries: u32,
-    /// `capacity - 1` when the capacity is a power of two (slot index by mask), else
-    /// `u64::MAX` (by division). Copied out of the validated geometry, with `slots_at` and
-    /// `slot_stride`, so that finding a slot is a mask, a multiply and an add.
-    index_mask: u64,
-    /// Address of slot 0 in the mapping.
-    slots_at: usize,
-    /// Bytes from one slot to the next.
-    slot_stride: usize,
+    /// The mapped file: header, participant table, slots.
+    mapping: Mapping,
+    /// The open file description that holds our participant locks (also the liveness probe),
+    /// and which entries are ours.
+    liveness: Liveness,
     /// The entry taken when the handle was opened (the opening thread's lane); its stamp of
     /// `holding_since_unix_ns` speaks for the whole handle.
     me: Registration,
@@ -210,7 +58,7 @@ pub struct Queue {
     /// so that two threads never share one announcement (see `ring`, "Attribution").
     lanes: Lanes,
     /// What last blocked a non-blocking send / receive at the tail / head (see
-    /// `recovery::unstick`).
+    /// `recovery::stuck`).
     send_watch: recovery::StuckWatch,
     recv_watch: recovery::StuckWatch,
     /// Set once a receive found the queue closed, drained, and no slot held by anyone else.
@@ -218,36 +66,6 @@ pub struct Queue {
     /// Guards of this handle alive now (see `hold_begin`).
     guards: AtomicU32,
     path: PathBuf,
-}
-
-/// A message received by copy, with its metadata.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// Length of the message copied into the buffer.
-    pub len: usize,
-    /// How many times a consumer has claimed this message, this delivery included: 1 unless
-    /// earlier consumers died holding it.
-    pub deliveries: u32,
-    /// The message's id: unique within this queue file, and the same on every delivery of the
-    /// message (it is the position of its first send). A consumer that must not act twice
-    /// (a bridge deduplicating downstream) keys on it.
-    pub id: u64,
-}
-
-/// The slot state words of a mapped queue.
-pub(crate) struct MappedSlots<'a> {
-    queue: &'a Queue,
-}
-
-impl SlotStates for MappedSlots<'_> {
-    #[inline]
-    fn state(&self, pos: u64) -> &AtomicU64 {
-        &self.queue.slot(pos).state
-    }
-    #[inline]
-    fn prepare_write(&self, pos: u64) {
-        self.queue.prefetch_for_write(pos);
-    }
 }
 
 /// The lanes of one handle: which participant entry each thread that used it claims through.
@@ -261,9 +79,6 @@ struct Lanes {
     uid: u64,
     /// `(thread, entry)`: the thread is alive while its `Weak` upgrades.
     by_thread: Mutex<Vec<(Weak<()>, Registration)>>,
-    /// Bit `i` is set when entry `i` is one of ours (alive by definition: our own liveness
-    /// probe never conflicts with our own locks).
-    own: [std::sync::atomic::AtomicU64; (crate::layout::PARTICIPANTS as usize).div_ceil(64)],
 }
 
 /// Process-unique handle ids for the lane cache (0: an empty cache entry).
@@ -285,16 +100,13 @@ impl Lanes {
         let lanes = Lanes {
             uid: NEXT_HANDLE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             by_thread: Mutex::new(Vec::new()),
-            own: Default::default(),
         };
         lanes.adopt(first);
         lanes
     }
 
-    /// Records `lane` as the calling thread's.
+    /// Records `lane` as the calling thread's (its entry already marked ours in `Liveness`).
     fn adopt(&self, lane: Registration) {
-        self.own[lane.index as usize / 64]
-            .fetch_or(1 << (lane.index % 64), std::sync::atomic::Ordering::Release);
         let thread = THREAD_ALIVE.with(Arc::downgrade);
         self.by_thread
             .lock()
@@ -321,12 +133,6 @@ impl Lanes {
                 let (uid, index, token) = entry.get();
                 (uid == self.uid).then_some(Registration { index, token })
             })
-        })
-    }
-
-    fn is_mine(&self, index: u32) -> bool {
-        self.own.get(index as usize / 64).is_some_and(|w| {
-            w.load(std::sync::atomic::Ordering::Acquire) & (1 << (index % 64)) != 0
         })
     }
 
@@ -406,38 +212,13 @@ impl Queue {
             let dir = path.parent().unwrap_or(Path::new("."));
             file::allocate(&file, actual_len).map_err(|e| file::out_of_space(e, path, dir))?;
         }
-        let map = MmapOptions::new().len(actual_len as usize).map_raw(&file)?;
-        // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked above) and
-        // page-aligned; `Identity` is plain integers and bytes, valid for any bit pattern. The
-        // fields are read once here and validated before anything else is trusted.
-        let (geometry, flags, max_deliveries) = unsafe {
-            let id = &(*(map.as_ptr() as *const Header)).identity.0;
-            (
-                Geometry::validate(id, actual_len)?,
-                id.flags,
-                id.max_deliveries,
-            )
-        };
+        // `check_metadata` made sure the file holds at least a `Header`.
+        let mapping = Mapping::open(&file, actual_len)?;
+        let flags = mapping.flags();
         file::check_other_access(path, &meta, flags)?;
-        let slots_at = map.as_ptr() as usize + geometry.slots_offset as usize;
         let mut queue = Queue {
-            map,
-            file,
-            geometry,
-            flags,
-            on_consumer_death: if flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
-                OnConsumerDeath::Drop
-            } else {
-                OnConsumerDeath::Redeliver
-            },
-            max_deliveries,
-            index_mask: if geometry.capacity.is_power_of_two() {
-                u64::from(geometry.capacity) - 1
-            } else {
-                u64::MAX
-            },
-            slots_at,
-            slot_stride: geometry.slot_stride as usize,
+            mapping,
+            liveness: Liveness::new(file),
             // Not registered yet: an index outside the table, which `Drop` leaves alone.
             me: Registration {
                 index: u32::MAX,
@@ -446,7 +227,6 @@ impl Queue {
             lanes: Lanes {
                 uid: 0,
                 by_thread: Mutex::new(Vec::new()),
-                own: Default::default(),
             },
             send_watch: recovery::StuckWatch::default(),
             recv_watch: recovery::StuckWatch::default(),
@@ -454,7 +234,8 @@ impl Queue {
             guards: AtomicU32::new(0),
             path: path.to_path_buf(),
         };
-        queue.me = recovery::register(&queue)?;
+        queue.me = recovery::register(queue.survivor())?;
+        queue.liveness.adopt(queue.me.index);
         queue.lanes = Lanes::new(queue.me);
         Ok(queue)
     }
@@ -493,132 +274,65 @@ impl Queue {
 
     /// Number of slots.
     pub fn capacity(&self) -> u32 {
-        self.geometry.capacity
+        self.mapping.capacity()
     }
 
     /// Largest message, in bytes.
     pub fn max_message_size(&self) -> usize {
-        self.geometry.max_message_size as usize
+        self.mapping.max_message_size()
     }
 
+    /// The mapped file's header (see `Mapping::header`).
     pub(crate) fn header(&self) -> &Header {
-        // SAFETY: `open` checked that the mapping holds at least a `Header` and is page-aligned;
-        // every field is an atomic or plain integer (valid for any bits) and the mapping lives as
-        // long as `self`. Other processes mutate only the atomic fields.
-        unsafe { &*(self.map.as_ptr() as *const Header) }
+        self.mapping.header()
     }
 
+    /// The mapped file's participant table.
     pub(crate) fn participants(&self) -> &[Participant] {
-        // SAFETY: `Geometry::validate` checked that the table lies inside the mapping at a
-        // 128-aligned offset; entries are atomics (valid for any bits), living as long as `self`.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.map
-                    .as_ptr()
-                    .add(self.geometry.participants_offset as usize)
-                    as *const Participant,
-                crate::layout::PARTICIPANTS as usize,
-            )
-        }
-    }
-
-    /// The slot header for position `pos`.
-    #[inline]
-    fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = if self.index_mask != u64::MAX {
-            pos & self.index_mask
-        } else {
-            pos % u64::from(self.geometry.capacity)
-        } as usize;
-        // SAFETY: `index < capacity` (a mask of `capacity - 1` for a power of two, else the
-        // remainder of a division by it), and validation proved `slots_offset + capacity *
-        // stride` equals the mapped length, so the slot lies inside the mapping, which lives as
-        // long as `self` (`slots_at` is its address of slot 0); it is 64-aligned (offset
-        // 128-aligned, stride a multiple of 64). Its fields are atomics.
-        unsafe { &*((self.slots_at + index * self.slot_stride) as *const SlotHeader) }
-    }
-
-    /// Asks the CPU to start fetching the payload of the message at `pos` (the 64-byte lines
-    /// after the one holding the state word, up to its length `len`), when a receive has seen
-    /// it committed and is about to claim it. The claim is a locked CAS, and a locked
-    /// instruction lets no later load start before it completes: without this hint the
-    /// payload's lines would start their trip from the sender's core only after the CAS, one
-    /// transfer after another. (Measured with `shmq bench`, five interleaved rounds: about 5 %
-    /// off the 64-byte busy round trip in quiet phases, 13 % in noisy ones.) A hint only: it
-    /// reads nothing into the program and cannot fault.
-    #[inline]
-    fn prefetch_payload(&self, pos: u64, len: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.slot(pos) as *const SlotHeader as *const i8;
-            // At most three lines: beyond that the copy streams anyway.
-            let end = (SLOT_HEADER + len.min(self.max_message_size())).min(4 * 64);
-            let mut offset = 64;
-            while offset < end {
-                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                // address lies inside this slot, inside the mapping (see `slot`);
-                // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
-                offset += 64;
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pos, len);
-    }
-
-    /// Asks the CPU to start fetching, for writing, the payload lines of the slot for `pos`
-    /// after the first (up to three), before a send claims it: their last writer or reader was
-    /// a consumer on another core, and the copy would otherwise wait for each line in turn.
-    /// The first line, which holds the state word that consumers poll, is left alone. A hint:
-    /// `prefetchw` reads nothing into the program and cannot fault.
-    #[inline]
-    fn prefetch_for_write(&self, pos: u64) {
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        {
-            let slot = self.slot(pos) as *const SlotHeader as *const u8;
-            let end = (SLOT_HEADER + self.max_message_size()).min(4 * 64);
-            let mut offset = 64;
-            while offset < end {
-                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                // address lies inside this slot, inside the mapping (see `slot`); `prefetchw`
-                // (executed as a no-op by CPUs without it) touches no register or memory the
-                // program sees and never faults.
-                unsafe {
-                    std::arch::asm!(
-                        "prefetchw [{0}]",
-                        in(reg) slot.wrapping_add(offset),
-                        options(nostack, preserves_flags, readonly)
-                    )
-                };
-                offset += 64;
-            }
-        }
-        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let _ = pos;
-    }
-
-    /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).
-    #[inline]
-    fn payload(&self, pos: u64) -> *mut u8 {
-        (self.slot(pos) as *const SlotHeader as *mut u8).wrapping_add(SLOT_HEADER)
+        self.mapping.participants()
     }
 
     #[inline]
     pub(crate) fn ring(&self) -> Ring<'_, MappedSlots<'_>> {
-        let header = self.header();
-        Ring::new(
-            &header.tail.0,
-            &header.head.0.head,
-            &header.head.0.closing,
-            MappedSlots { queue: self },
-            u64::from(self.geometry.capacity),
-        )
+        self.mapping.ring()
     }
 
     /// The open file description holding our participant lock (also the liveness probe).
     pub(crate) fn file(&self) -> &File {
-        &self.file
+        self.liveness.file()
+    }
+
+    /// What crash recovery works over: the mapped file and this handle's liveness question.
+    #[inline]
+    fn survivor(&self) -> Survivor<'_> {
+        Survivor {
+            mapping: &self.mapping,
+            liveness: &self.liveness,
+        }
+    }
+
+    /// Looks for the dead and resolves what they left (see `recovery::sweep`), claiming through
+    /// the calling thread's lane. Returns whether it changed anything.
+    #[cold]
+    pub(crate) fn sweep(&self) -> bool {
+        let Ok(me) = self.claimer() else {
+            return false; // no entry for this thread: the table is full of the living
+        };
+        recovery::sweep(self.survivor(), me)
+    }
+
+    /// Sweeps if none ran in the last `recovery::SWEEP_INTERVAL_NS` (by any process). Returns
+    /// whether the sweep changed anything.
+    #[cold]
+    pub(crate) fn maybe_sweep(&self) -> bool {
+        recovery::sweep_due(self.header()) && self.sweep()
+    }
+
+    /// Before a receiver reports `Closed`: sweeps if a slot is still held or claimed (see
+    /// `recovery::held_before_closed`). Returns whether the sweep changed anything.
+    #[cold]
+    fn settle_before_closed(&self) -> bool {
+        recovery::held_before_closed(&self.mapping, &self.settled) && self.sweep()
     }
 
     /// The calling thread's lane: its participant entry for this handle, taken on its first
@@ -655,7 +369,8 @@ impl Queue {
             return Ok(lane);
         }
         drop(by_thread);
-        let lane = recovery::register(self)?;
+        let lane = recovery::register(self.survivor())?;
+        self.liveness.adopt(lane.index);
         self.lanes.adopt(lane);
         Ok(lane)
     }
@@ -678,76 +393,7 @@ impl Queue {
 
     /// Whether participant entry `index` is one of this handle's lanes (alive by definition).
     pub(crate) fn owns_entry(&self, index: u32) -> bool {
-        self.lanes.is_mine(index)
-    }
-
-    /// Whether `token` is one of this handle's lanes (alive, whatever a probe says).
-    pub(crate) fn is_own_token(&self, token: u32) -> bool {
-        let index = token >> participant::GENERATION_BITS;
-        self.lanes.is_mine(index)
-            && self.participants().get(index as usize).is_some_and(|e| {
-                participant::token_of(index, e.token.load(Ordering::Acquire)) == token
-            })
-    }
-
-    /// Whether the participant with `token` is gone (the kernel's lock says so).
-    pub(crate) fn is_dead(&self, token: u32) -> bool {
-        participant::is_dead(
-            &self.file,
-            self.participants(),
-            |index| self.lanes.is_mine(index),
-            token,
-        )
-    }
-
-    /// The queue's policy for messages of dead consumers.
-    pub(crate) fn on_consumer_death_policy(&self) -> OnConsumerDeath {
-        self.on_consumer_death
-    }
-
-    /// The queue's delivery limit (0: unlimited).
-    pub(crate) fn max_deliveries_limit(&self) -> u32 {
-        self.max_deliveries
-    }
-
-    /// How many times the message at position `pos` has been delivered to consumers that
-    /// died holding it (the slot's `deliveries` word; untrusted, like all of the mapping).
-    pub(crate) fn failed_deliveries(&self, pos: u64) -> u32 {
-        self.slot(pos).deliveries.load(Ordering::Relaxed)
-    }
-
-    /// Records one more delivery that ended with its consumer's death, in a slot we own before
-    /// publishing it again.
-    pub(crate) fn count_failed_delivery(&self, pos: u64) {
-        let slot = self.slot(pos);
-        let failed = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
-        slot.deliveries.store(failed, Ordering::Relaxed);
-    }
-
-    /// Copies a message (payload, length, id, delivery count) between two slots we both own,
-    /// for redelivery. A corrupt length is clamped to the maximum: the bytes are copied as they
-    /// are, and the receiver's length check reports what it finds.
-    pub(crate) fn copy_message(&self, from: u64, to: u64) {
-        let len =
-            (self.slot(from).len.load(Ordering::Relaxed) as usize).min(self.max_message_size());
-        // SAFETY: we own both claimed slots (ring invariant 3), which are distinct (two
-        // positions less than a lap apart map to different slots when the tail has not come
-        // round to `from`); each payload area holds `max_message_size >= len` bytes inside the
-        // mapping.
-        unsafe { std::ptr::copy_nonoverlapping(self.payload(from), self.payload(to), len) };
-        let dst = self.slot(to);
-        dst.len.store(
-            self.slot(from).len.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        dst.deliveries.store(
-            self.slot(from).deliveries.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        dst.id.store(
-            self.slot(from).id.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        self.liveness.is_mine(index)
     }
 
     /// Wakes the sleepers on `word`, if any; if the count said someone sleeps but nobody woke,
@@ -756,17 +402,18 @@ impl Queue {
     #[inline]
     fn wake(&self, word: &AtomicU32) {
         if wait::wake_if_sleeping(word) {
-            recovery::maybe_sweep(self);
+            self.maybe_sweep();
         }
     }
 
     /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head),
     /// or a claim in progress there (`claimed`): hands the state of the slot at that cursor to
-    /// `recovery::unstick`. For the tail, the slot is the one a full queue waits on.
+    /// `recovery::stuck`, and sweeps if it says so. For the tail, the slot is the one a full
+    /// queue waits on.
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
-        let word = self.slot(pos).state.load(Ordering::Acquire);
-        recovery::unstick(self, word, claimed, watch)
+        let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
+        recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep()
     }
 
     /// Records a role in the calling thread's participant entry, once per role (a load of the
@@ -837,7 +484,7 @@ impl Queue {
             let now = Instant::now();
             if now.duration_since(swept) >= Duration::from_nanos(recovery::STUCK_NS) {
                 swept = now;
-                recovery::sweep(self);
+                self.sweep();
             }
             if now.duration_since(start) > BUSY_PATIENCE {
                 watch.give_up_on(self.word_at_cursor(cursor));
@@ -849,7 +496,7 @@ impl Queue {
     /// The state word of the slot at `cursor`'s position.
     fn word_at_cursor(&self, cursor: &AtomicU64) -> u64 {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
-        self.slot(pos).state.load(Ordering::Acquire)
+        self.mapping.slot(pos).state.load(Ordering::Acquire)
     }
 
     /// Counts a new guard. When it is the handle's only one, stamps the time in our entry's
@@ -879,16 +526,6 @@ impl Queue {
         if let Some(entry) = self.participants().get(self.me.index as usize) {
             entry.holding_since_unix_ns.store(unix_ns, Ordering::SeqCst);
         }
-    }
-
-    fn check_len(&self, len: usize) -> Result<()> {
-        if len > self.max_message_size() {
-            return Err(Error::TooLarge {
-                len,
-                max: self.max_message_size(),
-            });
-        }
-        Ok(())
     }
 
     /// Claims up to `max` positions to write, waiting for room until `deadline`. Returns the
@@ -943,7 +580,7 @@ impl Queue {
                         header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
                     },
                     || {
-                        recovery::maybe_sweep(self);
+                        self.maybe_sweep();
                     },
                     || match attempt() {
                         Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
@@ -973,31 +610,11 @@ impl Queue {
         }
     }
 
-    /// Writes `msg` into the claimed slot for `pos`, with a new message's metadata.
-    #[inline]
-    fn write(&self, pos: u64, msg: &[u8]) {
-        debug_assert!(msg.len() <= self.max_message_size());
-        let slot = self.slot(pos);
-        // SAFETY: we own the claimed slot (see `ring`: between its claim and its publish only
-        // its claimer writes it), its payload area holds `max_message_size >= msg.len()` bytes
-        // inside the mapping, and `msg` cannot overlap the mapping's slot we exclusively own.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(pos), msg.len()) };
-        self.write_meta(slot, pos, msg.len());
-    }
-
-    /// The metadata of a new message at `pos`: its length, no failed deliveries, and its id.
-    #[inline]
-    fn write_meta(&self, slot: &SlotHeader, pos: u64, len: usize) {
-        slot.len.store(len as u32, Ordering::Relaxed);
-        slot.deliveries.store(0, Ordering::Relaxed);
-        slot.id.store(pos, Ordering::Relaxed);
-    }
-
     #[inline]
     fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
-        self.check_len(msg.len())?;
+        self.mapping.check_len(msg.len())?;
         let (claim, _) = self.claim_send(1, deadline)?;
-        self.write(claim.first, msg);
+        self.mapping.write(claim.first, msg);
         self.ring().publish(claim.first);
         self.wake(&self.header().recv_wait.0);
         Ok(())
@@ -1039,12 +656,12 @@ impl Queue {
             return Ok(0);
         }
         for msg in msgs {
-            self.check_len(msg.as_ref().len())?;
+            self.mapping.check_len(msg.as_ref().len())?;
         }
         let (claim, _) = self.claim_send(msgs.len() as u64, deadline)?;
         let ring = self.ring();
         for (pos, msg) in claim.positions().zip(msgs) {
-            self.write(pos, msg.as_ref());
+            self.mapping.write(pos, msg.as_ref());
             ring.publish(pos);
         }
         self.wake(&self.header().recv_wait.0);
@@ -1129,8 +746,8 @@ impl Queue {
     /// length. Starts fetching the payload meanwhile.
     #[inline]
     fn accept(&self, pos: u64, accept: &impl Fn(usize) -> bool) -> bool {
-        let len = self.slot(pos).len.load(Ordering::Relaxed) as usize;
-        self.prefetch_payload(pos, len);
+        let len = self.mapping.slot(pos).len.load(Ordering::Relaxed) as usize;
+        self.mapping.prefetch_payload(pos, len);
         accept(len)
     }
 
@@ -1152,19 +769,16 @@ impl Queue {
             }
             // Closed only once nothing is left, including messages held by dead consumers: if
             // a slot is still held, sweep, and look again if that gave any back.
-            if result == Err(ClaimError::Closed)
-                && recovery::settle_before_closed(self, &self.settled)
-            {
+            if result == Err(ClaimError::Closed) && self.settle_before_closed() {
                 continue;
             }
             return result;
         };
-        let first =
-            if first == ClaimError::Closed && recovery::settle_before_closed(self, &self.settled) {
-                attempt()
-            } else {
-                Err(first)
-            };
+        let first = if first == ClaimError::Closed && self.settle_before_closed() {
+            attempt()
+        } else {
+            Err(first)
+        };
         let attempt = &mut attempt;
         let header = self.header();
         let head = &header.head.0.head;
@@ -1188,7 +802,7 @@ impl Queue {
                             .fetch_add(1, Ordering::Relaxed);
                     },
                     || {
-                        recovery::maybe_sweep(self);
+                        self.maybe_sweep();
                     },
                     || match attempt() {
                         Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
@@ -1215,7 +829,7 @@ impl Queue {
                 _ => Err(Error::Timeout),
             },
             Err(ClaimError::Rejected(pos)) => Err(Error::BufferTooSmall {
-                needed: self.slot(pos).len.load(Ordering::Relaxed) as usize,
+                needed: self.mapping.slot(pos).len.load(Ordering::Relaxed) as usize,
             }),
             Err(e) => Err(claim_error(Some(e))),
         }
@@ -1226,16 +840,9 @@ impl Queue {
     /// On a corrupt length the slot is released (the message is unreadable) and `Corrupt`
     /// returned.
     fn message(&self, pos: u64) -> Result<&[u8]> {
-        let slot = self.slot(pos);
-        let len = slot.len.load(Ordering::Relaxed) as usize;
-        if len > self.max_message_size() {
-            return Err(self.drop_corrupt(pos, len));
-        }
-        // SAFETY: we own the claimed slot (ring invariant 3); `len <= max_message_size`, so the
-        // bytes lie inside the slot's payload area, inside the mapping, which outlives the
-        // borrow of `self`. An honest peer does not write a slot it does not own; a hostile one
-        // can change the bytes' values, but `u8` has no invalid values.
-        Ok(unsafe { std::slice::from_raw_parts(self.payload(pos), len) })
+        self.mapping
+            .message(pos)
+            .map_err(|len| self.drop_corrupt(pos, len))
     }
 
     /// A claimed message whose length is corrupt: frees its slot (the message is unreadable)
@@ -1268,7 +875,7 @@ impl Queue {
         let (claim, _) = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
-        let slot = self.slot(claim.first);
+        let slot = self.mapping.slot(claim.first);
         let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
         let id = slot.id.load(Ordering::Relaxed);
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
@@ -1446,7 +1053,7 @@ impl Queue {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn recover(&self) -> bool {
-        recovery::sweep(self)
+        self.sweep()
     }
 
     /// Whether the queue is closed.
@@ -1458,18 +1065,18 @@ impl Queue {
     /// slots included). It reads every slot's state word, so it costs in proportion to the
     /// capacity (and one `fcntl` per participant): a monitoring call, not one for a hot loop.
     pub fn stats(&self) -> Stats {
-        let states = (0..u64::from(self.geometry.capacity))
-            .map(|index| self.slot(index).state.load(Ordering::Relaxed))
+        let states = (0..u64::from(self.mapping.capacity()))
+            .map(|index| self.mapping.slot(index).state.load(Ordering::Relaxed))
             .collect();
-        let is_mine = |index| self.lanes.is_mine(index);
+        let is_mine = |index| self.liveness.is_mine(index);
         stats::snapshot(stats::Sources {
-            geometry: self.geometry,
-            flags: self.flags,
-            max_deliveries: self.max_deliveries,
+            geometry: self.mapping.geometry(),
+            flags: self.mapping.flags(),
+            max_deliveries: self.mapping.max_deliveries(),
             header: self.header(),
             participants: self.participants(),
             states,
-            probe: &self.file,
+            probe: self.liveness.file(),
             is_mine: &is_mine,
         })
     }
@@ -1504,19 +1111,21 @@ impl Drop for Queue {
     fn drop(&mut self) {
         // Async waits and `Select`s on this handle that were leaked leave cells in the reactor,
         // which reads our mapping: take them out (and uncount their sleepers) first.
-        crate::reactor::forget_mapping(self.map.as_ptr() as usize, self.map.len());
+        let (address, len) = self.mapping.span();
+        crate::reactor::forget_mapping(address, len);
         // Claims still held now belong to guards that were leaked (`mem::forget`): resolve them
         // as a survivor would (the sends abandoned, the messages given back).
         let lanes = self.lanes.all();
-        if recovery::abandon_own_claims(self, &lanes) {
+        if recovery::abandon_own_claims(self.survivor(), &lanes) {
             for lane in lanes {
                 participant::deregister(self.participants(), lane);
             }
         }
         // Otherwise a message found no room to be given back. Our entry stays marked in use:
-        // once `file` closes (dropped after this) its lock is gone and it looks exactly like a
-        // dead participant's, so the next sweep resolves what is left, as crash recovery
-        // would. Releasing it here would make the claim unattributable and the message lost.
+        // once our file description closes (`liveness`, dropped after this) its lock is gone
+        // and it looks exactly like a dead participant's, so the next sweep resolves what is
+        // left, as crash recovery would. Releasing it here would make the claim unattributable
+        // and the message lost.
     }
 }
 
@@ -1524,8 +1133,8 @@ impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("path", &self.path)
-            .field("capacity", &self.geometry.capacity)
-            .field("max_message_size", &self.geometry.max_message_size)
+            .field("capacity", &self.capacity())
+            .field("max_message_size", &self.max_message_size())
             .finish_non_exhaustive()
     }
 }
@@ -1544,8 +1153,8 @@ impl Queue {
     /// Writes `msg` into the slot claimed at `pos` and publishes it; `TooLarge` (and the slot
     /// still claimed) if it does not fit.
     pub(crate) fn publish_slot(&self, pos: u64, msg: &[u8]) -> Result<()> {
-        self.check_len(msg.len())?;
-        self.write(pos, msg);
+        self.mapping.check_len(msg.len())?;
+        self.mapping.write(pos, msg);
         self.ring().publish(pos);
         self.wake(&self.header().recv_wait.0);
         Ok(())
@@ -1561,7 +1170,7 @@ impl Queue {
 
     /// The header's option flags, as validated on open (for `channel`).
     pub(crate) fn flags(&self) -> u32 {
-        self.flags
+        self.mapping.flags()
     }
 }
 
@@ -1633,9 +1242,9 @@ pub struct SendGuard<'q> {
 impl SendGuard<'_> {
     /// Publishes the first `len` bytes written as one message.
     pub fn commit(mut self, len: usize) -> Result<()> {
-        self.queue.check_len(len)?;
-        let slot = self.queue.slot(self.pos);
-        self.queue.write_meta(slot, self.pos, len);
+        self.queue.mapping.check_len(len)?;
+        let slot = self.queue.mapping.slot(self.pos);
+        self.queue.mapping.write_meta(slot, self.pos, len);
         if self.earlier_deliveries != 0 {
             slot.deliveries
                 .store(self.earlier_deliveries, Ordering::Relaxed);
@@ -1675,7 +1284,10 @@ impl std::ops::Deref for SendGuard<'_> {
         // SAFETY: the slot is claimed by us until commit or drop (ring invariant 3); its payload
         // area is `max_message_size` bytes inside the mapping, which outlives `'q`.
         unsafe {
-            std::slice::from_raw_parts(self.queue.payload(self.pos), self.queue.max_message_size())
+            std::slice::from_raw_parts(
+                self.queue.mapping.payload(self.pos),
+                self.queue.max_message_size(),
+            )
         }
     }
 }
@@ -1685,7 +1297,7 @@ impl std::ops::DerefMut for SendGuard<'_> {
         // SAFETY: as for `deref`; `&mut self` makes this the only borrow of the payload area.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.queue.payload(self.pos),
+                self.queue.mapping.payload(self.pos),
                 self.queue.max_message_size(),
             )
         }
@@ -1720,7 +1332,10 @@ impl RecvGuard<'_> {
     /// How many times a consumer has claimed this message, this delivery included (1 on the
     /// first delivery).
     pub fn deliveries(&self) -> u32 {
-        self.queue.failed_deliveries(self.pos).saturating_add(1)
+        self.queue
+            .mapping
+            .failed_deliveries(self.pos)
+            .saturating_add(1)
     }
 
     /// The message's id: unique within this queue file, and the same on every delivery of the
@@ -1737,7 +1352,7 @@ impl RecvGuard<'_> {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn id(&self) -> u64 {
-        self.queue.slot(self.pos).id.load(Ordering::Relaxed)
+        self.queue.mapping.slot(self.pos).id.load(Ordering::Relaxed)
     }
 }
 

@@ -38,13 +38,18 @@
 //!
 //! What to do with a dead participant's claims is in [`claims`]: it needs only the ring, so it
 //! is written over a small store trait, and the loom models and the heap-ring tests under Miri
-//! run it too. This file decides who is dead and when to look.
+//! run it too. This file decides who is dead and when to look. It works over the mapped file
+//! (`mapping`), the ring and the participant table, never over `Queue`: a handle lends it a
+//! [`Survivor`] (its mapping and its liveness question), asks it whether a sweep is due
+//! ([`stuck`], [`held_before_closed`], [`sweep_due`]), and then has it [`sweep`] with the
+//! calling thread's lane as the claimer.
 
 pub(crate) mod claims;
 
-use crate::participant::{self, Registration};
-use crate::queue::{OnConsumerDeath, Queue};
-use crate::ring::{Phase, Ring, Side, SlotState, SlotStates};
+use crate::layout::{Header, FLAG_DROP_ON_CONSUMER_DEATH};
+use crate::mapping::Mapping;
+use crate::participant::{self, Liveness, Registration};
+use crate::ring::{Claimer, Phase, Ring, Side, SlotState, SlotStates};
 use crate::sync::{AtomicU32, Ordering};
 use crate::test_hooks;
 use crate::wait;
@@ -69,18 +74,43 @@ pub(crate) fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// What recovery needs from one handle: the mapped file it repairs (whose header copy also
+/// holds the queue's crash policy), and the handle's liveness question (its lock-probing file
+/// description, and which entries are its own). `Queue` builds one whenever it needs a sweep.
+#[derive(Clone, Copy)]
+pub(crate) struct Survivor<'a> {
+    /// The handle's mapped file: header, participant table, slots.
+    pub(crate) mapping: &'a Mapping,
+    /// Who is alive, as the handle asks it (its own entries are alive by definition).
+    pub(crate) liveness: &'a Liveness,
+}
+
+impl Survivor<'_> {
+    /// Whether the participant with `token` is gone (the kernel's lock says so).
+    fn is_dead(&self, token: u32) -> bool {
+        self.liveness.is_dead(self.mapping.participants(), token)
+    }
+
+    /// Whether `token` is one of the handle's own lanes (alive, whatever a probe says).
+    fn is_own_token(&self, token: u32) -> bool {
+        self.liveness
+            .is_own_token(self.mapping.participants(), token)
+    }
+}
+
 /// Takes a participant entry for a new handle or a new thread of one. If every table entry was
 /// taken and it had to displace a dead participant whose claims were not resolved yet, it
 /// resolves them now, as a sweep would. (Should some message of the displaced participant still
 /// find no room, the next sweep finds it again: claims are found by scanning the slots, not by
 /// the entry.)
-pub(crate) fn register(queue: &Queue) -> crate::Result<Registration> {
-    let (me, displaced) = participant::register(queue.file(), queue.participants())?;
+pub(crate) fn register(survivor: Survivor<'_>) -> crate::Result<Registration> {
+    let participants = survivor.mapping.participants();
+    let (me, displaced) = participant::register(survivor.liveness.file(), participants)?;
     if displaced.is_some() {
-        let announcement = &queue.participants()[me.index as usize].announcement;
+        let announcement = &participants[me.index as usize].announcement;
         claims::resolve_dead(
-            queue,
-            crate::ring::Claimer {
+            &survivor,
+            Claimer {
                 token: me.token,
                 announcement,
             },
@@ -94,17 +124,17 @@ pub(crate) fn register(queue: &Queue) -> crate::Result<Registration> {
 /// no room to be given back (the slot at the tail held by another live consumer), and then the
 /// caller must leave its participant entries marked, so that a later sweep, which sees their
 /// locks gone, resolves it as it would a dead participant's.
-pub(crate) fn abandon_own_claims(queue: &Queue, lanes: &[Registration]) -> bool {
+pub(crate) fn abandon_own_claims(survivor: Survivor<'_>, lanes: &[Registration]) -> bool {
     let Some(first) = lanes.first() else {
         return true;
     };
-    let claimer = crate::ring::Claimer {
+    let claimer = Claimer {
         token: first.token,
-        announcement: &queue.participants()[first.index as usize].announcement,
+        announcement: &survivor.mapping.participants()[first.index as usize].announcement,
     };
     lanes
         .iter()
-        .all(|lane| claims::resolve_stamps_of(queue, lane.token, claimer))
+        .all(|lane| claims::resolve_stamps_of(&survivor, lane.token, claimer))
 }
 
 /// How long the slot at a cursor must stay claimed, unchanged, before a non-blocking call asks
@@ -160,12 +190,12 @@ const CLOCK_EVERY: u64 = 64;
 /// Called by a non-blocking call that found the queue full or empty, or a claim in progress at
 /// its cursor, with the state word of the slot there. The non-blocking path makes no system
 /// call for this unless that slot has stayed claimed (or held) by someone, unchanged, for
-/// [`STUCK_NS`]: then it sweeps (one `fcntl` per participant). Returns whether the sweep changed
-/// anything (so the caller looks again).
-pub(crate) fn unstick(queue: &Queue, word: u64, claimed: bool, watch: &StuckWatch) -> bool {
+/// [`STUCK_NS`]: then this returns true, and the caller sweeps (one `fcntl` per participant)
+/// and, if the sweep changed anything, looks again.
+pub(crate) fn stuck(survivor: Survivor<'_>, word: u64, claimed: bool, watch: &StuckWatch) -> bool {
     let held = claimed
         || SlotState::decode(word)
-            .is_some_and(|s| s.phase.is_stamp() && !queue.is_own_token(s.owner));
+            .is_some_and(|s| s.phase.is_stamp() && !survivor.is_own_token(s.owner));
     if !held {
         return false;
     }
@@ -191,21 +221,21 @@ pub(crate) fn unstick(queue: &Queue, word: u64, claimed: bool, watch: &StuckWatc
         return false;
     }
     watch.since_ns.store(now, StdOrdering::Relaxed);
-    sweep(queue)
+    true
 }
 
 /// Called before a receiver reports `Closed`: nothing is left to deliver only once no message is
-/// held by a dead consumer. Scans the slot states (loads only); only if a slot is still held or
-/// claimed does it sweep. Once a scan of a closed, drained queue finds nothing held, nothing can
-/// ever be delivered again, and `settled` remembers it. Returns whether the sweep changed
-/// anything.
-pub(crate) fn settle_before_closed(queue: &Queue, settled: &AtomicBool) -> bool {
+/// held by a dead consumer. Scans the slot states (loads only) and returns whether a slot is
+/// still held or claimed: then the caller sweeps, and looks again if that gave anything back.
+/// Once a scan of a closed, drained queue finds nothing held, nothing can ever be delivered
+/// again, and `settled` remembers it.
+pub(crate) fn held_before_closed(mapping: &Mapping, settled: &AtomicBool) -> bool {
     if settled.load(StdOrdering::Relaxed) {
         return false;
     }
-    let ring = queue.ring();
+    let ring = mapping.ring();
     let head = ring.head_position();
-    let held = (0..u64::from(queue.capacity())).any(|index| {
+    let held = (0..u64::from(mapping.capacity())).any(|index| {
         SlotState::decode(ring.word_at(index)).is_some_and(|s| match s.phase {
             Phase::Writing | Phase::Reading | Phase::Reserved | Phase::Lent => true,
             // Claimed by a consumer that has not released it yet.
@@ -217,45 +247,43 @@ pub(crate) fn settle_before_closed(queue: &Queue, settled: &AtomicBool) -> bool 
         settled.store(true, StdOrdering::Relaxed);
         return false;
     }
-    sweep(queue)
+    true
 }
 
-/// Runs a sweep if none ran in the last [`SWEEP_INTERVAL_NS`] (by any process). Returns whether
-/// the sweep changed anything.
-pub(crate) fn maybe_sweep(queue: &Queue) -> bool {
-    let last = &queue.header().counters.0.last_sweep_ns;
+/// Whether a sweep is due: none ran in the last [`SWEEP_INTERVAL_NS`] (by any process). If so,
+/// this caller has taken the turn (the header's `last_sweep_ns` now says so) and sweeps.
+pub(crate) fn sweep_due(header: &Header) -> bool {
+    let last = &header.counters.0.last_sweep_ns;
     let now = monotonic_ns();
     let before = last.load(Ordering::Relaxed);
     now.wrapping_sub(before) >= SWEEP_INTERVAL_NS
         && last
             .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-        && sweep(queue)
 }
 
-/// Looks for dead participants and resolves everything they left. Returns whether it changed
+/// Looks for dead participants and resolves everything they left, claiming through `me` (the
+/// calling thread's lane) where a message must be given back. Returns whether it changed
 /// anything (a claim resolved, or a sleeper count repaired).
-pub(crate) fn sweep(queue: &Queue) -> bool {
-    let Ok(me) = queue.claimer() else {
-        return false; // no entry for this thread: the table is full of the living
-    };
+pub(crate) fn sweep(survivor: Survivor<'_>, me: Claimer<'_>) -> bool {
+    let participants = survivor.mapping.participants();
     let dead: Vec<(usize, u32)> = (0u32..)
-        .zip(queue.participants())
+        .zip(participants)
         .filter_map(|(index, entry)| {
             let word = entry.token.load(Ordering::Acquire);
             let token = participant::token_of(index, word);
-            (word & 1 == 1 && queue.is_dead(token)).then_some((index as usize, word))
+            (word & 1 == 1 && survivor.is_dead(token)).then_some((index as usize, word))
         })
         .collect();
     if dead.is_empty() {
         return false;
     }
-    let outcome = claims::resolve_dead(queue, me);
+    let outcome = claims::resolve_dead(&survivor, me);
     if outcome.all_resolved {
         // Nothing of theirs is left: free their entries. (A new holder that took a lock
         // meanwhile has changed the word, and then this does nothing.)
         for (index, word) in dead {
-            let _ = queue.participants()[index].token.compare_exchange(
+            let _ = participants[index].token.compare_exchange(
                 word,
                 word & !1,
                 Ordering::AcqRel,
@@ -263,37 +291,37 @@ pub(crate) fn sweep(queue: &Queue) -> bool {
             );
         }
     }
-    recount_sleepers(queue) | outcome.changed
+    recount_sleepers(survivor) | outcome.changed
 }
 
 /// The mapped queue as the store that `claims` resolves claims in.
-impl ClaimStore for Queue {
+impl ClaimStore for Survivor<'_> {
     fn ring(&self) -> Ring<'_, impl SlotStates + '_> {
-        Queue::ring(self)
+        self.mapping.ring()
     }
     fn drops_on_consumer_death(&self) -> bool {
-        self.on_consumer_death_policy() == OnConsumerDeath::Drop
+        self.mapping.flags() & FLAG_DROP_ON_CONSUMER_DEATH != 0
     }
     fn max_deliveries(&self) -> u32 {
-        self.max_deliveries_limit()
+        self.mapping.max_deliveries()
     }
     fn failed_deliveries(&self, pos: u64) -> u32 {
-        Queue::failed_deliveries(self, pos)
+        self.mapping.failed_deliveries(pos)
     }
     fn count_failed_delivery(&self, pos: u64) {
-        Queue::count_failed_delivery(self, pos)
+        self.mapping.count_failed_delivery(pos)
     }
     fn copy_message(&self, from: u64, to: u64) {
-        Queue::copy_message(self, from, to)
+        self.mapping.copy_message(from, to)
     }
     fn recv_wait(&self) -> &AtomicU32 {
-        &self.header().recv_wait.0
+        &self.mapping.header().recv_wait.0
     }
     fn send_wait(&self) -> &AtomicU32 {
-        &self.header().send_wait.0
+        &self.mapping.header().send_wait.0
     }
     fn record(&self, what: Resolution) {
-        let counters = &self.header().counters.0;
+        let counters = &self.mapping.header().counters.0;
         let counter = match what {
             Resolution::AbandonedSend => &counters.abandoned_sends,
             Resolution::AbandonedReceive => &counters.abandoned_receives,
@@ -309,15 +337,17 @@ impl ClaimStore for Queue {
         }
     }
     fn is_dead(&self, token: u32) -> bool {
-        Queue::is_dead(self, token)
+        Survivor::is_dead(self, token)
     }
     fn live_announces(&self, pos: u64, side: Side) -> bool {
-        (0u32..).zip(self.participants()).any(|(index, entry)| {
-            let word = entry.token.load(Ordering::Acquire);
-            word & 1 == 1
-                && entry.announcement.covers(pos, side)
-                && !Queue::is_dead(self, participant::token_of(index, word))
-        })
+        (0u32..)
+            .zip(self.mapping.participants())
+            .any(|(index, entry)| {
+                let word = entry.token.load(Ordering::Acquire);
+                word & 1 == 1
+                    && entry.announcement.covers(pos, side)
+                    && !Survivor::is_dead(self, participant::token_of(index, word))
+            })
     }
 }
 
@@ -329,15 +359,15 @@ impl ClaimStore for Queue {
 /// word is read first and replaced by CAS, so any change made meanwhile makes the CAS fail and
 /// the repair wait for the next sweep. The count is only ever lowered, and only to what the live
 /// records say, so no live sleeper is ever forgotten (which would lose its wake-up).
-fn recount_sleepers(queue: &Queue) -> bool {
-    let header = queue.header();
+fn recount_sleepers(survivor: Survivor<'_>) -> bool {
+    let header = survivor.mapping.header();
     let mut changed = false;
     for (word, shift) in [(&header.recv_wait.0, 0u32), (&header.send_wait.0, 16u32)] {
         let shared = word.load(Ordering::SeqCst);
         let mut live = 0u32;
         let mut alive_cache = HashMap::new();
         let mut consistent = true;
-        for (index, entry) in (0u32..).zip(queue.participants()) {
+        for (index, entry) in (0u32..).zip(survivor.mapping.participants()) {
             let token_word = entry.token.load(Ordering::SeqCst);
             if token_word & 1 == 0 {
                 continue;
@@ -345,7 +375,7 @@ fn recount_sleepers(queue: &Queue) -> bool {
             let token = participant::token_of(index, token_word);
             let alive = *alive_cache
                 .entry(token)
-                .or_insert_with(|| !queue.is_dead(token));
+                .or_insert_with(|| !survivor.is_dead(token));
             if !alive {
                 continue;
             }

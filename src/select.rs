@@ -36,7 +36,6 @@ use crate::async_wait::Side;
 use crate::error::{Error, Result};
 use crate::queue::Queue;
 use crate::reactor::{self, Wake};
-use crate::recovery;
 use crate::sync::{fence, spin_hint, Ordering};
 use std::time::{Duration, Instant};
 
@@ -146,7 +145,7 @@ impl<'a> Select<'a> {
             // sleep, which would sweep every queue of a large set after every message.
             if slice_over {
                 for (queue, _) in &self.ops {
-                    recovery::maybe_sweep(queue);
+                    queue.maybe_sweep();
                 }
             }
             // Count ourselves on every word, then look once more (see `wait`'s module doc).

@@ -18,8 +18,8 @@
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
 use crate::layout::{Geometry, Header, Participant, FLAG_DROP_ON_CONSUMER_DEATH, PARTICIPANTS};
+use crate::options::OnConsumerDeath;
 use crate::participant::{self, ParticipantInfo};
-use crate::queue::OnConsumerDeath;
 use crate::ring::{self, SlotState};
 use crate::sync::Ordering;
 use crate::wait;

@@ -92,8 +92,9 @@
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
 use crate::layout::{self, Line, Participant, MAX_MESSAGE_SIZE, PARTICIPANTS, PLATFORM};
+use crate::options::Options;
 use crate::participant::{self, Registration};
-use crate::queue::{Options, Queue};
+use crate::queue::Queue;
 use crate::stats::Stats;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};

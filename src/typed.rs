@@ -11,7 +11,8 @@
 //! mapping) can only make a wrong value, never an invalid one.
 
 use crate::error::{Error, Result};
-use crate::queue::{Options, Queue, RecvGuard};
+use crate::options::Options;
+use crate::queue::{Queue, RecvGuard};
 use bytemuck::Pod;
 use std::marker::PhantomData;
 use std::path::Path;

@@ -3,8 +3,8 @@
 //! needs nothing but the ring, its slots' metadata, the wait words, and two questions about who
 //! is alive.
 //!
-//! It is written over [`ClaimStore`] rather than over `Queue`, so that one piece of code runs
-//! in production (over the mapping, `Queue`'s implementation in `recovery`) and under the
+//! It is written over [`ClaimStore`] rather than over the mapped file, so that one piece of code
+//! runs in production (over the mapping, `recovery::Survivor`'s implementation) and under the
 //! checkers that cannot map a file: the loom models in `tests/loom.rs` and the heap-ring tests
 //! that Miri runs (`ring_tests.rs`) implement the store on the heap and call [`resolve_dead`].
 //!
