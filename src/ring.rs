@@ -508,8 +508,17 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         let span = LOOK_AHEAD.min(self.capacity - 1);
         for ahead in 1..=span {
             let next = pos.wrapping_add(ahead);
-            let Some(state) = SlotState::decode(self.slots.state(next).load(Ordering::Acquire))
-            else {
+            let word = self.slots.state(next).load(Ordering::Acquire);
+            // The common answers first, without decoding: free for its producer (nobody has
+            // claimed it yet), or holding its message unclaimed.
+            let unclaimed = match stamp {
+                Phase::Writing => empty_state(next),
+                _ => full_state(next.wrapping_sub(self.capacity)),
+            };
+            if word == unclaimed {
+                continue;
+            }
+            let Some(state) = SlotState::decode(word) else {
                 return false;
             };
             let distance = state.distance_from(next);
