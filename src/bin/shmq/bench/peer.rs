@@ -394,17 +394,24 @@ where
     unsafe { libc::_exit(code) }
 }
 
-/// Fails unless the calling process has exactly one thread.
+/// Fails unless the calling process has exactly one thread. The async rows leave the library's
+/// waiting helper threads behind, which exit once idle for `reactor::IDLE_EXIT` (250 ms) but may
+/// not have run yet on a loaded machine: wait for them, a few seconds at most, before failing.
 fn only_thread() -> Result<(), String> {
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| format!("/proc/self/task: {e}"))?
-        .count();
-    if threads == 1 {
-        Ok(())
-    } else {
-        Err(format!(
-            "cannot fork a peer safely: this process has {threads} threads"
-        ))
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let threads = std::fs::read_dir("/proc/self/task")
+            .map_err(|e| format!("/proc/self/task: {e}"))?
+            .count();
+        if threads == 1 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "cannot fork a peer safely: this process has {threads} threads"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
