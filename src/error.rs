@@ -107,8 +107,8 @@ pub enum Error {
     /// Every participant entry of the queue is held by a live handle, so no other handle can be
     /// opened on it until one is dropped. The queue itself is fine: do not recreate it.
     #[error(
-        "too many handles: all {limit} participant entries of the queue are held by open handles; \
-         close handles that are not needed (one handle can be shared by all threads of a process)"
+        "too many handles: all {limit} participant entries of the queue are held (one for each \
+         thread that uses each open handle); close handles, or end threads, that are not needed"
     )]
     TooManyHandles {
         /// How many handles a queue can have open at once (`PARTICIPANTS`).

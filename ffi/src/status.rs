@@ -116,7 +116,7 @@ fn describe(status: c_int) -> &'static std::ffi::CStr {
         SHMQ_INTERNAL => c"SHMQ_INTERNAL: internal error in the shmq library",
         SHMQ_TOO_MANY_HANDLES => {
             c"SHMQ_TOO_MANY_HANDLES: every participant entry of the queue is held by an open \
-              handle; close handles that are not needed (threads can share one)"
+              handle (one for each thread that uses a handle); close handles that are not needed"
         }
         _ => c"SHMQ_UNKNOWN: unknown status code",
     }
