@@ -2,7 +2,9 @@
 //! The file format: one file is one queue.
 //!
 //! ```text
-//! offset 0            Header        (6 × 128 B: identity, tail, head, two wait words, counters)
+//! offset 0            Header        (6 × 128 B: identity, tail, head, two wait words, counters;
+//!                                    then the redrive ledger (128 B) and the dead-letter queue's
+//!                                    path (1024 B))
 //! participants_offset Participant × PARTICIPANTS (128 B each): who has the queue open, one
 //!                     entry per thread that uses a handle; each begins with that thread's
 //!                     claim announcement (see `ring`)
@@ -13,6 +15,9 @@
 //!                                         consumer's death (a receiver sees this + 1)
 //!                        id: u64      the message's id: the position of its first send, kept
 //!                                     when recovery gives the message back
+//!                        lease: u64   while the message is held in place (`LENT`) in a queue
+//!                                     with a visibility timeout: the hold's deadline, or what
+//!                                     became of the hold (see `lease`)
 //!                        payload: [u8; max_message_size], padded to a multiple of 64 bytes
 //! ```
 //!
@@ -32,7 +37,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// The first eight bytes of every queue file.
 pub const MAGIC: [u8; 8] = *b"SHMQUEUE";
 /// The layout version this build reads and writes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Byte order and pointer width of this build: `'L'` or `'B'` in the high byte, then the pointer
 /// width in bits.
 pub const PLATFORM: u32 = ((if cfg!(target_endian = "little") {
@@ -65,7 +70,7 @@ pub const FLAG_CLOSE_WHEN_PRODUCERS_GONE: u32 = 4;
 const KNOWN_FLAGS: u32 =
     FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS | FLAG_CLOSE_WHEN_PRODUCERS_GONE;
 /// Bytes of slot metadata before the payload.
-pub const SLOT_HEADER: usize = 24;
+pub const SLOT_HEADER: usize = 32;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
 const MAX_FILE_LEN: u64 = 1 << 40;
 
@@ -104,6 +109,8 @@ pub(crate) struct Identity {
     /// Deliveries after which a message whose consumer died is dropped (dead-lettered) instead
     /// of redelivered; 0 means unlimited.
     pub max_deliveries: u32,
+    /// The visibility timeout in nanoseconds (see `lease`); 0: none.
+    pub visibility_timeout_ns: u64,
 }
 
 /// Counters written only on slow paths, so they may share one line.
@@ -129,6 +136,11 @@ pub(crate) struct Counters {
     /// in what was the padding of this line, zero in every file, so the layout version is
     /// unchanged: older builds never read it.
     pub senders_attached: AtomicU64,
+    /// Holds whose visibility timeout passed, handed out again.
+    pub expired: AtomicU64,
+    /// Messages that reached `max_deliveries` and could not be sent to the dead-letter queue
+    /// (missing, full, or not a queue): they stay in this queue, delivered again.
+    pub dead_letter_failures: AtomicU64,
 }
 
 /// The queue header at offset 0. Each hot word is alone on its 128-byte line.
@@ -146,6 +158,70 @@ pub(crate) struct Header {
     pub send_wait: Line<AtomicU32>,
     /// Slow-path counters.
     pub counters: Line<Counters>,
+    /// What the last `redrive` into this queue was moving (see `redrive`).
+    pub redrive: Line<RedriveLedger>,
+    /// The dead-letter queue's path, written once at creation.
+    pub dead_letter_queue: DeadLetterPath,
+}
+
+/// The destination's record of a message being moved into it by `redrive`, so that a redrive
+/// killed midway moves each message exactly once (see `redrive`). Written only by the one
+/// redrive that holds the destination's redrive lock; read by recovery.
+#[repr(C)]
+pub(crate) struct RedriveLedger {
+    /// Identity of the queue the message comes from (its creation time); 0: none yet.
+    pub source: AtomicU64,
+    /// The message's id in that queue.
+    pub message: AtomicU64,
+    /// The position in this queue the message was committed to, or `u64::MAX` while it is not.
+    pub position: AtomicU64,
+}
+
+/// Longest dead-letter queue path, in bytes (the field is NUL-padded, so one less).
+pub const DEAD_LETTER_PATH_MAX: usize = 1024;
+
+/// The dead-letter queue's path as the header stores it: the path's bytes, NUL-padded; all
+/// zero for none.
+#[repr(C, align(128))]
+pub struct DeadLetterPath {
+    bytes: [u8; DEAD_LETTER_PATH_MAX],
+}
+
+impl DeadLetterPath {
+    /// The stored form of `path`, or `InvalidOptions` if it cannot be stored (too long, empty,
+    /// or holding a NUL byte).
+    pub(crate) fn encode(path: &std::path::Path) -> Result<DeadLetterPath> {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = path.as_os_str().as_bytes();
+        if raw.is_empty() || raw.len() >= DEAD_LETTER_PATH_MAX || raw.contains(&0) {
+            return Err(Error::InvalidOptions(format!(
+                "dead-letter queue path must be 1 to {} bytes without NUL, got {} bytes",
+                DEAD_LETTER_PATH_MAX - 1,
+                raw.len()
+            )));
+        }
+        let mut bytes = [0; DEAD_LETTER_PATH_MAX];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Ok(DeadLetterPath { bytes })
+    }
+
+    /// No dead-letter queue.
+    pub(crate) fn none() -> DeadLetterPath {
+        DeadLetterPath {
+            bytes: [0; DEAD_LETTER_PATH_MAX],
+        }
+    }
+
+    /// The stored path, or `None`; `Corrupt` if the field is not NUL-terminated.
+    pub(crate) fn decode(&self) -> Result<Option<std::path::PathBuf>> {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(len) = self.bytes.iter().position(|&b| b == 0) else {
+            return Err(Error::corrupt(
+                "header: dead-letter queue path is not terminated",
+            ));
+        };
+        Ok((len > 0).then(|| std::ffi::OsStr::from_bytes(&self.bytes[..len]).into()))
+    }
 }
 
 /// The consumers' line: the head cursor, and a word that `close` sets before it closes the
@@ -196,9 +272,12 @@ pub(crate) struct SlotHeader {
     /// The message's id: the position of its first send (unique in the file), copied when
     /// recovery gives the message back.
     pub id: AtomicU64,
+    /// While the message is held in place in a queue with a visibility timeout: the hold's
+    /// lease (see `lease`). Unused otherwise.
+    pub lease: AtomicU64,
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() == 6 * 128);
+const _: () = assert!(std::mem::size_of::<Header>() == 7 * 128 + DEAD_LETTER_PATH_MAX);
 const _: () = assert!(std::mem::size_of::<Identity>() <= 128);
 const _: () = assert!(std::mem::size_of::<Counters>() <= 128);
 const _: () = assert!(std::mem::size_of::<Participant>() == 128);
@@ -211,7 +290,7 @@ pub struct Geometry {
     pub capacity: u32,
     /// Payload bytes per slot.
     pub max_message_size: u32,
-    /// Bytes from one slot to the next: 24 bytes of slot header plus the payload, rounded up
+    /// Bytes from one slot to the next: 32 bytes of slot header plus the payload, rounded up
     /// to 64.
     pub slot_stride: u32,
     /// Offset of the participant table.
@@ -265,6 +344,7 @@ impl Geometry {
         created_unix_ns: u64,
         flags: u32,
         max_deliveries: u32,
+        visibility_timeout_ns: u64,
     ) -> Identity {
         Identity {
             magic: MAGIC,
@@ -280,6 +360,7 @@ impl Geometry {
             created_unix_ns,
             flags,
             max_deliveries,
+            visibility_timeout_ns,
         }
     }
 
@@ -340,6 +421,16 @@ impl Geometry {
                 found: format!("option flags {:#x}", id.flags),
                 expected: format!("flags within {KNOWN_FLAGS:#x}"),
             });
+        }
+        if id.visibility_timeout_ns != 0
+            && !(crate::options::MIN_VISIBILITY_TIMEOUT.as_nanos()
+                ..=crate::options::MAX_VISIBILITY_TIMEOUT.as_nanos())
+                .contains(&u128::from(id.visibility_timeout_ns))
+        {
+            return Err(Error::corrupt(format!(
+                "header: visibility timeout of {} ns is out of range",
+                id.visibility_timeout_ns
+            )));
         }
         if actual_len != geometry.file_len {
             return Err(Error::corrupt(format!(

@@ -30,6 +30,10 @@ pub(crate) struct Mapping {
     flags: u32,
     /// The header's delivery limit, read once on open (0: unlimited).
     max_deliveries: u32,
+    /// The header's visibility timeout in nanoseconds, read once on open (0: none).
+    visibility_timeout_ns: u64,
+    /// The header's dead-letter queue, read once on open.
+    dead_letter_queue: Option<std::path::PathBuf>,
     /// `capacity - 1` when the capacity is a power of two (slot index by mask), else
     /// `u64::MAX` (by division). Copied out of the validated geometry, with `slots_at` and
     /// `slot_stride`, so that finding a slot is a mask, a multiply and an add.
@@ -64,9 +68,16 @@ impl Mapping {
         // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked by the caller)
         // and page-aligned; `Identity` is plain integers and bytes, valid for any bit pattern.
         // The fields are read once here and validated before anything else is trusted.
-        let (geometry, flags, max_deliveries) = unsafe {
-            let id = &(*(map.as_ptr() as *const Header)).identity.0;
-            (Geometry::validate(id, len)?, id.flags, id.max_deliveries)
+        let (geometry, flags, max_deliveries, visibility_timeout_ns, dead_letter_queue) = unsafe {
+            let header = &*(map.as_ptr() as *const Header);
+            let id = &header.identity.0;
+            (
+                Geometry::validate(id, len)?,
+                id.flags,
+                id.max_deliveries,
+                id.visibility_timeout_ns,
+                header.dead_letter_queue.decode()?,
+            )
         };
         let slots_at = map.as_ptr() as usize + geometry.slots_offset as usize;
         Ok(Mapping {
@@ -74,6 +85,8 @@ impl Mapping {
             geometry,
             flags,
             max_deliveries,
+            visibility_timeout_ns,
+            dead_letter_queue,
             index_mask: if geometry.capacity.is_power_of_two() {
                 u64::from(geometry.capacity) - 1
             } else {
@@ -97,6 +110,16 @@ impl Mapping {
     /// The header's delivery limit, as read on open (0: unlimited).
     pub(crate) fn max_deliveries(&self) -> u32 {
         self.max_deliveries
+    }
+
+    /// The header's visibility timeout in nanoseconds, as validated on open (0: none).
+    pub(crate) fn visibility_timeout_ns(&self) -> u64 {
+        self.visibility_timeout_ns
+    }
+
+    /// The header's dead-letter queue, as read on open.
+    pub(crate) fn dead_letter_queue(&self) -> Option<&std::path::Path> {
+        self.dead_letter_queue.as_deref()
     }
 
     /// Where the mapping lies in this process: its address and length.

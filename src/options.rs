@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// let options = shmq::Options::new(1024, 256).mode(0o660);
 /// assert_eq!(options.capacity, 1024);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Number of slots: from 1 to 2^24 (any number; powers of two index slots with a mask,
     /// others with a division).
@@ -36,6 +36,17 @@ pub struct Options {
     /// disconnect, across processes. Off by default. Recorded in the file
     /// ([`FLAG_CLOSE_WHEN_PRODUCERS_GONE`](crate::FLAG_CLOSE_WHEN_PRODUCERS_GONE)).
     pub close_when_producers_gone: bool,
+    /// How long a message received in place ([`Queue::recv_in_place`](crate::Queue::recv_in_place)
+    /// and its kin) may be held before it becomes receivable again, with its delivery count
+    /// raised (SQS's visibility timeout; see [`RecvGuard::ack`](crate::RecvGuard::ack)). `None`
+    /// (the default): a message is held until its guard drops or its holder dies. A copying
+    /// receive (`recv`, `recv_batch`) deletes the message as it returns it, so the timeout
+    /// never applies to it.
+    pub visibility_timeout: Option<std::time::Duration>,
+    /// Where a message goes once it has been delivered `max_deliveries` times without being
+    /// acknowledged: a queue file that must exist when that happens (see
+    /// [`Options::dead_letter_queue`]). `None`: such a message is dropped and counted.
+    pub dead_letter_queue: Option<std::path::PathBuf>,
 }
 
 /// What a queue does with a message whose consumer died after claiming it and before releasing
@@ -61,6 +72,8 @@ impl Options {
             max_deliveries: 0,
             allow_other_access: false,
             close_when_producers_gone: false,
+            visibility_timeout: None,
+            dead_letter_queue: None,
         }
     }
 
@@ -108,6 +121,29 @@ impl Options {
         self.close_when_producers_gone = close;
         self
     }
+
+    /// Sets the visibility timeout: a message held in place longer than `timeout` is handed
+    /// out again, with its delivery count raised, and counts toward `max_deliveries` as a
+    /// consumer's death does. From 1 ms to 12 hours (SQS's bounds, with a finer floor).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let options = shmq::Options::new(64, 128).visibility_timeout(Duration::from_secs(30));
+    /// assert_eq!(options.visibility_timeout, Some(Duration::from_secs(30)));
+    /// ```
+    pub fn visibility_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.visibility_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the dead-letter queue: a message delivered `max_deliveries` times is sent there
+    /// (with its delivery count) instead of being dropped. The path is recorded in the queue
+    /// file (at most [`DEAD_LETTER_PATH_MAX`](crate::layout::DEAD_LETTER_PATH_MAX) bytes); the
+    /// dead-letter queue itself is opened when the first message goes there.
+    pub fn dead_letter_queue(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.dead_letter_queue = Some(path.into());
+        self
+    }
 }
 
 impl Options {
@@ -118,6 +154,17 @@ impl Options {
                 "max_deliveries applies to redelivered messages; with OnConsumerDeath::Drop it must be 0"
                     .into(),
             ));
+        }
+        if let Some(timeout) = self.visibility_timeout {
+            if !(MIN_VISIBILITY_TIMEOUT..=MAX_VISIBILITY_TIMEOUT).contains(&timeout) {
+                return Err(Error::InvalidOptions(format!(
+                    "visibility timeout must be from {MIN_VISIBILITY_TIMEOUT:?} to \
+                     {MAX_VISIBILITY_TIMEOUT:?}, got {timeout:?}"
+                )));
+            }
+        }
+        if let Some(path) = &self.dead_letter_queue {
+            crate::layout::DeadLetterPath::encode(path)?;
         }
         let mode = self.mode;
         if mode & !0o777 != 0 {
@@ -140,6 +187,11 @@ impl Options {
         Ok(())
     }
 }
+
+/// Shortest visibility timeout: 1 ms.
+pub const MIN_VISIBILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
+/// Longest visibility timeout: 12 hours, as SQS.
+pub const MAX_VISIBILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 impl Default for Options {
     /// 1024 slots of 256 bytes.

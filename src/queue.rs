@@ -13,7 +13,8 @@
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
 use crate::layout::{
-    Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS, FLAG_DROP_ON_CONSUMER_DEATH,
+    DeadLetterPath, Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS,
+    FLAG_DROP_ON_CONSUMER_DEATH,
 };
 use crate::mapping::{MappedSlots, Mapping};
 use crate::options::{OnConsumerDeath, Options, Received};
@@ -252,7 +253,7 @@ impl Queue {
         options.validate()?;
         loop {
             match Queue::open_checked(path, Trust::Owner) {
-                Err(Error::NotFound(_)) => match Queue::create(path, options) {
+                Err(Error::NotFound(_)) => match Queue::create(path, options.clone()) {
                     Err(Error::AlreadyExists(_)) => continue,
                     other => return other,
                 },
@@ -283,6 +284,21 @@ impl Queue {
     }
 
     /// The mapped file's header (see `Mapping::header`).
+    /// The visibility timeout this queue was created with (see
+    /// [`Options::visibility_timeout`]), or `None`.
+    pub fn visibility_timeout(&self) -> Option<Duration> {
+        match self.mapping.visibility_timeout_ns() {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// The dead-letter queue this queue was created with (see
+    /// [`Options::dead_letter_queue`]), or `None`.
+    pub fn dead_letter_queue(&self) -> Option<&Path> {
+        self.mapping.dead_letter_queue()
+    }
+
     pub(crate) fn header(&self) -> &Header {
         self.mapping.header()
     }
@@ -1216,8 +1232,19 @@ unsafe fn init_file(base: *mut u8, geometry: &Geometry, options: &Options) {
         if options.close_when_producers_gone {
             flags |= crate::layout::FLAG_CLOSE_WHEN_PRODUCERS_GONE;
         }
-        header.identity.0 =
-            geometry.identity(participant::unix_now_ns(), flags, options.max_deliveries);
+        header.identity.0 = geometry.identity(
+            participant::unix_now_ns(),
+            flags,
+            options.max_deliveries,
+            options
+                .visibility_timeout
+                .map_or(0, |timeout| timeout.as_nanos() as u64),
+        );
+        header.dead_letter_queue = match &options.dead_letter_queue {
+            Some(path) => DeadLetterPath::encode(path).expect("validated by Options::validate"),
+            None => DeadLetterPath::none(),
+        };
+        header.redrive.0.position.store(u64::MAX, Ordering::Relaxed);
         for index in 0..u64::from(geometry.capacity) {
             let slot = &*(base.add(
                 geometry.slots_offset as usize + index as usize * geometry.slot_stride as usize,

@@ -277,9 +277,9 @@ fn invalid_options_are_refused_and_leave_no_file() {
         Options::new(4, 8).mode(0o10000),
     ];
     for options in cases {
-        let e = Queue::create(&path, options).unwrap_err();
+        let e = Queue::create(&path, options.clone()).unwrap_err();
         assert!(matches!(e, Error::InvalidOptions(_)), "{options:?}: {e:?}");
-        let e = Queue::open_or_create(&path, options).unwrap_err();
+        let e = Queue::open_or_create(&path, options.clone()).unwrap_err();
         assert!(matches!(e, Error::InvalidOptions(_)), "{options:?}: {e:?}");
     }
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
@@ -294,7 +294,7 @@ fn a_truncated_or_resized_queue_file_is_corrupt() {
     for (name, len) in [
         ("one byte short", g.file_len - 1),
         ("half", g.file_len / 2),
-        ("just the header", 768),
+        ("just the header", 1920),
         ("shorter than a header", 100),
         ("one page longer", g.file_len + 4096),
     ] {
@@ -403,8 +403,8 @@ fn a_file_of_random_bytes_is_corrupt() {
     let g = Geometry::new(64, 64).unwrap();
     for (seed, len) in [
         (1, 1),
-        (2, 767),
-        (3, 768),
+        (2, 1919),
+        (3, 1920),
         (4, 4096),
         (5, g.file_len as usize),
     ] {

@@ -29,11 +29,12 @@ const MAX: u32 = 16;
 /// Offsets of the cursors in the header (each on its own 128-byte line; see `src/layout.rs`).
 const TAIL: u64 = 128;
 const HEAD: u64 = 256;
-/// Offsets of the wait words, the counters and the participant table (README, "File format").
+/// Offsets of the wait words, the counters and the participant table (README, "File format"; the
+/// header ends with the redrive ledger line and the 1024-byte dead-letter path).
 const RECV_WAIT: u64 = 384;
 const SEND_WAIT: u64 = 512;
 const COUNTERS: u64 = 640;
-const PARTICIPANTS: u64 = 768;
+const PARTICIPANTS: u64 = 1920;
 /// A participant entry: token, pid, sleeping, roles (u32 each), since (u64), reserved (u64).
 const ENTRY: u64 = 128;
 /// Offsets in an entry: the announcement (two `u64`s), then the token word, then the pid.

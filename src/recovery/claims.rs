@@ -219,17 +219,16 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
     let deliveries = queue.failed_deliveries(pos).saturating_add(1);
     let limit = queue.max_deliveries();
     let drops = queue.drops_on_consumer_death();
-    if drops || (limit != 0 && deliveries >= limit) {
+    if drops {
         if !ring.drop_claimed(pos, word) {
             return Some(false);
         }
-        queue.record(if drops {
-            Resolution::AbandonedReceive
-        } else {
-            Resolution::DeadLettered
-        });
+        queue.record(Resolution::AbandonedReceive);
         wait::wake_if_sleeping(queue.send_wait());
         return Some(true);
+    }
+    if limit != 0 && deliveries >= limit {
+        return dead_letter(queue, ring, pos, word);
     }
     // Take the message over, so that only one survivor goes on.
     if !ring.take_over(pos, word, me.token) {
@@ -255,6 +254,22 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
     ring.release(pos);
     queue.record(Resolution::RedeliveredByCopy);
     wait::wake_if_sleeping(queue.recv_wait());
+    wait::wake_if_sleeping(queue.send_wait());
+    Some(true)
+}
+
+/// A message of a dead consumer that reached `max_deliveries`, whose slot shows `word`: it
+/// leaves the queue (dropped and counted). Returns as [`resolve_message`] does.
+fn dead_letter<Q: ClaimStore + ?Sized, S: SlotStates>(
+    queue: &Q,
+    ring: &Ring<'_, S>,
+    pos: u64,
+    word: u64,
+) -> Option<bool> {
+    if !ring.drop_claimed(pos, word) {
+        return Some(false);
+    }
+    queue.record(Resolution::DeadLettered);
     wait::wake_if_sleeping(queue.send_wait());
     Some(true)
 }

@@ -406,7 +406,8 @@ impl QueuePair {
     fn create_sized(s: &Settings, tag: &str, size: usize) -> Result<Self, String> {
         let options = Options::new(super::capacity_for(size), size as u32);
         let create = |dir: &str| {
-            Queue::create(s.queue_path(&format!("{tag}-{dir}")), options).map_err(|e| e.to_string())
+            Queue::create(s.queue_path(&format!("{tag}-{dir}")), options.clone())
+                .map_err(|e| e.to_string())
         };
         Ok(QueuePair {
             ping: create("ping")?,
