@@ -18,6 +18,9 @@
 //!                        lease: u64   while the message is held in place (`LENT`) in a queue
 //!                                     with a visibility timeout: the hold's deadline, or what
 //!                                     became of the hold (see `lease`)
+//!                        origin: u64  for a dead-lettered message: the identity (creation
+//!                                     time) of the queue it came from; 0 otherwise
+//!                        origin_id: u64  and its id there
 //!                        payload: [u8; max_message_size], padded to a multiple of 64 bytes
 //! ```
 //!
@@ -70,7 +73,7 @@ pub const FLAG_CLOSE_WHEN_PRODUCERS_GONE: u32 = 4;
 const KNOWN_FLAGS: u32 =
     FLAG_DROP_ON_CONSUMER_DEATH | FLAG_ALLOW_OTHER_ACCESS | FLAG_CLOSE_WHEN_PRODUCERS_GONE;
 /// Bytes of slot metadata before the payload.
-pub const SLOT_HEADER: usize = 32;
+pub const SLOT_HEADER: usize = 48;
 /// Largest file this format describes (1 TiB); larger geometries are refused.
 const MAX_FILE_LEN: u64 = 1 << 40;
 
@@ -275,6 +278,11 @@ pub(crate) struct SlotHeader {
     /// While the message is held in place in a queue with a visibility timeout: the hold's
     /// lease (see `lease`). Unused otherwise.
     pub lease: AtomicU64,
+    /// For a message dead-lettered into this queue: the identity (creation time) of the queue
+    /// it came from; 0 for a message sent here.
+    pub origin: AtomicU64,
+    /// For a dead-lettered message: its id in the queue it came from.
+    pub origin_id: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == 7 * 128 + DEAD_LETTER_PATH_MAX);
@@ -290,7 +298,7 @@ pub struct Geometry {
     pub capacity: u32,
     /// Payload bytes per slot.
     pub max_message_size: u32,
-    /// Bytes from one slot to the next: 32 bytes of slot header plus the payload, rounded up
+    /// Bytes from one slot to the next: 48 bytes of slot header plus the payload, rounded up
     /// to 64.
     pub slot_stride: u32,
     /// Offset of the participant table.

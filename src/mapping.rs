@@ -285,6 +285,8 @@ impl Mapping {
         slot.len.store(len as u32, Ordering::Relaxed);
         slot.deliveries.store(0, Ordering::Relaxed);
         slot.id.store(pos, Ordering::Relaxed);
+        slot.origin.store(0, Ordering::Relaxed);
+        slot.origin_id.store(0, Ordering::Relaxed);
     }
 
     /// The message at a claimed position, after checking its length against the maximum; a
@@ -337,9 +339,12 @@ impl Mapping {
             self.slot(from).deliveries.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        dst.id.store(
-            self.slot(from).id.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        for (to_word, from_word) in [
+            (&dst.id, &self.slot(from).id),
+            (&dst.origin, &self.slot(from).origin),
+            (&dst.origin_id, &self.slot(from).origin_id),
+        ] {
+            to_word.store(from_word.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
