@@ -114,6 +114,13 @@ pub enum Error {
         /// How many handles a queue can have open at once (`PARTICIPANTS`).
         limit: u32,
     },
+    /// The message's hold lapsed (the queue's visibility timeout passed) and the message was
+    /// handed out again: the work on it may be done twice. From [`RecvGuard::ack`] and
+    /// [`RecvGuard::extend`](crate::RecvGuard::extend).
+    ///
+    /// [`RecvGuard::ack`]: crate::RecvGuard::ack
+    #[error("the message's visibility timeout passed and it was handed out again")]
+    Expired,
     /// Any other operating-system error.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
@@ -130,6 +137,7 @@ impl PartialEq for Error {
             Empty => matches!(other, Empty),
             Timeout => matches!(other, Timeout),
             Closed => matches!(other, Closed),
+            Expired => matches!(other, Expired),
             TooLarge { len, max } => {
                 matches!(other, TooLarge { len: l, max: m } if (l, m) == (len, max))
             }

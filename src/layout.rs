@@ -144,6 +144,8 @@ pub(crate) struct Counters {
     /// Messages that reached `max_deliveries` and could not be sent to the dead-letter queue
     /// (missing, full, or not a queue): they stay in this queue, delivered again.
     pub dead_letter_failures: AtomicU64,
+    /// When the slots were last scanned for lapsed holds (CLOCK_MONOTONIC, ns).
+    pub last_expiry_ns: AtomicU64,
 }
 
 /// The queue header at offset 0. Each hot word is alone on its 128-byte line.

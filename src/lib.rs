@@ -101,6 +101,7 @@ mod error;
 mod file;
 #[cfg(not(loom))]
 mod layout;
+mod lease;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]

@@ -16,6 +16,7 @@ use crate::layout::{
     DeadLetterPath, Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS,
     FLAG_DROP_ON_CONSUMER_DEATH,
 };
+use crate::lease::{self, Lease};
 use crate::mapping::{MappedSlots, Mapping};
 use crate::options::{OnConsumerDeath, Options, Received};
 use crate::participant::{self, Liveness, Registration};
@@ -66,6 +67,8 @@ pub struct Queue {
     settled: AtomicBool,
     /// Guards of this handle alive now (see `hold_begin`).
     guards: AtomicU32,
+    /// Non-blocking calls that found nothing to do, for [`poll_expiry`](Self::poll_expiry).
+    idle_polls: std::sync::atomic::AtomicU64,
     path: PathBuf,
 }
 
@@ -233,6 +236,7 @@ impl Queue {
             recv_watch: recovery::StuckWatch::default(),
             settled: AtomicBool::new(false),
             guards: AtomicU32::new(0),
+            idle_polls: std::sync::atomic::AtomicU64::new(0),
             path: path.to_path_buf(),
         };
         queue.me = recovery::register(queue.survivor())?;
@@ -341,7 +345,34 @@ impl Queue {
     /// whether the sweep changed anything.
     #[cold]
     pub(crate) fn maybe_sweep(&self) -> bool {
-        recovery::sweep_due(self.header()) && self.sweep()
+        let swept = recovery::sweep_due(self.header()) && self.sweep();
+        swept | (recovery::expiry_due(&self.mapping) && self.expire())
+    }
+
+    /// Hands out again the messages whose holds lapsed (see `lease`), claiming through the
+    /// calling thread's lane. Returns whether it changed anything.
+    #[cold]
+    fn expire(&self) -> bool {
+        if self.mapping.visibility_timeout_ns() == 0 {
+            return false;
+        }
+        let Ok(me) = self.claimer() else {
+            return false;
+        };
+        recovery::expire(self.survivor(), me)
+    }
+
+    /// After a non-blocking call found nothing to do, in a queue with a visibility timeout:
+    /// every [`recovery::EXPIRY_POLLS`] such calls, looks at the clock (no system call) and
+    /// scans for lapsed holds if one is due. Returns whether that changed anything.
+    #[cold]
+    fn poll_expiry(&self) -> bool {
+        let polls = self
+            .idle_polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (polls + 1).is_multiple_of(recovery::EXPIRY_POLLS)
+            && recovery::expiry_due(&self.mapping)
+            && self.expire()
     }
 
     /// Before a receiver reports `Closed`: sweeps if a slot is still held or claimed (see
@@ -429,7 +460,8 @@ impl Queue {
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
         let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
-        recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep()
+        let swept = recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep();
+        swept | (self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry())
     }
 
     /// Records a role in the calling thread's participant entry, once per role (a load of the
@@ -952,6 +984,13 @@ impl Queue {
     fn recv_in_place_with(&self, deadline: Deadline) -> Result<RecvGuard<'_>> {
         let (claim, me) = self.claim_recv(1, deadline, |_| true)?;
         let msg = self.message(claim.first)?;
+        // With a visibility timeout, the hold gets its deadline before it is stamped `LENT`
+        // (whose `Release` store publishes it to survivors; see `lease`).
+        let lease_deadline = match self.mapping.visibility_timeout_ns() {
+            0 => 0,
+            timeout_ns => Lease::new(&self.mapping.slot(claim.first).lease)
+                .begin(recovery::monotonic_ms(), timeout_ns.div_ceil(1_000_000)),
+        };
         // Held beyond this call: peers do not wait for it (see `ring`, "Exact Empty and Full").
         self.ring().hold(claim.first, me.token, Side::Recv);
         self.hold_begin();
@@ -959,6 +998,9 @@ impl Queue {
             queue: self,
             pos: claim.first,
             msg,
+            holder: me.token,
+            lease_deadline: std::sync::atomic::AtomicU64::new(lease_deadline),
+            finished: false,
         })
     }
 
@@ -1069,7 +1111,8 @@ impl Queue {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn recover(&self) -> bool {
-        self.sweep()
+        let swept = self.sweep();
+        swept | self.expire()
     }
 
     /// Whether the queue is closed.
@@ -1348,11 +1391,22 @@ impl Drop for SendGuard<'_> {
 }
 
 /// A received message lent in place. Derefs to the payload; the slot is freed for producers
-/// when the guard drops.
+/// when the guard is acknowledged ([`ack`](Self::ack)) or dropped.
+///
+/// In a queue with a visibility timeout ([`Options::visibility_timeout`]), the hold lapses at
+/// its deadline: the message is handed out again (its delivery count raised), and this guard's
+/// [`ack`](Self::ack) then says `Expired`. Its bytes stay valid, and its slot out of the ring's
+/// use, until the guard is gone.
 pub struct RecvGuard<'q> {
     queue: &'q Queue,
     pos: u64,
     msg: &'q [u8],
+    /// The token of the lane that holds it (stamped in its `LENT` state word).
+    holder: u32,
+    /// The hold's deadline in the lease word (see `lease`); 0 without a visibility timeout.
+    lease_deadline: std::sync::atomic::AtomicU64,
+    /// Acknowledged already (by `ack`): nothing left for `drop`.
+    finished: bool,
 }
 
 impl RecvGuard<'_> {
@@ -1381,6 +1435,99 @@ impl RecvGuard<'_> {
     pub fn id(&self) -> u64 {
         self.queue.mapping.slot(self.pos).id.load(Ordering::Relaxed)
     }
+
+    /// Acknowledges (deletes) the message: its slot is freed for producers. `Err(Expired)` if
+    /// the queue's visibility timeout passed and the message was handed out again before this
+    /// call: another consumer may be doing the same work. For each hold exactly one of the two
+    /// happens. Dropping the guard acknowledges it too, ignoring the result.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let options = shmq::Options::new(8, 64).visibility_timeout(Duration::from_secs(30));
+    /// let q = shmq::Queue::create(dir.path().join("jobs"), options)?;
+    /// q.send(b"job")?;
+    /// let job = q.try_recv_in_place()?;
+    /// // ... do the work ...
+    /// job.ack()?; // within 30 s: done, and nobody else got it
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn ack(mut self) -> Result<()> {
+        self.finished = true;
+        self.finish()
+    }
+
+    /// Resets the hold's timer: the message stays this guard's for `timeout` from now (a
+    /// heartbeat for long work; `Duration::ZERO` gives it up at the next scan, as SQS's
+    /// visibility of 0 does). `Err(Expired)` if the deadline has already passed. In a queue
+    /// without a visibility timeout a hold never lapses, and this does nothing.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let options = shmq::Options::new(8, 64).visibility_timeout(Duration::from_secs(30));
+    /// # let q = shmq::Queue::create(dir.path().join("jobs"), options)?;
+    /// # q.send(b"job")?;
+    /// let job = q.try_recv_in_place()?;
+    /// job.extend(Duration::from_secs(60))?; // a minute more
+    /// job.ack()?;
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn extend(&self, timeout: Duration) -> Result<()> {
+        let deadline = self
+            .lease_deadline
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if deadline == 0 {
+            return Ok(());
+        }
+        if timeout > crate::options::MAX_VISIBILITY_TIMEOUT {
+            return Err(Error::InvalidOptions(format!(
+                "a hold can be extended by at most {:?}, not {timeout:?}",
+                crate::options::MAX_VISIBILITY_TIMEOUT
+            )));
+        }
+        let now = recovery::monotonic_ms();
+        if lease::deadline_of(deadline) <= now {
+            return Err(Error::Expired);
+        }
+        let later = lease::later_deadline(deadline, now, timeout.as_millis() as u64);
+        self.lease()
+            .extend(deadline, later)
+            .map_err(|_| Error::Expired)?;
+        self.lease_deadline
+            .store(later, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn lease(&self) -> Lease<'_> {
+        Lease::new(&self.queue.mapping.slot(self.pos).lease)
+    }
+
+    /// Lets go of the hold: acknowledges the message if the hold is still ours, frees the slot.
+    fn finish(&mut self) -> Result<()> {
+        let queue = self.queue;
+        queue.hold_end();
+        let deadline = self
+            .lease_deadline
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if deadline != 0 {
+            let lease = self.lease();
+            if lease.ack(deadline).is_err() {
+                // Handed out again: the slot is detached from the ring (or about to be) and
+                // ours until we let go; the taker or we give it back, whoever comes second.
+                if lease.let_go() {
+                    queue.ring().undetach(self.pos, self.holder);
+                    queue.wake(&queue.header().send_wait.0);
+                }
+                return Err(Error::Expired);
+            }
+        }
+        queue.release(Claim {
+            first: self.pos,
+            count: 1,
+        });
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for RecvGuard<'_> {
@@ -1392,11 +1539,9 @@ impl std::ops::Deref for RecvGuard<'_> {
 
 impl Drop for RecvGuard<'_> {
     fn drop(&mut self) {
-        self.queue.hold_end();
-        self.queue.release(Claim {
-            first: self.pos,
-            count: 1,
-        });
+        if !self.finished {
+            let _ = self.finish();
+        }
     }
 }
 

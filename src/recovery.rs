@@ -50,7 +50,7 @@ use crate::layout::{Header, FLAG_DROP_ON_CONSUMER_DEATH};
 use crate::mapping::Mapping;
 use crate::participant::{self, Liveness, Registration};
 use crate::ring::{Claimer, Phase, Ring, Side, SlotState, SlotStates};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64 as SharedU64, Ordering};
 use crate::test_hooks;
 use crate::wait;
 use claims::{ClaimStore, Resolution};
@@ -142,6 +142,40 @@ pub(crate) fn abandon_own_claims(survivor: Survivor<'_>, lanes: &[Registration])
 /// microsecond, so this is only ever reached by the dead, the descheduled, and guards held on
 /// purpose; for those one sweep a millisecond is nothing.
 pub(crate) const STUCK_NS: u64 = 1_000_000;
+
+/// CLOCK_MONOTONIC in milliseconds, the unit of hold deadlines (see `lease`).
+pub(crate) fn monotonic_ms() -> u64 {
+    monotonic_ns() / 1_000_000
+}
+
+/// Least time between two scans for lapsed holds (shared by all processes): with the sleep
+/// slice, an expired message is receivable within its timeout plus 100 ms by anyone blocked on
+/// the queue, and by a poller (which looks every [`EXPIRY_POLLS`] polls).
+pub(crate) const EXPIRY_INTERVAL_NS: u64 = 20_000_000;
+/// How many fruitless non-blocking calls of one handle go by between two looks at the clock for
+/// an expiry scan.
+pub(crate) const EXPIRY_POLLS: u64 = 64;
+
+/// Whether a scan for lapsed holds is due: the queue has a visibility timeout, and none ran in
+/// the last [`EXPIRY_INTERVAL_NS`] (by any process). If so, this caller has taken the turn.
+pub(crate) fn expiry_due(mapping: &Mapping) -> bool {
+    if mapping.visibility_timeout_ns() == 0 {
+        return false;
+    }
+    let last = &mapping.header().counters.0.last_expiry_ns;
+    let now = monotonic_ns();
+    let before = last.load(Ordering::Relaxed);
+    now.wrapping_sub(before) >= EXPIRY_INTERVAL_NS
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Hands out again every message whose hold lapsed (see `lease`), claiming through `me`.
+/// Returns whether it changed anything.
+pub(crate) fn expire(survivor: Survivor<'_>, me: Claimer<'_>) -> bool {
+    claims::expire_lapsed(&survivor, me, monotonic_ms()).changed
+}
 
 /// What one handle last saw blocking it at one cursor: the slot's state word and when it first
 /// saw that word there. Handle-local (never in the mapping); racing threads of one handle can
@@ -240,7 +274,7 @@ pub(crate) fn held_before_closed(mapping: &Mapping, settled: &AtomicBool) -> boo
             Phase::Writing | Phase::Reading | Phase::Reserved | Phase::Lent => true,
             // Claimed by a consumer that has not released it yet.
             Phase::Full | Phase::Skip => s.distance_from(head) < 0,
-            Phase::Empty => false,
+            Phase::Empty | Phase::Withheld | Phase::WithheldSkip => false,
         })
     });
     if !held {
@@ -327,6 +361,7 @@ impl ClaimStore for Survivor<'_> {
             Resolution::AbandonedReceive => &counters.abandoned_receives,
             Resolution::DeadLettered => &counters.dead_lettered,
             Resolution::RedeliveredInPlace | Resolution::RedeliveredByCopy => &counters.redelivered,
+            Resolution::Expired => &counters.expired,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         // Which redelivery path ran, for the chaos test (nothing without `test-hooks`).
@@ -338,6 +373,12 @@ impl ClaimStore for Survivor<'_> {
     }
     fn is_dead(&self, token: u32) -> bool {
         Survivor::is_dead(self, token)
+    }
+    fn leases(&self) -> bool {
+        self.mapping.visibility_timeout_ns() != 0
+    }
+    fn lease(&self, pos: u64) -> &SharedU64 {
+        &self.mapping.slot(pos).lease
     }
     fn live_announces(&self, pos: u64, side: Side) -> bool {
         (0u32..)

@@ -150,6 +150,12 @@ pub enum Phase {
     Reserved = 5,
     /// Claimed by consumer `owner`, who holds it beyond one call (an in-place receive).
     Lent = 6,
+    /// Free for the producer of `pos`, but its bytes are still lent to `owner`, whose hold
+    /// lapsed and whose message was handed out again: the producer of `pos` passes it over.
+    Withheld = 7,
+    /// `pos` holds no message, and the slot's bytes are still lent to `owner` (as `Withheld`):
+    /// the consumer of `pos` passes it over.
+    WithheldSkip = 8,
 }
 
 impl Phase {
@@ -196,6 +202,8 @@ impl SlotState {
             4 => Phase::Skip,
             5 => Phase::Reserved,
             6 => Phase::Lent,
+            7 => Phase::Withheld,
+            8 => Phase::WithheldSkip,
             _ => return None,
         };
         Some(SlotState {
@@ -467,12 +475,30 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             }
             let state = Self::decode(word)?;
             let distance = state.distance_from(tail);
+            if distance == 0 && state.phase == Phase::Withheld {
+                // Free for us but for its bytes, still lent to a holder whose hold lapsed:
+                // claim the position and pass it over (see "Withheld slots").
+                me.announcement.announce(tail, 1, Side::Send);
+                match self.tail.compare_exchange(
+                    tail,
+                    tail.wrapping_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        self.pass_withheld(tail, word);
+                        tail = tail.wrapping_add(1);
+                    }
+                    Err(now) => tail = now,
+                }
+                continue;
+            }
             if distance < 0 && distance >= -(cap as i64) {
                 // The slot still serves the previous lap: the queue is full, unless a consumer
                 // is reading that message and is about to free the slot (or has claimed it and
                 // not stamped it yet, which shows as the next slot claimed).
                 if state.phase == Phase::Reading
-                    || (matches!(state.phase, Phase::Full | Phase::Skip)
+                    || (matches!(state.phase, Phase::Full | Phase::Skip | Phase::WithheldSkip)
                         && self.later_claimed(tail.wrapping_sub(cap), Phase::Reading))
                 {
                     return Err(ClaimError::Busy);
@@ -523,18 +549,23 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             };
             let distance = state.distance_from(next);
             let claimed = match stamp {
-                // Claimed by a producer: stamped, or already committed.
+                // Claimed by a producer: stamped, already committed, or passed over.
                 Phase::Writing => {
                     distance == 0
                         && matches!(
                             state.phase,
-                            Phase::Writing | Phase::Reserved | Phase::Full | Phase::Skip
+                            Phase::Writing
+                                | Phase::Reserved
+                                | Phase::Full
+                                | Phase::Skip
+                                | Phase::WithheldSkip
                         )
                 }
-                // Claimed by a consumer: stamped, or already freed for the next lap.
+                // Claimed by a consumer: stamped, or already freed (or passed) for the next lap.
                 _ => {
                     (distance == 0 && matches!(state.phase, Phase::Reading | Phase::Lent))
-                        || (distance == self.capacity as i64 && state.phase == Phase::Empty)
+                        || (distance == self.capacity as i64
+                            && matches!(state.phase, Phase::Empty | Phase::Withheld))
                 }
             };
             if claimed {
@@ -621,6 +652,142 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         );
     }
 
+    /// Detaches the slot of a lapsed hold from the message it held, once that message was
+    /// handed out again elsewhere: `LENT(pos, holder)` becomes `Withheld(pos + cap, holder)`,
+    /// which producers and consumers pass over (see "Withheld slots") until the holder lets go;
+    /// or `WithheldSkip(pos + cap, holder)` if position `pos + cap` was claimed already (by
+    /// [`claim_past_held`](Self::claim_past_held): nobody else can claim it while the slot is
+    /// lent). `false` if the slot no longer shows that hold.
+    pub fn detach(&self, pos: u64, holder: u32) -> bool {
+        let lent = SlotState::new(pos, holder, Phase::Lent).encode();
+        let next = pos.wrapping_add(self.capacity);
+        let passed = self.tail_position().wrapping_sub(next) as i64 > 0;
+        let phase = if passed {
+            Phase::WithheldSkip
+        } else {
+            Phase::Withheld
+        };
+        self.slots
+            .state(pos)
+            .compare_exchange(
+                lent,
+                SlotState::new(next, holder, phase).encode(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// With the tail come round to the slot of `held` (lent to a holder whose hold lapsed and
+    /// which the caller has taken over), claims both `held + cap` (to pass it over once the
+    /// message is out, see [`detach`](Self::detach)) and the position after it, for the
+    /// message's copy. Returns that position, or `None` if the tail is elsewhere or the next
+    /// slot is not free. So a hung holder costs the queue one slot, never a wedge. With a
+    /// capacity of 1 there is no other slot: the message waits for its holder to let go.
+    pub fn claim_past_held(&self, held: u64, me: Claimer<'_>) -> Option<u64> {
+        let past = held.wrapping_add(self.capacity);
+        let copy = past.wrapping_add(1);
+        let tail = self.tail.load(Ordering::Acquire);
+        if self.capacity < 2
+            || tail & !CLOSED != past
+            || self.slots.state(copy).load(Ordering::Acquire) != empty_state(copy)
+        {
+            return None;
+        }
+        me.announcement.announce(past, 2, Side::Send);
+        let claimed = self
+            .tail
+            .compare_exchange(
+                tail,
+                copy.wrapping_add(1) | (tail & CLOSED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if !claimed {
+            me.announcement.clear();
+            return None;
+        }
+        self.stamp_run(
+            Claim {
+                first: copy,
+                count: 1,
+            },
+            me.token,
+            Phase::Writing,
+        );
+        Some(copy)
+    }
+
+    /// Gives the slot that holds (or held) `pos` back to the ring, if it is withheld for
+    /// `holder`: `Withheld(q)` becomes `EMPTY(q)`, `WithheldSkip(q)` becomes `SKIP(q)`, whatever
+    /// lap `q` the passers have brought it to. Called once the holder has let go and its
+    /// message is out (see `lease`), or by recovery when the holder died.
+    pub fn undetach(&self, pos: u64, holder: u32) {
+        let state = self.slots.state(pos);
+        let mut word = state.load(Ordering::Acquire);
+        loop {
+            let Some(seen) = SlotState::decode(word) else {
+                return;
+            };
+            let back = match seen.phase {
+                Phase::Withheld if seen.owner == holder => empty_state(seen.pos),
+                Phase::WithheldSkip if seen.owner == holder => skip_state(seen.pos),
+                _ => return,
+            };
+            match state.compare_exchange(word, back, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Passes over a withheld slot at `pos`, whose cursor (tail or head) the caller has just
+    /// moved past `pos`; `word` is the slot's state before (`Withheld(pos)` or
+    /// `WithheldSkip(pos)`). The slot goes on to the other side: `WithheldSkip(pos)` or
+    /// `Withheld(pos + cap)`. If the holder gave the slot back meanwhile, it shows `EMPTY(pos)`
+    /// or `SKIP(pos)` and is the caller's: a producer's pass cancels it (a tombstone), a
+    /// consumer's frees it for the next lap, and then this returns `true` (a slot given back to
+    /// the producers, who may need waking).
+    pub fn pass_withheld(&self, pos: u64, word: u64) -> bool {
+        let Some(seen) = SlotState::decode(word) else {
+            return false;
+        };
+        let next = match seen.phase {
+            Phase::Withheld => SlotState::new(pos, seen.owner, Phase::WithheldSkip),
+            _ => SlotState::new(pos.wrapping_add(self.capacity), seen.owner, Phase::Withheld),
+        };
+        let state = self.slots.state(pos);
+        if state
+            .compare_exchange(word, next.encode(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return false;
+        }
+        // Given back meanwhile (`undetach`): an ordinary claim of ours now. Each repair is a CAS
+        // from the exact word `undetach` leaves, so a survivor finishing the same pass for a
+        // dead passer cannot both succeed with us.
+        match seen.phase {
+            Phase::Withheld => {
+                let _ = state.compare_exchange(
+                    empty_state(pos),
+                    skip_state(pos),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                false
+            }
+            _ => state
+                .compare_exchange(
+                    skip_state(pos),
+                    empty_state(pos.wrapping_add(self.capacity)),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok(),
+        }
+    }
+
     /// Claims up to `max` consecutive committed messages for reading.
     ///
     /// `accept(pos)` is asked about the first message before it is claimed (the caller checks
@@ -692,10 +859,30 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             }
             let state = Self::decode(word)?;
             let distance = state.distance_from(head);
+            if distance == 0 && state.phase == Phase::WithheldSkip {
+                // No message, and bytes still lent to a lapsed holder: claim the position and
+                // pass it over (see "Withheld slots").
+                me.announcement.announce(head, 1, Side::Recv);
+                match self.head.compare_exchange(
+                    head,
+                    head.wrapping_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        if self.pass_withheld(head, word) {
+                            self.recycled.set(self.recycled.get() + 1);
+                        }
+                        head = head.wrapping_add(1);
+                    }
+                    Err(now) => head = now,
+                }
+                continue;
+            }
             if distance == 0 && state.phase == Phase::Writing {
                 // A send in progress at the head: wait for it rather than report `Empty`.
                 return Err(ClaimError::Busy);
-            } else if distance == 0 && state.phase == Phase::Empty {
+            } else if distance == 0 && matches!(state.phase, Phase::Empty | Phase::Withheld) {
                 // Nothing at the head. But if the next position is claimed, so is this one, by
                 // a producer between its CAS and its stamp: wait for it.
                 if self.later_claimed(head, Phase::Writing) {
@@ -905,7 +1092,11 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             return true; // corrupt: a receive reports it
         };
         let distance = state.distance_from(head);
-        let waits = (distance == 0 && matches!(state.phase, Phase::Empty | Phase::Reserved))
+        let waits = (distance == 0
+            && matches!(
+                state.phase,
+                Phase::Empty | Phase::Reserved | Phase::Withheld
+            ))
             || (distance < 0 && distance >= -(self.capacity as i64));
         !waits || self.is_closed()
     }
@@ -938,7 +1129,7 @@ mod tests {
     fn state_word_round_trips() {
         let s = SlotState::new(123_456_789, 0xABCDE, Phase::Reading);
         assert_eq!(SlotState::decode(s.encode()), Some(s));
-        assert_eq!(SlotState::decode(7), None);
+        assert_eq!(SlotState::decode(9), None);
     }
 
     #[test]

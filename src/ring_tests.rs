@@ -32,7 +32,11 @@ struct HeapRing {
     recv_wait: AtomicU32,
     send_wait: AtomicU32,
     /// Claims resolved by `resolve_claims`, by kind (`Resolution as usize`).
-    resolved: [AtomicU64; 5],
+    resolved: [AtomicU64; 6],
+    /// Each slot's lease word (see `lease`), used when `leases` is set.
+    leases: Vec<AtomicU64>,
+    /// Whether in-place holds have leases (a visibility timeout).
+    with_leases: bool,
 }
 
 // SAFETY: the payload cells are only accessed by the owner of the slot's claim (ring
@@ -81,6 +85,8 @@ impl HeapRing {
             recv_wait: AtomicU32::new(0),
             send_wait: AtomicU32::new(0),
             resolved: Default::default(),
+            leases: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            with_leases: false,
         })
     }
 
@@ -194,6 +200,12 @@ impl ClaimStore for HeapRing {
     }
     fn live_announces(&self, pos: u64, side: Side) -> bool {
         (0..TOKENS).any(|t| !self.is_dead(t as u32) && self.lanes[t].covers(pos, side))
+    }
+    fn leases(&self) -> bool {
+        self.with_leases
+    }
+    fn lease(&self, pos: u64) -> &AtomicU64 {
+        &self.leases[self.index(pos)]
     }
 }
 

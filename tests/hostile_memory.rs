@@ -551,7 +551,7 @@ fn assert_corrupt<T>(result: shmq::Result<T>, what: &str) {
 fn a_state_word_with_an_unknown_phase_is_corrupt_for_every_send_and_receive() {
     let t = Target::new();
     let q = &t.queue;
-    let bad = state(0, 0, 7);
+    let bad = state(0, 0, 9);
     t.write_u64(t.slot(0) + SLOT_STATE, bad);
     let what = "unknown phase";
     let mut buf = [0u8; MAX as usize];

@@ -39,7 +39,9 @@ pub const SHMQ_INCOMPATIBLE: c_int = 12;
 pub const SHMQ_IO: c_int = 13;
 /// A bug inside the library (a Rust panic, caught at the boundary).
 pub const SHMQ_INTERNAL: c_int = 14;
-// 15 is reserved for SHMQ_EXPIRED (issue 12).
+/// The message's visibility timeout passed and it was handed out again (`shmq_ack`,
+/// `shmq_extend`).
+pub const SHMQ_EXPIRED: c_int = 15;
 /// Every participant entry of the queue is held by an open handle: close one and retry. The
 /// queue is fine (not corrupt).
 pub const SHMQ_TOO_MANY_HANDLES: c_int = 16;
@@ -61,6 +63,7 @@ pub(crate) fn status_of(err: &Error) -> c_int {
         Error::Incompatible { .. } => SHMQ_INCOMPATIBLE,
         Error::Io(_) => SHMQ_IO,
         Error::TooManyHandles { .. } => SHMQ_TOO_MANY_HANDLES,
+        Error::Expired => SHMQ_EXPIRED,
         // Only the Rust typed receive (`Typed`, `Receiver`) reports it; the C API has none.
         Error::WrongSize { .. } => SHMQ_INTERNAL,
         // `Error` is non-exhaustive: a variant this build does not know is a library bug here.
@@ -114,6 +117,9 @@ fn describe(status: c_int) -> &'static std::ffi::CStr {
         SHMQ_INCOMPATIBLE => c"SHMQ_INCOMPATIBLE: queue file of another version or platform",
         SHMQ_IO => c"SHMQ_IO: operating-system error",
         SHMQ_INTERNAL => c"SHMQ_INTERNAL: internal error in the shmq library",
+        SHMQ_EXPIRED => {
+            c"SHMQ_EXPIRED: the message's visibility timeout passed and it was handed out again"
+        }
         SHMQ_TOO_MANY_HANDLES => {
             c"SHMQ_TOO_MANY_HANDLES: every participant entry of the queue is held by an open \
               handle (one for each thread that uses a handle); close handles that are not needed"
@@ -135,7 +141,7 @@ mod tests {
     use std::ffi::CStr;
 
     /// Every status code with its name, in value order.
-    const ALL: [(c_int, &str); 16] = [
+    const ALL: [(c_int, &str); 17] = [
         (SHMQ_OK, "SHMQ_OK"),
         (SHMQ_FULL, "SHMQ_FULL"),
         (SHMQ_EMPTY, "SHMQ_EMPTY"),
@@ -151,12 +157,12 @@ mod tests {
         (SHMQ_INCOMPATIBLE, "SHMQ_INCOMPATIBLE"),
         (SHMQ_IO, "SHMQ_IO"),
         (SHMQ_INTERNAL, "SHMQ_INTERNAL"),
+        (SHMQ_EXPIRED, "SHMQ_EXPIRED"),
         (SHMQ_TOO_MANY_HANDLES, "SHMQ_TOO_MANY_HANDLES"),
     ];
 
-    /// Values no status has yet: 15 is reserved for SHMQ_EXPIRED (issue 12), and must stay
-    /// unknown until it is given that meaning.
-    const RESERVED: [c_int; 1] = [15];
+    /// Values no status has (none now; kept for a value reserved in the future).
+    const RESERVED: [c_int; 0] = [];
 
     #[test]
     fn codes_are_distinct_ordered_and_named_by_strerror() {

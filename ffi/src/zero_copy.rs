@@ -276,3 +276,43 @@ pub unsafe extern "C" fn shmq_release(m: *mut shmq_message) {
         }
     })
 }
+
+/// Acknowledges the message and frees its slot; `SHMQ_EXPIRED` if it was handed out again
+/// first. See `shmq.h`.
+///
+/// # Safety
+/// `m` is NULL or a message from this library, not yet released, and not used by another thread
+/// during the call.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_ack(m: *mut shmq_message) -> c_int {
+    guarded(|| {
+        if m.is_null() {
+            return Err(SHMQ_INVALID_ARGUMENT);
+        }
+        // SAFETY: `m` came from `Box::into_raw` and the caller gives it back.
+        let shmq_message { guard, owner } = *unsafe { Box::from_raw(m) };
+        let acked = guard.ack();
+        drop(owner);
+        acked.map_err(|e| status_of(&e))
+    })
+}
+
+/// Resets the hold's timer to `timeout_ns` from now. See `shmq.h`.
+///
+/// # Safety
+/// `m` is NULL or a message from this library, not yet released.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_extend(m: *const shmq_message, timeout_ns: i64) -> c_int {
+    guarded(|| {
+        // SAFETY: a non-NULL `m` points at a live boxed message by the caller's promise.
+        let Some(m) = (unsafe { m.as_ref() }) else {
+            return Err(SHMQ_INVALID_ARGUMENT);
+        };
+        let Ok(ns) = u64::try_from(timeout_ns) else {
+            return Err(SHMQ_INVALID_ARGUMENT);
+        };
+        m.guard
+            .extend(std::time::Duration::from_nanos(ns))
+            .map_err(|e| status_of(&e))
+    })
+}

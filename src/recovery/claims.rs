@@ -23,8 +23,9 @@
 //! Every repair is one CAS from the exact word the scan read, so two survivors cannot both
 //! succeed, and a live claimer that finishes first makes the CAS fail.
 
+use crate::lease::{self, Lease, ACKED, DONE, GONE, TAKEN};
 use crate::ring::{Claimer, Phase, Ring, Side, SlotState, SlotStates};
-use crate::sync::AtomicU32;
+use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait;
 
 /// What resolving dead participants' claims needs from a queue: its ring, the per-slot message
@@ -57,6 +58,10 @@ pub trait ClaimStore {
     /// Whether some live participant announces position `pos` on `side` (see `ring`,
     /// "Attribution"). Asked only after the caller loaded the cursor that passed `pos`.
     fn live_announces(&self, pos: u64, side: Side) -> bool;
+    /// Whether in-place holds have leases (the queue has a visibility timeout; see `lease`).
+    fn leases(&self) -> bool;
+    /// The lease word of the slot that holds `pos`.
+    fn lease(&self, pos: u64) -> &AtomicU64;
 }
 
 /// How one claim of a dead participant was resolved.
@@ -72,6 +77,9 @@ pub enum Resolution {
     RedeliveredInPlace,
     /// A message was copied into the slot at the tail, and its old slot freed.
     RedeliveredByCopy,
+    /// A message whose hold lapsed (visibility timeout) was copied into the slot at the tail,
+    /// its old slot left to the holder until it lets go.
+    Expired,
 }
 
 /// What [`resolve_dead`] did.
@@ -131,10 +139,46 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
                     resolve_message(queue, &ring, me, pos, word)
                 }
             }
+            Phase::Lent if queue.leases() && queue.is_dead(state.owner) => {
+                let pos = state.position_near(head);
+                resolve_lent(queue, &ring, me, pos, word, true, 0)
+            }
             Phase::Reading | Phase::Lent if queue.is_dead(state.owner) => {
                 resolve_message(queue, &ring, me, state.position_near(head), word)
             }
             Phase::Writing | Phase::Reading | Phase::Reserved | Phase::Lent => continue,
+            Phase::Withheld | Phase::WithheldSkip if queue.is_dead(state.owner) => {
+                // Its holder died: nobody will read those bytes again.
+                ring.undetach(index, state.owner);
+                Some(true)
+            }
+            Phase::Withheld => {
+                // Passed over by a producer (tail beyond it) that has not finished the pass?
+                if state.distance_from(tail) >= 0 {
+                    continue;
+                }
+                let pos = state.position_near(tail);
+                if queue.live_announces(pos, Side::Send) {
+                    outcome.all_resolved = false;
+                    continue;
+                }
+                ring.pass_withheld(pos, word);
+                Some(true)
+            }
+            Phase::WithheldSkip => {
+                if state.distance_from(head) >= 0 {
+                    continue;
+                }
+                let pos = state.position_near(head);
+                if queue.live_announces(pos, Side::Recv) {
+                    outcome.all_resolved = false;
+                    continue;
+                }
+                if ring.pass_withheld(pos, word) {
+                    wait::wake_if_sleeping(queue.send_wait());
+                }
+                Some(true)
+            }
         };
         match done {
             Some(changed) => outcome.changed |= changed,
@@ -142,6 +186,121 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
         }
     }
     outcome
+}
+
+/// Hands out again every message held in place past its deadline (`now_ms`, milliseconds of
+/// CLOCK_MONOTONIC) by a live holder, as survivor `me` (see `lease`). A message may have to wait
+/// for room; then `all_resolved` is false and a later call tries again.
+pub fn expire_lapsed<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>, now_ms: u64) -> Outcome {
+    let ring = queue.ring();
+    let mut outcome = Outcome {
+        all_resolved: true,
+        changed: false,
+    };
+    if !queue.leases() {
+        return outcome;
+    }
+    for index in 0..ring.capacity {
+        let head = ring.head_position();
+        let word = ring.word_at(index);
+        let Some(state) = SlotState::decode(word) else {
+            continue;
+        };
+        if state.phase != Phase::Lent {
+            continue;
+        }
+        let pos = state.position_near(head);
+        match resolve_lent(queue, &ring, me, pos, word, false, now_ms) {
+            Some(changed) => outcome.changed |= changed,
+            None => outcome.all_resolved = false,
+        }
+    }
+    outcome
+}
+
+/// A message held in place (`LENT(pos, holder)`, the slot showing `word`) in a queue whose holds
+/// have leases: hands it out again if its hold is due, that is if the holder is gone
+/// (`holder_gone`: dead, or its handle closing), let go after losing, or its deadline is not
+/// after `now_ms`. The lease decides against the holder's acknowledgement (see `lease`).
+/// Returns as [`resolve_message`] does; `Some(false)` when nothing was due.
+fn resolve_lent<Q: ClaimStore + ?Sized, S: SlotStates>(
+    queue: &Q,
+    ring: &Ring<'_, S>,
+    me: Claimer<'_>,
+    pos: u64,
+    word: u64,
+    holder_gone: bool,
+    now_ms: u64,
+) -> Option<bool> {
+    let lease = Lease::new(queue.lease(pos));
+    let seen = lease.load();
+    if seen & ACKED != 0 {
+        // Acknowledged in time: the holder frees the slot, unless it died before it could.
+        if !holder_gone || !ring.drop_claimed(pos, word) {
+            return Some(false);
+        }
+        wait::wake_if_sleeping(queue.send_wait());
+        return Some(true);
+    }
+    if seen & DONE != 0 {
+        return Some(false); // handed out already; the slot is detached or about to be
+    }
+    if seen & TAKEN != 0 {
+        if !queue.is_dead(lease::taker_of(seen)) {
+            // A live taker is handing it out.
+            return if holder_gone { None } else { Some(false) };
+        }
+    } else if !(holder_gone || seen & GONE != 0 || lease::deadline_of(seen) <= now_ms) {
+        return Some(false); // in force
+    }
+    let Some(taken) = lease.take(seen, me.token) else {
+        return Some(false); // acknowledged, extended or taken meanwhile
+    };
+    // The lease we took is this hold's only if the slot still shows it (a lease value read
+    // for an earlier hold of this slot can only match by a clock coincidence; then give it
+    // back at once).
+    if ring.word_at(pos) != word {
+        lease.untake(taken);
+        return Some(false);
+    }
+    if holder_gone || taken & GONE != 0 {
+        // Nobody will read the bytes again: as for a dead consumer (in place, or by copy).
+        let done = resolve_message(queue, ring, me, pos, word);
+        if done.is_none() {
+            lease.untake(taken);
+        } else {
+            lease.done();
+        }
+        return done;
+    }
+    // The holder is alive and may still read the bytes: copy the message out, then detach the
+    // slot, which stays the holder's until it lets go.
+    let Some(to) = ring
+        .claim_for_redelivery(me)
+        .or_else(|| ring.claim_past_held(pos, me))
+    else {
+        // Full of other messages: give the hold back, for a later sweep.
+        if lease.untake(taken) {
+            // The holder let go meanwhile: the bytes are free after all.
+            return Some(false);
+        }
+        return None;
+    };
+    queue.copy_message(pos, to);
+    queue.count_failed_delivery(to);
+    ring.publish(to);
+    ring.detach(pos, lease_holder(word));
+    if lease.done() {
+        ring.undetach(pos, lease_holder(word));
+    }
+    queue.record(Resolution::Expired);
+    wait::wake_if_sleeping(queue.recv_wait());
+    Some(true)
+}
+
+/// The holder a `LENT` word names.
+fn lease_holder(word: u64) -> u32 {
+    SlotState::decode(word).map_or(0, |state| state.owner)
 }
 
 /// Resolves the stamped long holds of `owner` (a handle closing with guards it leaked), as if
@@ -165,9 +324,17 @@ pub fn resolve_stamps_of<Q: ClaimStore + ?Sized>(queue: &Q, owner: u32, me: Clai
                 state.position_near(ring.tail_position()),
                 word,
             ),
+            Phase::Lent if queue.leases() => {
+                let pos = state.position_near(ring.head_position());
+                resolve_lent(queue, &ring, me, pos, word, true, 0)
+            }
             Phase::Reading | Phase::Lent => {
                 let pos = state.position_near(ring.head_position());
                 resolve_message(queue, &ring, me, pos, word)
+            }
+            Phase::Withheld | Phase::WithheldSkip => {
+                ring.undetach(index, owner);
+                Some(true)
             }
             _ => continue,
         };
@@ -243,7 +410,10 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
         return Some(true);
     }
     // Otherwise copy it into the slot at the tail, then free its old slot.
-    let Some(to) = ring.claim_for_redelivery(me) else {
+    let Some(to) = ring
+        .claim_for_redelivery(me)
+        .or_else(|| ring.claim_past_held(pos, me))
+    else {
         // Full of other messages: put the slot back as it was, for a later sweep.
         ring.untake(pos, me.token, word);
         return None;
