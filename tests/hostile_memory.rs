@@ -603,27 +603,51 @@ fn a_committed_length_beyond_the_maximum_is_corrupt_and_frees_the_slot() {
     assert_eq!(&buf[..4], b"good");
 }
 
-#[test]
-fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
+/// The participant table entry that `queue_with_a_planted_dead_claimer` marks.
+const PLANTED: u64 = 100;
+
+/// A queue holding "held", "gap" and "after" (positions 0 to 2) and a dead claimer planted by
+/// hand: entry `PLANTED` marked in use (generation 5) with no lock behind it, as a participant
+/// that died leaves it, holding position 0 (the head has passed it) stamped with the phase
+/// `receiving` and position 1 (below the tail) stamped with the phase `sending`.
+fn queue_with_a_planted_dead_claimer(receiving: u64, sending: u64) -> Target {
     let t = Target::new();
     let q = &t.queue;
-    // Entry 100 marked in use (generation 5) with no lock behind it, as a participant that died
-    // leaves it, holding a message it was reading in place (at position 0, so the head has
-    // passed it) and a reservation it was writing (position 1, below the tail).
-    let index = 100u64;
-    let token = index << GENERATION_BITS | 5;
-    t.write_u32(PARTICIPANTS + index * ENTRY + ENTRY_TOKEN, 5 << 1 | 1);
+    let token = PLANTED << GENERATION_BITS | 5;
+    t.write_u32(PARTICIPANTS + PLANTED * ENTRY + ENTRY_TOKEN, 5 << 1 | 1);
     q.try_send(b"held").unwrap();
     q.try_send(b"gap").unwrap();
     q.try_send(b"after").unwrap();
     t.write_u64(HEAD, 1);
-    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, LENT));
-    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, RESERVED));
+    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, receiving));
+    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, sending));
+    t
+}
+
+/// Receives until the queue gives an error: each message as text, with its delivery number.
+fn drain_with_deliveries(q: &Queue) -> Vec<(String, u32)> {
+    let mut buf = [0u8; MAX as usize];
+    let mut got = Vec::new();
+    while let Ok(r) = q.try_recv_meta(&mut buf) {
+        got.push((
+            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
+            r.deliveries,
+        ));
+    }
+    got
+}
+
+#[test]
+fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
+    // The dead participant held a message it was reading in place and a reservation it was
+    // writing.
+    let t = queue_with_a_planted_dead_claimer(LENT, RESERVED);
+    let q = &t.queue;
     let entry = |q: &Queue| {
         q.stats()
             .participants
             .into_iter()
-            .find(|p| u64::from(p.index) == index)
+            .find(|p| u64::from(p.index) == PLANTED)
     };
     assert!(matches!(entry(q), Some(p) if !p.alive));
     let mut buf = [0u8; MAX as usize];
@@ -632,42 +656,23 @@ fn a_marked_entry_that_nobody_holds_is_swept_like_a_dead_participant() {
     assert_eq!(entry(q), None, "the dead entry was not freed");
     let st = q.stats();
     assert_eq!((st.abandoned_sends, st.redelivered), (1, 1), "{st:?}");
-    let mut got = Vec::new();
-    while let Ok(r) = q.try_recv_meta(&mut buf) {
-        got.push((
-            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
-            r.deliveries,
-        ));
-    }
-    assert_eq!(got, [("after".to_string(), 1), ("held".to_string(), 2)]);
+    assert_eq!(
+        drain_with_deliveries(q),
+        [("after".to_string(), 1), ("held".to_string(), 2)]
+    );
 }
 
 #[test]
 fn a_dead_claimers_transient_stamps_are_waited_out_and_resolved_by_the_next_poll() {
-    let t = Target::new();
+    // As above, but the dead participant died inside its calls, reading and writing.
+    let t = queue_with_a_planted_dead_claimer(READING, WRITING);
     let q = &t.queue;
-    // As above, but the dead participant died inside its calls: reading position 0 (the head
-    // has passed it) and writing position 1 (below the tail), stamped `READING` and `WRITING`.
-    let index = 100u64;
-    let token = index << GENERATION_BITS | 5;
-    t.write_u32(PARTICIPANTS + index * ENTRY + ENTRY_TOKEN, 5 << 1 | 1);
-    q.try_send(b"held").unwrap();
-    q.try_send(b"gap").unwrap();
-    q.try_send(b"after").unwrap();
-    t.write_u64(HEAD, 1);
-    t.write_u64(t.slot(0) + SLOT_STATE, state(0, token, READING));
-    t.write_u64(t.slot(1) + SLOT_STATE, state(1, token, WRITING));
     // A send in progress at the head: the non-blocking receive waits for it rather than say
     // `Empty`, finds its claimer dead, and moves on; the dead reader's message comes back.
-    let mut buf = [0u8; MAX as usize];
-    let mut got = Vec::new();
-    while let Ok(r) = q.try_recv_meta(&mut buf) {
-        got.push((
-            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
-            r.deliveries,
-        ));
-    }
-    assert_eq!(got, [("after".to_string(), 1), ("held".to_string(), 2)]);
+    assert_eq!(
+        drain_with_deliveries(q),
+        [("after".to_string(), 1), ("held".to_string(), 2)]
+    );
     let st = q.stats();
     assert_eq!((st.abandoned_sends, st.redelivered), (1, 1), "{st:?}");
 }

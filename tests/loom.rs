@@ -13,7 +13,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmq::model::{
     empty_state, resolve_dead, wait_for, wake_all, wake_if_sleeping, Announcement, ClaimError,
-    ClaimStore, Claimer, Deadline, Resolution, Ring, Side, SlotStates, Waiter,
+    ClaimStore, Claimer, Deadline, Resolution, Ring, Side, SlotStates, Waiter, RUN,
     STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_CAS,
 };
 use shmq::model::{AtomicU32, AtomicU64};
@@ -525,48 +525,36 @@ impl Model {
     fn die(&self, token: u32) {
         self.dead[token as usize].store(1, Ordering::Release);
     }
+
+    /// The life of the participant `DEAD`: one claim of one position on `side`, which stops for
+    /// good after step `STOP` (`RUN`: the whole claim, so the slot it won is stamped and then
+    /// held, never written nor released), then death. Whether the claim went through.
+    fn claim_then_die<const STOP: u8>(&self, side: Side) -> bool {
+        let r = self.ring();
+        let me = self.claimer(DEAD);
+        let claimed = match (side, STOP) {
+            (Side::Send, RUN) => r.claim_send(me, 1).is_ok(),
+            (Side::Send, _) => r.claim_send_stopping::<STOP>(me, 1).is_ok(),
+            (Side::Recv, RUN) => r.claim_recv(me, 1, |_| true).is_ok(),
+            (Side::Recv, _) => r.claim_recv_stopping::<STOP>(me, 1).is_ok(),
+        };
+        self.die(DEAD);
+        claimed
+    }
 }
 
+/// Starts the participant `DEAD` of `m` on its [`claim_then_die`](Model::claim_then_die).
+fn spawn_dying<const STOP: u8>(m: &Arc<Model>, side: Side) -> thread::JoinHandle<bool> {
+    let m = m.clone();
+    thread::spawn(move || m.claim_then_die::<STOP>(side))
+}
+
+/// A producer claims a slot and dies (the whole claim: the slot is stamped, never written).
+/// The same model as `a_producer_dying_after_its_stamp_is_tombstoned_and_a_live_one_never_is`,
+/// under the name the README's table of models gives it.
 #[test]
 fn dead_producer_claim_is_skipped_and_everything_else_arrives_once() {
-    loom::model(|| {
-        let m = Model::new(2);
-        let dying = {
-            let m = m.clone();
-            thread::spawn(move || {
-                // Claim a slot, write nothing, die.
-                let claimed = m.ring().claim_send(m.claimer(DEAD), 1).is_ok();
-                m.die(DEAD);
-                claimed
-            })
-        };
-        let producer = {
-            let m = m.clone();
-            thread::spawn(move || m.try_send(OWNER_A, msg(1, 0)).is_ok())
-        };
-        let first = m.recv_recovering(OWNER_B, 2);
-        let claimed = dying.join().unwrap();
-        let sent = producer.join().unwrap();
-        // After the death, one resolution pass, then drain.
-        resolve_dead(&*m, m.claimer(OWNER_B));
-        assert_eq!(
-            m.resolved(Resolution::AbandonedSend),
-            u32::from(claimed),
-            "the dead claim is tombstoned once"
-        );
-        let mut got: Vec<u32> = first.into_iter().map(|(v, _)| v).collect();
-        got.extend(m.drain(OWNER_B));
-        assert_eq!(
-            got,
-            if sent { vec![msg(1, 0)] } else { vec![] },
-            "claimed: {claimed}"
-        );
-        // The ring is not wedged: a full lap of sends and receives goes through.
-        for seq in 1..3 {
-            m.try_send(OWNER_A, msg(1, seq)).unwrap();
-        }
-        assert_eq!(m.drain(OWNER_B), [msg(1, 1), msg(1, 2)]);
-    });
+    producer_dies_at::<RUN>();
 }
 
 #[test]
@@ -575,15 +563,7 @@ fn dead_consumer_message_is_redelivered_exactly_once() {
         let m = Model::new(2);
         m.try_send(OWNER_A, msg(1, 0)).unwrap();
         m.try_send(OWNER_A, msg(1, 1)).unwrap();
-        let dying = {
-            let m = m.clone();
-            thread::spawn(move || {
-                // Claim a message, never release it, die.
-                let claimed = m.ring().claim_recv(m.claimer(DEAD), 1, |_| true).is_ok();
-                m.die(DEAD);
-                claimed
-            })
-        };
+        let dying = spawn_dying::<RUN>(&m, Side::Recv);
         let survivor = {
             let m = m.clone();
             thread::spawn(move || {
@@ -639,8 +619,7 @@ fn two_survivors_resolve_one_claim(cap: u64, drops: bool, max_deliveries: u32, e
         m.try_send(OWNER_A, msg(1, 0)).unwrap();
         m.try_send(OWNER_A, msg(1, 1)).unwrap();
         // The dead consumer holds the first message.
-        m.ring().claim_recv(m.claimer(DEAD), 1, |_| true).unwrap();
-        m.die(DEAD);
+        assert!(m.claim_then_die::<RUN>(Side::Recv));
         let survivors: Vec<_> = [OWNER_A, OWNER_B]
             .into_iter()
             .map(|me| {
@@ -699,27 +678,15 @@ fn two_survivors_dead_letter_at_the_limit_once() {
     two_survivors_resolve_one_claim(4, false, 1, Resolution::DeadLettered);
 }
 
-/// A producer dies at each step of its claim (after its announcement, after its cursor CAS,
-/// after its stamp) while a live producer sends and a survivor receives, resolving what the dead
-/// left: the live producer's message arrives exactly once (never tombstoned, though it may be
-/// in its claim's window when the survivor looks), and the ring is not wedged.
+/// A producer dies at step `STOP` of its claim (after its announcement, after its cursor CAS,
+/// or, with `RUN`, after its stamp) while a live producer sends and a survivor receives,
+/// resolving what the dead left: the dead claim is tombstoned once if it went through, the live
+/// producer's message arrives exactly once (never tombstoned, though it may be in its claim's
+/// window when the survivor looks), and the ring is not wedged.
 fn producer_dies_at<const STOP: u8>() {
     loom::model(|| {
         let m = Model::new(2);
-        let dying = {
-            let m = m.clone();
-            thread::spawn(move || {
-                let r = m.ring();
-                let me = m.claimer(DEAD);
-                let claimed = if STOP == 0 {
-                    r.claim_send(me, 1).is_ok()
-                } else {
-                    r.claim_send_stopping::<STOP>(me, 1).is_ok()
-                };
-                m.die(DEAD);
-                claimed
-            })
-        };
+        let dying = spawn_dying::<STOP>(&m, Side::Send);
         let producer = {
             let m = m.clone();
             thread::spawn(move || m.try_send(OWNER_A, msg(1, 0)).is_ok())
@@ -727,11 +694,21 @@ fn producer_dies_at<const STOP: u8>() {
         let first = m.recv_recovering(OWNER_B, 2);
         let claimed = dying.join().unwrap();
         let sent = producer.join().unwrap();
+        // After the death, one resolution pass, then drain.
         resolve_dead(&*m, m.claimer(OWNER_B));
-        assert_eq!(m.resolved(Resolution::AbandonedSend), u32::from(claimed));
+        assert_eq!(
+            m.resolved(Resolution::AbandonedSend),
+            u32::from(claimed),
+            "the dead claim is tombstoned once"
+        );
         let mut got: Vec<u32> = first.into_iter().map(|(v, _)| v).collect();
         got.extend(m.drain(OWNER_B));
-        assert_eq!(got, if sent { vec![msg(1, 0)] } else { vec![] });
+        assert_eq!(
+            got,
+            if sent { vec![msg(1, 0)] } else { vec![] },
+            "claimed: {claimed}"
+        );
+        // The ring is not wedged: a full lap of sends and receives goes through.
         for seq in 1..3 {
             m.try_send(OWNER_A, msg(1, seq)).unwrap();
         }
@@ -751,29 +728,17 @@ fn a_producer_dying_between_its_cas_and_its_stamp_is_found_by_announcement() {
 
 #[test]
 fn a_producer_dying_after_its_stamp_is_tombstoned_and_a_live_one_never_is() {
-    producer_dies_at::<0>();
+    producer_dies_at::<RUN>();
 }
 
-/// A consumer dies at each step of its claim while a live consumer (the survivor) receives:
-/// every message arrives exactly once, the one the dead had claimed with its second delivery.
+/// A consumer dies at step `STOP` of its claim (as `producer_dies_at`) while a live consumer
+/// (the survivor) receives: every message arrives exactly once, the one the dead had claimed
+/// with its second delivery.
 fn consumer_dies_at<const STOP: u8>() {
     loom::model(|| {
         let m = Model::new(2);
         m.try_send(OWNER_A, msg(1, 0)).unwrap();
-        let dying = {
-            let m = m.clone();
-            thread::spawn(move || {
-                let r = m.ring();
-                let me = m.claimer(DEAD);
-                let claimed = if STOP == 0 {
-                    r.claim_recv(me, 1, |_| true).is_ok()
-                } else {
-                    r.claim_recv_stopping::<STOP>(me, 1).is_ok()
-                };
-                m.die(DEAD);
-                claimed
-            })
-        };
+        let dying = spawn_dying::<STOP>(&m, Side::Recv);
         let got = m.recv_recovering(OWNER_B, 2);
         let claimed = dying.join().unwrap();
         resolve_dead(&*m, m.claimer(OWNER_B));
@@ -799,7 +764,7 @@ fn a_consumer_dying_between_its_cas_and_its_stamp_has_its_message_redelivered_on
 
 #[test]
 fn a_consumer_dying_after_its_stamp_has_its_message_redelivered_once() {
-    consumer_dies_at::<0>();
+    consumer_dies_at::<RUN>();
 }
 
 /// Nobody is dead, but a survivor runs recovery while a producer and a consumer are in their
