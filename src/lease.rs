@@ -37,6 +37,7 @@
 //!   until then the holder's bytes stay where they are, because the holder may still read them.
 //!   Both are RMWs of this one word, so they are totally ordered, and exactly one sees the other.
 
+use crate::ring::{Ring, Side, SlotStates};
 use crate::sync::{AtomicU64, Ordering};
 
 /// The holder let go of its guard after its hold was taken over.
@@ -168,4 +169,52 @@ impl<'a> Lease<'a> {
     pub(crate) fn load(&self) -> u64 {
         self.word.load(Ordering::Acquire)
     }
+}
+
+/// Starts an in-place hold of the claimed position `pos` by `holder`, with a lease on `word`
+/// that lapses `timeout_ms` after `now_ms`: the lease first, then the `LENT` stamp that
+/// publishes it. Returns the deadline, which the holder keeps for `finish_hold` and `extend`.
+pub fn begin_hold<S: SlotStates>(
+    ring: &Ring<'_, S>,
+    word: &AtomicU64,
+    pos: u64,
+    holder: u32,
+    now_ms: u64,
+    timeout_ms: u64,
+) -> u64 {
+    let deadline = Lease::new(word).begin(now_ms, timeout_ms);
+    ring.hold(pos, holder, Side::Recv);
+    deadline
+}
+
+/// Ends the hold of `pos` by `holder`, whose lease on `word` has `deadline`: acknowledges the
+/// message and frees the slot if the hold is still the holder's (`true`); otherwise (it was taken
+/// over: `false`, the caller reports `Expired`) lets go, and gives the slot back to the ring if
+/// the taker is done with it. Either way the caller wakes senders afterwards.
+pub fn finish_hold<S: SlotStates>(
+    ring: &Ring<'_, S>,
+    word: &AtomicU64,
+    pos: u64,
+    holder: u32,
+    deadline: u64,
+) -> bool {
+    let lease = Lease::new(word);
+    if lease.ack(deadline).is_ok() {
+        ring.release(pos);
+        return true;
+    }
+    if lease.let_go() {
+        ring.undetach(pos, holder);
+    }
+    false
+}
+
+/// Extends a hold whose lease on `word` has `deadline` to `timeout_ms` after `now_ms`: the new
+/// deadline, or `None` if the hold lapsed (its deadline not after `now_ms`) or was taken over.
+pub fn extend_hold(word: &AtomicU64, deadline: u64, now_ms: u64, timeout_ms: u64) -> Option<u64> {
+    if deadline_of(deadline) <= now_ms {
+        return None;
+    }
+    let later = later_deadline(deadline, now_ms, timeout_ms);
+    Lease::new(word).extend(deadline, later).ok().map(|_| later)
 }

@@ -16,7 +16,7 @@ use crate::layout::{
     DeadLetterPath, Geometry, Header, Participant, SlotHeader, FLAG_ALLOW_OTHER_ACCESS,
     FLAG_DROP_ON_CONSUMER_DEATH,
 };
-use crate::lease::{self, Lease};
+use crate::lease;
 use crate::mapping::{MappedSlots, Mapping};
 use crate::options::{OnConsumerDeath, Options, Received};
 use crate::participant::{self, Liveness, Registration};
@@ -984,15 +984,23 @@ impl Queue {
     fn recv_in_place_with(&self, deadline: Deadline) -> Result<RecvGuard<'_>> {
         let (claim, me) = self.claim_recv(1, deadline, |_| true)?;
         let msg = self.message(claim.first)?;
-        // With a visibility timeout, the hold gets its deadline before it is stamped `LENT`
-        // (whose `Release` store publishes it to survivors; see `lease`).
-        let lease_deadline = match self.mapping.visibility_timeout_ns() {
-            0 => 0,
-            timeout_ns => Lease::new(&self.mapping.slot(claim.first).lease)
-                .begin(recovery::monotonic_ms(), timeout_ns.div_ceil(1_000_000)),
-        };
         // Held beyond this call: peers do not wait for it (see `ring`, "Exact Empty and Full").
-        self.ring().hold(claim.first, me.token, Side::Recv);
+        // With a visibility timeout, the hold gets its lease before the `LENT` stamp (whose
+        // `Release` store publishes it to survivors; see `lease`).
+        let lease_deadline = match self.mapping.visibility_timeout_ns() {
+            0 => {
+                self.ring().hold(claim.first, me.token, Side::Recv);
+                0
+            }
+            timeout_ns => lease::begin_hold(
+                &self.ring(),
+                &self.mapping.slot(claim.first).lease,
+                claim.first,
+                me.token,
+                recovery::monotonic_ms(),
+                timeout_ns.div_ceil(1_000_000),
+            ),
+        };
         self.hold_begin();
         Ok(RecvGuard {
             queue: self,
@@ -1486,21 +1494,16 @@ impl RecvGuard<'_> {
                 crate::options::MAX_VISIBILITY_TIMEOUT
             )));
         }
-        let now = recovery::monotonic_ms();
-        if lease::deadline_of(deadline) <= now {
-            return Err(Error::Expired);
-        }
-        let later = lease::later_deadline(deadline, now, timeout.as_millis() as u64);
-        self.lease()
-            .extend(deadline, later)
-            .map_err(|_| Error::Expired)?;
+        let later = lease::extend_hold(
+            &self.queue.mapping.slot(self.pos).lease,
+            deadline,
+            recovery::monotonic_ms(),
+            timeout.as_millis() as u64,
+        )
+        .ok_or(Error::Expired)?;
         self.lease_deadline
             .store(later, std::sync::atomic::Ordering::Relaxed);
         Ok(())
-    }
-
-    fn lease(&self) -> Lease<'_> {
-        Lease::new(&self.queue.mapping.slot(self.pos).lease)
     }
 
     /// Lets go of the hold: acknowledges the message if the hold is still ours, frees the slot.
@@ -1510,23 +1513,27 @@ impl RecvGuard<'_> {
         let deadline = self
             .lease_deadline
             .load(std::sync::atomic::Ordering::Relaxed);
-        if deadline != 0 {
-            let lease = self.lease();
-            if lease.ack(deadline).is_err() {
-                // Handed out again: the slot is detached from the ring (or about to be) and
-                // ours until we let go; the taker or we give it back, whoever comes second.
-                if lease.let_go() {
-                    queue.ring().undetach(self.pos, self.holder);
-                    queue.wake(&queue.header().send_wait.0);
-                }
-                return Err(Error::Expired);
-            }
+        if deadline == 0 {
+            queue.release(Claim {
+                first: self.pos,
+                count: 1,
+            });
+            return Ok(());
         }
-        queue.release(Claim {
-            first: self.pos,
-            count: 1,
-        });
-        Ok(())
+        // Acknowledged, or (handed out again) let go: see `lease`.
+        let acked = lease::finish_hold(
+            &queue.ring(),
+            &queue.mapping.slot(self.pos).lease,
+            self.pos,
+            self.holder,
+            deadline,
+        );
+        queue.wake(&queue.header().send_wait.0);
+        if acked {
+            Ok(())
+        } else {
+            Err(Error::Expired)
+        }
     }
 }
 

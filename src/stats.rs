@@ -65,6 +65,8 @@ pub struct Stats {
     pub redelivered: u64,
     /// Messages dropped after `max_deliveries` deliveries to consumers that died.
     pub dead_lettered: u64,
+    /// Holds whose visibility timeout passed: their messages were handed out again.
+    pub expired: u64,
     /// The queue's policy for messages of dead consumers.
     pub on_consumer_death: OnConsumerDeath,
     /// The queue's delivery limit (0: unlimited).
@@ -145,6 +147,7 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
         abandoned_receives: counters.abandoned_receives.load(Ordering::Relaxed),
         redelivered: counters.redelivered.load(Ordering::Relaxed),
         dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+        expired: counters.expired.load(Ordering::Relaxed),
         on_consumer_death,
         max_deliveries: sources.max_deliveries,
         full_waits: counters.full_waits.load(Ordering::Relaxed),

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The visibility timeout (`Options::visibility_timeout`), with real processes: a holder that
+//! outlives its timeout loses its message to another consumer and learns it from `ack`; a
+//! holder that extends keeps it; a hung holder neither loses messages nor wedges producers, and
+//! its bytes stay valid while the ring wraps around it.
+
+mod common;
+
+use common::{Child, Role};
+use shmq::{Error, Options, Queue};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for what must happen at once before it calls it a failure.
+const BOUND: Duration = Duration::from_secs(20);
+/// The detection bound the issue promises: an expired message is receivable within the timeout
+/// plus this, for anyone blocked on the queue or polling it.
+const DETECTION: Duration = Duration::from_millis(100);
+/// Room for a loaded 2-core machine on top of `DETECTION` (a failure is reported with the
+/// measured figure, so a real regression of the 20 ms scan interval is still caught).
+const SCHEDULING: Duration = Duration::from_millis(400);
+
+/// Not a property: the entry point of the child processes these tests spawn (see `common`).
+#[test]
+#[ignore = "the entry point of child processes, not a test"]
+fn child() {
+    common::child_main(run_role);
+}
+
+fn run_role(role: &Role) {
+    let q = Queue::open(role.path("queue")).expect("open the queue");
+    match role.name() {
+        // Receives one message in place, reports `held <monotonic ns> <deliveries> <text>`,
+        // holds it `hold_ms` (extending its hold every `extend_ms`, if not 0), checks that its
+        // bytes did not change meanwhile, then acknowledges it and reports how that went.
+        "hold" => {
+            let guard = q.recv_in_place_timeout(BOUND).expect("receive in place");
+            let copy = guard.to_vec();
+            role.report(&format!(
+                "held {} {} {}",
+                common::monotonic_ns(),
+                guard.deliveries(),
+                String::from_utf8_lossy(&copy)
+            ));
+            let hold = Duration::from_millis(role.arg("hold_ms"));
+            let extend = Duration::from_millis(role.arg("extend_ms"));
+            let start = Instant::now();
+            let mut extended = Ok(());
+            while start.elapsed() < hold {
+                if extend.is_zero() {
+                    std::thread::sleep(hold - start.elapsed().min(hold));
+                } else {
+                    std::thread::sleep(extend.min(hold - start.elapsed().min(hold)));
+                    extended = extended.and(guard.extend(extend * 3));
+                }
+            }
+            let intact = *guard == copy[..];
+            let acked = guard.ack();
+            role.report(&format!(
+                "done intact={intact} extended={extended:?} ack={acked:?}"
+            ));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Waits for the holder to report that it holds its message; returns its report line.
+fn held(holder: &Child) -> String {
+    let mut line = String::new();
+    common::wait_until(BOUND, "the holder holds its message", || {
+        line = holder.report_so_far();
+        line.starts_with("held ")
+    });
+    line
+}
+
+fn queue_with_timeout(dir: &std::path::Path, capacity: u32, timeout: Duration) -> Queue {
+    let options = Options::new(capacity, 32).visibility_timeout(timeout);
+    Queue::create(dir.join("q"), options).expect("create")
+}
+
+#[test]
+fn a_holder_past_its_timeout_loses_the_message_to_another_consumer_and_its_ack_says_expired() {
+    let dir = common::tempdir();
+    let timeout = Duration::from_millis(200);
+    let q = queue_with_timeout(dir.path(), 8, timeout);
+    q.send(b"job").unwrap();
+    let holder = Child::spawn(
+        dir.path(),
+        "hold",
+        &[
+            ("queue", &dir.path().join("q").display()),
+            ("hold_ms", &1500),
+            ("extend_ms", &0),
+        ],
+    );
+    let line = held(&holder);
+    let held_at: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(line.ends_with(" 1 job"), "{line}");
+    // Blocked on the queue: the message comes back once the hold lapses.
+    let again = q.recv_in_place_timeout(BOUND).expect("the expired message");
+    let latency = Duration::from_nanos(common::monotonic_ns() - held_at);
+    assert_eq!(&*again, b"job");
+    assert_eq!(again.deliveries(), 2, "an expiry counts as a delivery");
+    assert!(
+        latency >= timeout,
+        "handed out again after {latency:?}, before the timeout"
+    );
+    assert!(
+        latency <= timeout + DETECTION + SCHEDULING,
+        "handed out again only after {latency:?} (timeout {timeout:?} + {DETECTION:?})"
+    );
+    eprintln!(
+        "expiry detected {:?} after the timeout (blocked receiver)",
+        latency - timeout
+    );
+    again.ack().expect("the new holder acknowledges in time");
+    let report = holder.wait(BOUND);
+    assert!(
+        report.contains("intact=true") && report.contains("ack=Err(Expired)"),
+        "{report}"
+    );
+    assert_eq!(q.stats().expired, 1);
+    // Exactly once: nothing else is left, and the holder's slot is back in the ring.
+    assert_eq!(q.try_recv(&mut [0u8; 32]), Err(Error::Empty));
+    for i in 0..8u8 {
+        q.try_send(&[i]).expect("every slot is free again");
+    }
+}
+
+#[test]
+fn a_polling_consumer_gets_an_expired_message_within_the_bound() {
+    let dir = common::tempdir();
+    let timeout = Duration::from_millis(150);
+    let q = queue_with_timeout(dir.path(), 8, timeout);
+    q.send(b"job").unwrap();
+    let holder = Child::spawn(
+        dir.path(),
+        "hold",
+        &[
+            ("queue", &dir.path().join("q").display()),
+            ("hold_ms", &1000),
+            ("extend_ms", &0),
+        ],
+    );
+    let held_at: u64 = held(&holder).split(' ').nth(1).unwrap().parse().unwrap();
+    let mut buf = [0u8; 32];
+    let got = loop {
+        match q.try_recv_meta(&mut buf) {
+            Ok(got) => break got,
+            Err(Error::Empty) => std::hint::spin_loop(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let latency = Duration::from_nanos(common::monotonic_ns() - held_at);
+    assert_eq!((&buf[..got.len], got.deliveries), (&b"job"[..], 2));
+    assert!(latency >= timeout, "{latency:?}");
+    assert!(
+        latency <= timeout + DETECTION + SCHEDULING,
+        "handed out again only after {latency:?} (timeout {timeout:?})"
+    );
+    eprintln!(
+        "expiry detected {:?} after the timeout (polling receiver)",
+        latency - timeout
+    );
+    assert!(holder.wait(BOUND).contains("ack=Err(Expired)"));
+}
+
+#[test]
+fn a_holder_that_extends_keeps_its_message() {
+    let dir = common::tempdir();
+    let q = queue_with_timeout(dir.path(), 8, Duration::from_millis(200));
+    q.send(b"long job").unwrap();
+    let holder = Child::spawn(
+        dir.path(),
+        "hold",
+        &[
+            ("queue", &dir.path().join("q").display()),
+            ("hold_ms", &1200),
+            ("extend_ms", &100),
+        ],
+    );
+    held(&holder);
+    // Six timeouts long, nobody else gets it.
+    let start = Instant::now();
+    let mut buf = [0u8; 32];
+    while start.elapsed() < Duration::from_millis(1000) {
+        assert_eq!(q.try_recv(&mut buf), Err(Error::Empty));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let report = holder.wait(BOUND);
+    assert!(
+        report.contains("extended=Ok(())") && report.contains("ack=Ok(())"),
+        "{report}"
+    );
+    assert_eq!(q.stats().expired, 0);
+    assert_eq!(q.try_recv(&mut buf), Err(Error::Empty));
+}
+
+#[test]
+fn a_hung_holder_neither_wedges_producers_nor_loses_messages_and_keeps_its_bytes() {
+    let dir = common::tempdir();
+    let capacity = 4u32;
+    let q = queue_with_timeout(dir.path(), capacity, Duration::from_millis(50));
+    q.send(b"held").unwrap();
+    let holder = Child::spawn(
+        dir.path(),
+        "hold",
+        &[
+            ("queue", &dir.path().join("q").display()),
+            ("hold_ms", &4000),
+            ("extend_ms", &0),
+        ],
+    );
+    held(&holder);
+    // Ten times the capacity through the ring, wrapping round the held slot many times, with a
+    // receiver in another thread; nobody waits on the held slot for good.
+    let total = 10 * capacity;
+    let receiver = std::thread::scope(|s| {
+        let q2 = Queue::open(dir.path().join("q")).unwrap();
+        let receiver = s.spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 32];
+            while got.len() < total as usize + 1 {
+                let r = q2
+                    .recv_meta_timeout(&mut buf, Duration::from_secs(5))
+                    .expect("a receiver is never starved by the hung holder");
+                got.push((
+                    String::from_utf8_lossy(&buf[..r.len]).into_owned(),
+                    r.deliveries,
+                ));
+            }
+            got
+        });
+        for i in 0..total {
+            q.send_timeout(format!("m{i}").as_bytes(), Duration::from_secs(5))
+                .expect("a producer never waits on the hung holder's slot");
+        }
+        receiver.join().unwrap()
+    });
+    let mut expected: Vec<(String, u32)> = (0..total).map(|i| (format!("m{i}"), 1)).collect();
+    expected.push(("held".into(), 2));
+    let mut got = receiver;
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "every message exactly once, the expired one redelivered"
+    );
+    let report = holder.wait(BOUND);
+    assert!(
+        report.contains("intact=true") && report.contains("ack=Err(Expired)"),
+        "{report}"
+    );
+    // The holder let go: the whole capacity is usable again.
+    for i in 0..capacity {
+        q.try_send(&[i as u8])
+            .expect("the held slot is back in the ring");
+    }
+    assert_eq!(q.try_send(b"x"), Err(Error::Full));
+}
+
+#[test]
+fn a_hung_holder_that_is_killed_gives_its_slot_back() {
+    let dir = common::tempdir();
+    let capacity = 4u32;
+    let q = queue_with_timeout(dir.path(), capacity, Duration::from_millis(50));
+    q.send(b"held").unwrap();
+    let holder = Child::spawn(
+        dir.path(),
+        "hold",
+        &[
+            ("queue", &dir.path().join("q").display()),
+            ("hold_ms", &60_000),
+            ("extend_ms", &0),
+        ],
+    );
+    held(&holder);
+    let again = q.recv_in_place_timeout(BOUND).expect("the expired message");
+    assert_eq!((&*again, again.deliveries()), (&b"held"[..], 2));
+    again.ack().unwrap();
+    holder.kill();
+    // Recovery (a sweep, here asked for; a blocked call would run one) gives the dead holder's
+    // withheld slot back: once the queue is drained, all of its capacity is usable again.
+    let mut buf = [0u8; 32];
+    common::wait_until(BOUND, "the withheld slot is given back", || {
+        q.recover();
+        while q.try_recv(&mut buf).is_ok() {}
+        let mut sent = 0;
+        while q.try_send(b"x").is_ok() {
+            sent += 1;
+        }
+        while q.try_recv(&mut buf).is_ok() {}
+        sent == capacity
+    });
+}
+
+#[test]
+fn without_a_timeout_a_hold_never_lapses_and_extend_and_ack_succeed() {
+    let dir = common::tempdir();
+    let q = Queue::create(dir.path().join("q"), Options::new(4, 32)).unwrap();
+    assert_eq!(q.visibility_timeout(), None);
+    q.send(b"a").unwrap();
+    let g = q.try_recv_in_place().unwrap();
+    g.extend(Duration::from_millis(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(!q.recover());
+    assert_eq!(q.try_recv(&mut [0u8; 8]), Err(Error::Empty));
+    g.ack().unwrap();
+}
+
+#[test]
+fn extending_after_the_deadline_says_expired_and_bad_timeouts_are_refused() {
+    let dir = common::tempdir();
+    for bad in [Duration::ZERO, Duration::from_secs(13 * 3600)] {
+        let options = Options::new(4, 32).visibility_timeout(bad);
+        assert!(matches!(
+            Queue::create(dir.path().join("bad"), options),
+            Err(Error::InvalidOptions(_))
+        ));
+    }
+    let q = queue_with_timeout(dir.path(), 4, Duration::from_millis(20));
+    assert_eq!(q.visibility_timeout(), Some(Duration::from_millis(20)));
+    q.send(b"a").unwrap();
+    let g = q.try_recv_in_place().unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    assert_eq!(g.extend(Duration::from_secs(1)), Err(Error::Expired));
+    // Nobody took it over yet (nobody scanned): the holder may still acknowledge it.
+    g.ack().unwrap();
+    assert!(!q.recover());
+    assert_eq!(q.try_recv(&mut [0u8; 8]), Err(Error::Empty));
+}
