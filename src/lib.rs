@@ -179,7 +179,10 @@ pub use typed::{Typed, TypedGuard};
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod model {
-    pub use crate::recovery::claims::{resolve_dead, ClaimStore, Outcome, Resolution};
+    pub use crate::lease::{begin_hold, extend_hold, finish_hold};
+    pub use crate::recovery::claims::{
+        expire_lapsed, resolve_dead, ClaimStore, Outcome, Resolution,
+    };
     pub use crate::ring::{
         empty_state, Announcement, Claim, ClaimError, Claimer, Phase, Ring, Side, SlotState,
         SlotStates, RUN, STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_CAS,

@@ -12,9 +12,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 use shmq::model::{
-    empty_state, resolve_dead, wait_for, wake_all, wake_if_sleeping, Announcement, ClaimError,
-    ClaimStore, Claimer, Deadline, Resolution, Ring, Side, SlotStates, Waiter, RUN,
-    STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_CAS,
+    begin_hold, empty_state, expire_lapsed, extend_hold, finish_hold, resolve_dead, wait_for,
+    wake_all, wake_if_sleeping, Announcement, ClaimError, ClaimStore, Claimer, Deadline,
+    Resolution, Ring, Side, SlotStates, Waiter, RUN, STOP_AFTER_ANNOUNCEMENT, STOP_AFTER_CAS,
 };
 use shmq::model::{AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering;
@@ -42,7 +42,11 @@ struct Model {
     /// How many claims `resolve_claims` resolved, by kind (indexed by `Resolution as usize`).
     /// Plain atomics, outside the model: they synchronise nothing and are read after the
     /// threads are joined.
-    resolved: [std::sync::atomic::AtomicU32; 5],
+    resolved: [std::sync::atomic::AtomicU32; 6],
+    /// Per slot, the lease word of an in-place hold (see `src/lease.rs`), used when `leases`.
+    lease_words: Vec<AtomicU64>,
+    /// Whether holds have leases (a visibility timeout).
+    leases: bool,
 }
 
 struct HeapSlots<'a>(&'a [AtomicU64]);
@@ -79,7 +83,16 @@ impl Model {
             drops,
             max_deliveries,
             resolved: Default::default(),
+            lease_words: (0..cap).map(|_| AtomicU64::new(0)).collect(),
+            leases: false,
         })
+    }
+
+    /// A ring of `cap` slots whose in-place holds have leases.
+    fn with_leases(cap: u64) -> Arc<Self> {
+        let mut m = Model::with_policy(cap, false, 0);
+        Arc::get_mut(&mut m).unwrap().leases = true;
+        m
     }
 
     fn ring(&self) -> Ring<'_, HeapSlots<'_>> {
@@ -474,6 +487,12 @@ impl ClaimStore for Model {
     fn live_announces(&self, pos: u64, side: Side) -> bool {
         (0..TOKENS).any(|t| !self.is_dead(t as u32) && self.lanes[t].covers(pos, side))
     }
+    fn leases(&self) -> bool {
+        self.leases
+    }
+    fn lease(&self, pos: u64) -> &AtomicU64 {
+        &self.lease_words[self.index(pos)]
+    }
 }
 
 /// Set when some interleaving redelivered in place / by copy: proof both paths are explored.
@@ -638,7 +657,7 @@ fn two_survivors_resolve_one_claim(cap: u64, drops: bool, max_deliveries: u32, e
             "exactly one survivor resolves it: {outcomes:?}"
         );
         assert_eq!(m.resolved(expect), 1);
-        let total: u32 = (0..5)
+        let total: u32 = (0..6)
             .map(|i| m.resolved[i].load(std::sync::atomic::Ordering::SeqCst))
             .sum();
         assert_eq!(total, 1, "one resolution in all");
@@ -789,5 +808,150 @@ fn recovery_never_repairs_a_live_claim() {
         got.extend(m.drain_counted(3));
         assert!(sent);
         assert_eq!(got, [(msg(1, 0), 1)]);
+    });
+}
+
+// The visibility timeout (`src/lease.rs`): for each in-place hold, exactly one of "the holder's
+// acknowledgement succeeds" and "the message is handed out again" happens, and the holder's
+// bytes are never written while it holds them. Deadlines are in the models' own milliseconds:
+// a hold begun at 0 with a timeout of 10 has lapsed for a survivor scanning at 100.
+
+/// A message held in place by `OWNER_A` in a ring of `cap` slots with leases, its deadline 10.
+fn held_message(cap: u64) -> (Arc<Model>, u64, u64) {
+    let m = Model::with_leases(cap);
+    m.try_send(OWNER_B, msg(1, 0)).unwrap();
+    let r = m.ring();
+    let claim = r.claim_recv(m.claimer(OWNER_A), 1, |_| true).unwrap();
+    let deadline = begin_hold(
+        &r,
+        &m.lease_words[m.index(claim.first)],
+        claim.first,
+        OWNER_A,
+        0,
+        10,
+    );
+    (m.clone(), claim.first, deadline)
+}
+
+/// The holder reads its bytes (loom checks that nobody writes them meanwhile), then
+/// acknowledges; returns whether the acknowledgement won.
+fn hold_then_ack(m: &Model, pos: u64, deadline: u64) -> bool {
+    // SAFETY: the held slot's bytes are the holder's to read until it lets go; loom checks it.
+    let value = m.payload[m.index(pos)].with(|p| unsafe { *p });
+    assert_eq!(value, msg(1, 0));
+    let acked = finish_hold(
+        &m.ring(),
+        &m.lease_words[m.index(pos)],
+        pos,
+        OWNER_A,
+        deadline,
+    );
+    wake_if_sleeping(&m.send_wait);
+    acked
+}
+
+/// A late acknowledgement races a survivor that finds the hold lapsed, while a producer sends
+/// into a ring of two slots (the survivor's copy and the producer compete for the free one, and
+/// then the producer may come round to the held slot): either the ack wins and the message is
+/// gone, or the message is handed out again with its delivery count raised and the ack says
+/// so; never both, never neither. The holder's bytes are never written while it reads them
+/// (loom checks the payload cell), and afterwards its slot is back in the ring.
+#[test]
+fn a_late_ack_races_expiry_and_exactly_one_wins() {
+    static ACKED_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static EXPIRED_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    loom::model(|| {
+        let (m, pos, deadline) = held_message(2);
+        let holder = {
+            let m = m.clone();
+            thread::spawn(move || hold_then_ack(&m, pos, deadline))
+        };
+        let survivor = {
+            let m = m.clone();
+            thread::spawn(move || expire_lapsed(&*m, m.claimer(3), 100))
+        };
+        let producer = {
+            let m = m.clone();
+            thread::spawn(move || m.try_send(OWNER_B, msg(2, 0)).is_ok())
+        };
+        let acked = holder.join().unwrap();
+        survivor.join().unwrap();
+        let sent = producer.join().unwrap();
+        // A survivor that found no room gave the hold back for a later scan: this one.
+        expire_lapsed(&*m, m.claimer(3), 100);
+        let handed_out = m.resolved(Resolution::Expired)
+            + m.resolved(Resolution::RedeliveredInPlace)
+            + m.resolved(Resolution::RedeliveredByCopy);
+        assert_eq!(
+            handed_out,
+            u32::from(!acked),
+            "ack {acked}, handed out {handed_out}"
+        );
+        let seen = if acked { &ACKED_SEEN } else { &EXPIRED_SEEN };
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut got = m.drain_counted(3);
+        got.sort();
+        let mut want = vec![];
+        if sent {
+            want.push((msg(2, 0), 1));
+        }
+        if !acked {
+            want.push((msg(1, 0), 2));
+        }
+        want.sort();
+        assert_eq!(got, want);
+        // Nothing is withheld any more: a full lap of sends and receives goes through.
+        for seq in 1..3 {
+            m.try_send(OWNER_B, msg(2, seq)).unwrap();
+        }
+        assert_eq!(m.drain_counted(3).len(), 2);
+    });
+    // Both outcomes were explored.
+    assert!(ACKED_SEEN.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(EXPIRED_SEEN.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// The holder extends its hold while a survivor scans with a clock past the old deadline but
+/// before the new one: exactly one wins (extend, then the ack succeeds; or the expiry, then the
+/// extension and the ack both say so), and the message is never handed out twice.
+#[test]
+fn an_extension_races_expiry_and_exactly_one_wins() {
+    loom::model(|| {
+        let (m, pos, deadline) = held_message(2);
+        let holder = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let word = &m.lease_words[m.index(pos)];
+                let extended = extend_hold(word, deadline, 5, 1000);
+                let acked = hold_then_ack(&m, pos, extended.unwrap_or(deadline));
+                (extended.is_some(), acked)
+            })
+        };
+        let survivor = {
+            let m = m.clone();
+            thread::spawn(move || expire_lapsed(&*m, m.claimer(3), 100))
+        };
+        let (extended, acked) = holder.join().unwrap();
+        survivor.join().unwrap();
+        expire_lapsed(&*m, m.claimer(3), 100);
+        let expired = m.resolved(Resolution::Expired)
+            + m.resolved(Resolution::RedeliveredInPlace)
+            + m.resolved(Resolution::RedeliveredByCopy)
+            == 1;
+        assert_eq!(extended, acked, "an extended hold is acknowledged");
+        assert_eq!(
+            acked, !expired,
+            "extended {extended}, acked {acked}, expired {expired}"
+        );
+        let got = m.drain_counted(3);
+        if expired {
+            assert_eq!(got, [(msg(1, 0), 2)]);
+        } else {
+            assert!(got.is_empty(), "{got:?}");
+        }
+        for seq in 1..3 {
+            m.try_send(OWNER_B, msg(2, seq)).unwrap();
+        }
+        assert_eq!(m.drain_counted(3).len(), 2);
     });
 }
