@@ -49,6 +49,8 @@
 //! | `READING`  | claimed by consumer `owner`, who is reading the message of `pos`               |
 //! | `LENT`     | claimed by consumer `owner`, who holds it beyond one call (a `RecvGuard`)       |
 //! | `SKIP`     | `pos` holds no message (a cancelled send); consumers claim and free it         |
+//! | `WITHHELD` | free for the producer of `pos`, but its bytes are lent to `owner`: passed over |
+//! | `WITHHELD_SKIP` | `pos` holds no message, bytes lent to `owner`: consumers pass it over     |
 //!
 //! A slot's life: `EMPTY(p) → [tail passes p] → WRITING(p) (→ RESERVED(p)) → FULL(p) | SKIP(p)
 //! → [head passes p] → READING(p) (→ LENT(p)) → EMPTY(p + cap)`. The bracketed steps are the
@@ -96,6 +98,32 @@
 //! owns or needs anyway): if the next position is claimed, so is this one, and the caller waits
 //! too. What remains inexact is two claimers preempted between CAS and stamp at once, at the
 //! cursor and next to it: then `Empty` or `Full` may be reported while they are descheduled.
+//!
+//! # Withheld slots
+//! In a queue with a visibility timeout, a message held in place (`LENT`) past its deadline is
+//! handed out again (see `lease` and `recovery::claims`): it is copied to a slot at the tail,
+//! and its own slot is *detached*, `LENT(p, holder)` becoming `WITHHELD(p + cap, holder)`. The
+//! holder may still be reading those bytes, so nobody may write them until it lets go; yet no
+//! producer may wait for a holder that may never let go. So the slot goes round the ring empty:
+//! - the producer whose position `q` falls on `WITHHELD(q)` claims `q` with its usual cursor
+//!   CAS (announced, like any claim) and turns the slot into `WITHHELD_SKIP(q)`, then goes on to
+//!   claim `q + 1`: `q` holds no message;
+//! - the consumer whose position `q` falls on `WITHHELD_SKIP(q)` claims it and turns it into
+//!   `WITHHELD(q + cap)`, as it would free a tombstone.
+//!
+//! Each pass is a CAS from the exact word seen after the cursor CAS, so it fails only if the
+//! holder gave the slot back meanwhile (`undetach`: `WITHHELD(q)` becomes `EMPTY(q)`,
+//! `WITHHELD_SKIP(q)` becomes `SKIP(q)`); then the position is the passer's own ordinary claim,
+//! cancelled or freed as usual. A passer that dies between its cursor CAS and its pass leaves
+//! `WITHHELD(q)` below the tail (or `WITHHELD_SKIP(q)` below the head) with no live announcement
+//! of `q`: a survivor finishes the pass, exactly as it tombstones an unstamped send. A holder
+//! that dies leaves its slot withheld for a dead owner: a survivor gives it back. So a hung
+//! holder costs the queue one slot, and only while it keeps its guard.
+//!
+//! If the tail has come round to the held slot itself (every other slot full, or being read),
+//! the message cannot be copied to the tail; then the taker claims the held slot's next
+//! position and the one after it together (`claim_past_held`), copies the message into the
+//! second, and detaches the slot straight to `WITHHELD_SKIP`, the first position passed over.
 //!
 //! # Orderings
 //! The payload is handed over by the state word alone: a producer's `Release` store of `FULL`
