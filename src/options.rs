@@ -104,7 +104,7 @@ impl Options {
     /// # let dir = tempfile::tempdir().unwrap();
     /// use shmq::{Error, Options, Queue};
     /// let world = Options::new(8, 64).mode(0o666);
-    /// let refused = Queue::create(dir.path().join("a"), world);
+    /// let refused = Queue::create(dir.path().join("a"), world.clone());
     /// assert!(matches!(refused, Err(Error::InvalidOptions(_))));
     /// Queue::create(dir.path().join("b"), world.allow_other_access(true))?;
     /// # Ok::<(), shmq::Error>(())
