@@ -210,9 +210,11 @@ pub fn finish_hold<S: SlotStates>(
 }
 
 /// Extends a hold whose lease on `word` has `deadline` to `timeout_ms` after `now_ms`: the new
-/// deadline, or `None` if the hold lapsed (its deadline not after `now_ms`) or was taken over.
+/// deadline, or `None` if the hold lapsed (its deadline is before `now_ms`) or was taken over.
+/// A deadline is a whole millisecond and a hold lapses only once the clock is past it, so never
+/// before its full timeout.
 pub fn extend_hold(word: &AtomicU64, deadline: u64, now_ms: u64, timeout_ms: u64) -> Option<u64> {
-    if deadline_of(deadline) <= now_ms {
+    if deadline_of(deadline) < now_ms {
         return None;
     }
     let later = later_deadline(deadline, now_ms, timeout_ms);

@@ -47,6 +47,7 @@ const SLOT_STATE: u64 = 0;
 const SLOT_LEN: u64 = 8;
 const SLOT_DELIVERIES: u64 = 12;
 const SLOT_ID: u64 = 16;
+const SLOT_LEASE: u64 = 24;
 /// The slot state word: `pos << 24 | owner << 4 | phase` (see `src/ring.rs`).
 const POS_MASK: u64 = (1 << 40) - 1;
 const EMPTY: u64 = 0;
@@ -166,6 +167,11 @@ enum Op {
         slot: u32,
         value: u64,
     },
+    /// Writes a slot's lease word (the visibility timeout's: deadline, flags, taker).
+    Lease {
+        slot: u32,
+        value: u64,
+    },
     /// Writes a 32-bit word of one of the first entries of the participant table (the live and
     /// dead participants are there).
     Participant {
@@ -184,6 +190,12 @@ enum Op {
     Reserve(Option<usize>),
     TryRecv(usize),
     TryRecvInPlace,
+    /// Receives in place and keeps the guard across the next operations.
+    Hold,
+    /// Acknowledges the oldest guard kept (`ack`: `Ok` or `Expired`).
+    Ack,
+    /// Extends the newest guard kept by this many milliseconds.
+    Extend(u64),
     TryRecvBatch(usize),
     /// A blocking receive into a buffer of this size, with a short timeout (it sweeps).
     RecvTimeout(usize),
@@ -197,7 +209,7 @@ fn op() -> impl Strategy<Value = Op> {
     let slot = 0..CAPACITY;
     let delta = -12i64..12;
     prop_oneof![
-        (slot.clone(), any::<bool>(), delta.clone(), 0..4u64, 0..7u64).prop_map(
+        (slot.clone(), any::<bool>(), delta.clone(), 0..4u64, 0..9u64).prop_map(
             |(slot, from_tail, delta, owner, phase)| Op::NearState {
                 slot,
                 from_tail,
@@ -206,7 +218,16 @@ fn op() -> impl Strategy<Value = Op> {
                 phase
             }
         ),
-        (slot.clone(), any::<u64>()).prop_map(|(slot, w)| Op::BadPhase { slot, word: w | 8 }),
+        // Phases 9 to 15: none is written by an honest peer.
+        (slot.clone(), any::<u64>()).prop_map(|(slot, w)| Op::BadPhase {
+            slot,
+            word: (w & !0xF) | (9 + (w & 0xF) % 7)
+        }),
+        (
+            slot.clone(),
+            prop_oneof![0..64u64, any::<u64>(), (0..16u64).prop_map(|f| f << 60 | 5)]
+        )
+            .prop_map(|(slot, value)| Op::Lease { slot, value }),
         (slot, prop_oneof![0..=MAX + 2, Just(u32::MAX), any::<u32>()])
             .prop_map(|(slot, len)| Op::Len { slot, len }),
         (any::<bool>(), delta, prop::bool::weighted(0.1)).prop_map(|(tail, delta, closed)| {
@@ -221,7 +242,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..32u64, any::<u32>()).prop_map(|(word, value)| Op::Identity { word, value }),
         (any::<bool>(), prop_oneof![0..4u32, any::<u32>()])
             .prop_map(|(senders, value)| Op::WaitWord { senders, value }),
-        (0..8u64, any::<u64>()).prop_map(|(index, value)| Op::Counter { index, value }),
+        (0..12u64, any::<u64>()).prop_map(|(index, value)| Op::Counter { index, value }),
         (0..4u64, 0..12u64, prop_oneof![0..8u32, any::<u32>()])
             .prop_map(|(entry, word, value)| Op::Participant { entry, word, value }),
         (0..CAPACITY, prop_oneof![0..64u64, any::<u64>()])
@@ -234,6 +255,9 @@ fn op() -> impl Strategy<Value = Op> {
         prop::option::of(0..=MAX as usize + 2).prop_map(Op::Reserve),
         (0..=MAX as usize + 2).prop_map(Op::TryRecv),
         Just(Op::TryRecvInPlace),
+        Just(Op::Hold),
+        Just(Op::Ack),
+        (0..50u64).prop_map(Op::Extend),
         (1..6usize).prop_map(Op::TryRecvBatch),
         Just(Op::Close),
     ]
@@ -266,6 +290,7 @@ fn run(start: &[u8], ops: &[Op]) -> Result<(), TestCaseError> {
     let q = &t.queue;
     let brief = Duration::from_millis(1);
     let max = MAX as usize;
+    let mut held = std::collections::VecDeque::new();
     for op in ops {
         let s = q.stats();
         let cursor = |from_tail: bool| if from_tail { s.sent } else { s.received };
@@ -292,6 +317,32 @@ fn run(start: &[u8], ops: &[Op]) -> Result<(), TestCaseError> {
                 t.write_u32(PARTICIPANTS + entry * ENTRY + word * 4, value)
             }
             Op::MessageId { slot, value } => t.write_u64(t.slot(slot) + SLOT_ID, value),
+            Op::Lease { slot, value } => t.write_u64(t.slot(slot) + SLOT_LEASE, value),
+            Op::Hold => {
+                let got = allowed!(
+                    "try_recv_in_place",
+                    q.try_recv_in_place(),
+                    Error::Empty | Error::Closed | Error::Corrupt { .. }
+                );
+                if let Some(m) = got {
+                    prop_assert!(m.len() <= max);
+                    held.push_back(m);
+                }
+            }
+            Op::Ack => {
+                if let Some(m) = held.pop_front() {
+                    allowed!("ack", m.ack(), Error::Expired);
+                }
+            }
+            Op::Extend(ms) => {
+                if let Some(m) = held.back() {
+                    allowed!(
+                        "extend",
+                        m.extend(Duration::from_millis(ms)),
+                        Error::Expired
+                    );
+                }
+            }
             Op::Cursor {
                 tail,
                 delta,
@@ -412,7 +463,9 @@ fn run(start: &[u8], ops: &[Op]) -> Result<(), TestCaseError> {
 /// are still marked in use, their claims unresolved.
 fn queue_with_dead_participants(dir: &Path) -> Vec<u8> {
     let path = dir.join("template");
-    let q = Queue::create(&path, Options::new(CAPACITY, MAX)).unwrap();
+    // A visibility timeout of 1 ms: holds lapse during the property, so expiry runs too.
+    let options = Options::new(CAPACITY, MAX).visibility_timeout(Duration::from_millis(1));
+    let q = Queue::create(&path, options).unwrap();
     q.try_send(b"held").unwrap();
     q.try_send(b"next").unwrap();
     victim(dir, &path, "victim-recv", "recv-claimed").kill();

@@ -220,7 +220,7 @@ pub fn expire_lapsed<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>, now_ms:
 
 /// A message held in place (`LENT(pos, holder)`, the slot showing `word`) in a queue whose holds
 /// have leases: hands it out again if its hold is due, that is if the holder is gone
-/// (`holder_gone`: dead, or its handle closing), let go after losing, or its deadline is not
+/// (`holder_gone`: dead, or its handle closing), let go after losing, or its deadline is before
 /// after `now_ms`. The lease decides against the holder's acknowledgement (see `lease`).
 /// Returns as [`resolve_message`] does; `Some(false)` when nothing was due.
 fn resolve_lent<Q: ClaimStore + ?Sized, S: SlotStates>(
@@ -250,7 +250,7 @@ fn resolve_lent<Q: ClaimStore + ?Sized, S: SlotStates>(
             // A live taker is handing it out.
             return if holder_gone { None } else { Some(false) };
         }
-    } else if !(holder_gone || seen & GONE != 0 || lease::deadline_of(seen) <= now_ms) {
+    } else if !(holder_gone || seen & GONE != 0 || lease::deadline_of(seen) < now_ms) {
         return Some(false); // in force
     }
     let Some(taken) = lease.take(seen, me.token) else {
