@@ -153,8 +153,16 @@ impl Queue {
     /// The file is written in full under a temporary name in the same directory and then linked
     /// into place, so other processes never see a half-written queue; if `path` exists (even if
     /// created a moment earlier by a racing process), this fails with `AlreadyExists`.
-    pub fn create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
+    pub fn create(path: impl AsRef<Path>, mut options: Options) -> Result<Queue> {
         let path = path.as_ref();
+        // The dead-letter queue is opened by whichever process dead-letters a message, from its
+        // own working directory: record the path absolute (before it is validated, since that
+        // makes it longer; an empty path is left for validation to refuse).
+        if let Some(dlq) = options.dead_letter_queue.as_mut() {
+            if dlq.is_relative() && !dlq.as_os_str().is_empty() {
+                *dlq = std::path::absolute(&*dlq).map_err(|e| Error::from_io_at(e, dlq))?;
+            }
+        }
         let geometry = Geometry::new(options.capacity, options.max_message_size)?;
         options.validate()?;
         let dir = match path.parent() {

@@ -924,3 +924,64 @@ fn bench_scaling_and_size_rows_run_and_keep_their_json_names() {
         assert!(value.is_some_and(|v| v > 0.0), "{name}: {row}");
     }
 }
+
+#[test]
+fn create_takes_a_visibility_timeout_and_a_dead_letter_queue_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = dir.path().join("dlq");
+    let dlq_text = dlq.to_str().unwrap();
+    let (_d, path) = queue_with(
+        8,
+        32,
+        &[
+            "--visibility-timeout",
+            "1.5s",
+            "--dead-letter-queue",
+            dlq_text,
+        ],
+    );
+    let q = Queue::open(&path).unwrap();
+    assert_eq!(q.visibility_timeout(), Some(Duration::from_millis(1500)));
+    assert_eq!(q.dead_letter_queue(), Some(dlq.as_path()));
+
+    // A relative dead-letter path is recorded absolute: whoever dead-letters a message opens it
+    // from its own working directory.
+    let path = dir.path().join("relative");
+    let mut cmd = command(&at(
+        "create",
+        &path,
+        &[
+            "--capacity",
+            "8",
+            "--max-message-size",
+            "32",
+            "--dead-letter-queue",
+            "dlq",
+        ],
+    ));
+    cmd.current_dir(dir.path());
+    run(cmd, b"").assert_ok();
+    let q = Queue::open(&path).unwrap();
+    assert_eq!(
+        q.dead_letter_queue(),
+        Some(
+            std::fs::canonicalize(dir.path())
+                .unwrap()
+                .join("dlq")
+                .as_path()
+        )
+    );
+
+    let path = dir.path().join("q");
+    let create = |rest: &[&str]| {
+        let mut args = vec!["--capacity", "8", "--max-message-size", "32"];
+        args.extend_from_slice(rest);
+        shmq(&at("create", &path, &args), b"")
+    };
+    create(&["--visibility-timeout", "soon"]).assert_one_line_error(2, "--visibility-timeout");
+    create(&["--visibility-timeout", "0"]).assert_one_line_error(1, "visibility timeout");
+    create(&["--visibility-timeout", "13h"]).assert_one_line_error(1, "visibility timeout");
+    let long = format!("/{}", "x".repeat(1100));
+    create(&["--dead-letter-queue", &long]).assert_one_line_error(1, "dead-letter queue path");
+    assert!(!path.exists(), "a refused create left a file");
+}

@@ -129,6 +129,17 @@ struct shmq_options {
                                      widened later SHMQ_PERMISSION_DENIED: anyone who can read a
                                      queue can keep handles from registering, anyone who can
                                      write it can corrupt it. Share with a group (0660). */
+    /* Appended with the visibility timeout; the fields above keep their offsets. */
+    uint64_t visibility_timeout_ns; /**< how long a message received in place may be held
+                                     before it is handed out again with its delivery count
+                                     raised (SQS's visibility timeout): 1 ms to 12 h in ns;
+                                     0 = none (held until released or its holder dies). A
+                                     copying receive deletes the message, so it never applies. */
+    const char *dead_letter_queue; /**< NULL = none; else the path (at most 1023 bytes, made
+                                     absolute) of a queue that a message delivered
+                                     max_deliveries times is sent to instead of being dropped.
+                                     If it is missing or full when that happens, the message
+                                     stays here and dead_letter_failures counts it. */
 };
 
 /** A snapshot of a queue's configuration and counters, filled by shmq_stats(). The tag and the

@@ -87,6 +87,15 @@ enum Command {
         /// group (--mode 660) instead where you can
         #[arg(long)]
         allow_other_access: bool,
+        /// How long a message received in place may be held before it is handed out again,
+        /// with its delivery count raised (SQS's visibility timeout; 1ms to 12h, e.g. 30s).
+        /// Without it a message is held until its receiver releases it or dies
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        visibility_timeout: Option<std::time::Duration>,
+        /// Where a message goes once it has been delivered --max-deliveries times without being
+        /// released: another shmq queue (which must exist by then), instead of being dropped
+        #[arg(long, value_name = "PATH")]
+        dead_letter_queue: Option<PathBuf>,
     },
     /// Send each line of stdin (without its newline) as one message; waits while the queue is full
     Send {
@@ -246,6 +255,8 @@ fn main() -> ExitCode {
             on_consumer_death,
             max_deliveries,
             allow_other_access,
+            visibility_timeout,
+            dead_letter_queue,
         } => {
             if on_consumer_death == lifecycle::Policy::Drop && max_deliveries != 0 {
                 return usage_error(Cli::command().error(
@@ -253,11 +264,17 @@ fn main() -> ExitCode {
                     "--max-deliveries applies only with --on-consumer-death redeliver",
                 ));
             }
-            let options = Options::new(capacity, max_message_size)
+            let mut options = Options::new(capacity, max_message_size)
                 .mode(mode)
                 .on_consumer_death(on_consumer_death.into())
                 .max_deliveries(max_deliveries)
                 .allow_other_access(allow_other_access);
+            if let Some(timeout) = visibility_timeout {
+                options = options.visibility_timeout(timeout);
+            }
+            if let Some(dlq) = dead_letter_queue {
+                options = options.dead_letter_queue(dlq);
+            }
             lifecycle::create(&path, options)
         }
         Command::Send { path } => transfer::send(&path),
