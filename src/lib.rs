@@ -96,6 +96,8 @@ mod async_wait;
 #[cfg(not(loom))]
 mod channel;
 #[cfg(not(loom))]
+mod dead_letter;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod file;
@@ -150,7 +152,7 @@ pub use layout::{
     MAGIC, PARTICIPANTS, PLATFORM, VERSION,
 };
 #[cfg(not(loom))]
-pub use options::{OnConsumerDeath, Options, Received};
+pub use options::{OnConsumerDeath, Options, Origin, Received};
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]

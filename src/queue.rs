@@ -66,6 +66,9 @@ pub struct Queue {
     settled: AtomicBool,
     /// Guards of this handle alive now (see `hold_begin`).
     guards: AtomicU32,
+    /// The dead-letter queue, opened when recovery first sends a message there (see
+    /// `dead_letter`).
+    dead_letter: crate::dead_letter::DeadLetterCell,
     path: PathBuf,
 }
 
@@ -241,6 +244,7 @@ impl Queue {
             recv_watch: recovery::StuckWatch::default(),
             settled: AtomicBool::new(false),
             guards: AtomicU32::new(0),
+            dead_letter: crate::dead_letter::DeadLetterCell::default(),
             path: path.to_path_buf(),
         };
         queue.me = recovery::register(queue.survivor())?;
@@ -307,6 +311,14 @@ impl Queue {
         self.mapping.dead_letter_queue()
     }
 
+    /// The queue's identity: its creation time, in nanoseconds since the Unix epoch. Two queue
+    /// files made at different instants differ in it, and it survives renames; a dead-letter
+    /// queue's consumer compares it with [`Origin::queue`](crate::Origin::queue) to tell which
+    /// queue a message came from.
+    pub fn identity(&self) -> u64 {
+        self.mapping.identity()
+    }
+
     pub(crate) fn header(&self) -> &Header {
         self.mapping.header()
     }
@@ -332,6 +344,7 @@ impl Queue {
         Survivor {
             mapping: &self.mapping,
             liveness: &self.liveness,
+            dead_letter: &self.dead_letter,
         }
     }
 
@@ -703,6 +716,7 @@ impl Queue {
             pos: claim.first,
             committed: false,
             earlier_deliveries: 0,
+            origin: (0, 0),
         })
     }
 
@@ -902,6 +916,10 @@ impl Queue {
         let slot = self.mapping.slot(claim.first);
         let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
         let id = slot.id.load(Ordering::Relaxed);
+        let origin = crate::options::Origin::from_words(
+            slot.origin.load(Ordering::Relaxed),
+            slot.origin_id.load(Ordering::Relaxed),
+        );
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
         let fits = len <= buf.len();
         if fits {
@@ -913,6 +931,7 @@ impl Queue {
                 len,
                 deliveries,
                 id,
+                origin,
             })
         } else {
             Err(Error::corrupt(
@@ -1272,11 +1291,23 @@ pub struct SendGuard<'q> {
     committed: bool,
     /// Deliveries of this message that happened before it was sent (see `set_deliveries`).
     earlier_deliveries: u32,
+    /// For a dead-lettered message: its source queue's identity and its id there (see
+    /// `set_origin`); `(0, 0)` otherwise.
+    origin: (u64, u64),
 }
 
 impl SendGuard<'_> {
     /// Publishes the first `len` bytes written as one message.
     pub fn commit(mut self, len: usize) -> Result<()> {
+        self.prepare(len)?;
+        self.publish_prepared();
+        Ok(())
+    }
+
+    /// Writes the metadata of the message (its first `len` bytes written) without publishing
+    /// it: the slot stays reserved, and the message complete in it. `redrive` records the
+    /// position (returned) as committed before it publishes (see `redrive`).
+    pub(crate) fn prepare(&mut self, len: usize) -> Result<u64> {
         self.queue.mapping.check_len(len)?;
         let slot = self.queue.mapping.slot(self.pos);
         self.queue.mapping.write_meta(slot, self.pos, len);
@@ -1284,10 +1315,24 @@ impl SendGuard<'_> {
             slot.deliveries
                 .store(self.earlier_deliveries, Ordering::Relaxed);
         }
+        if self.origin != (0, 0) {
+            slot.origin.store(self.origin.0, Ordering::Relaxed);
+            slot.origin_id.store(self.origin.1, Ordering::Relaxed);
+        }
+        Ok(self.pos)
+    }
+
+    /// Publishes a message written by [`prepare`](Self::prepare).
+    pub(crate) fn publish_prepared(mut self) {
         self.queue.ring().publish(self.pos);
         self.committed = true;
         self.queue.wake(&self.queue.header().recv_wait.0);
-        Ok(())
+    }
+
+    /// Records where a dead-lettered message came from (see [`Origin`](crate::Origin)):
+    /// written by the next `prepare` or `commit`.
+    pub(crate) fn set_origin(&mut self, queue: u64, id: u64) {
+        self.origin = (queue, id);
     }
 }
 
@@ -1388,6 +1433,16 @@ impl RecvGuard<'_> {
     /// ```
     pub fn id(&self) -> u64 {
         self.queue.mapping.slot(self.pos).id.load(Ordering::Relaxed)
+    }
+
+    /// Where this message came from, if a queue dead-lettered it into this one (see
+    /// [`Origin`](crate::Origin)); `None` for any other message.
+    pub fn origin(&self) -> Option<crate::Origin> {
+        let slot = self.queue.mapping.slot(self.pos);
+        crate::options::Origin::from_words(
+            slot.origin.load(Ordering::Relaxed),
+            slot.origin_id.load(Ordering::Relaxed),
+        )
     }
 }
 
