@@ -117,6 +117,8 @@ mod queue;
 mod reactor;
 #[cfg(not(loom))]
 mod recovery;
+#[cfg(not(loom))]
+mod redrive;
 /// Under loom, only the part of recovery that resolves a dead participant's claims (the rest
 /// needs a mapped file and the kernel's locks): the models run it over a heap store.
 #[cfg(loom)]

@@ -333,6 +333,24 @@ impl Queue {
         self.mapping.ring()
     }
 
+    /// The id recorded in the slot of position `pos` (for `redrive`, which looks for one
+    /// message by id).
+    pub(crate) fn slot_id(&self, pos: u64) -> u64 {
+        self.mapping.slot(pos).id.load(Ordering::Relaxed)
+    }
+
+    /// Whether the participant with `token` is gone (the kernel's lock says so; our own entries
+    /// are alive).
+    pub(crate) fn is_dead(&self, token: u32) -> bool {
+        self.liveness.is_dead(self.participants(), token)
+    }
+
+    /// Wakes the receivers sleeping on this queue (after a message was published by other
+    /// means than a guard: `redrive`).
+    pub(crate) fn wake_receivers(&self) {
+        self.wake(&self.header().recv_wait.0);
+    }
+
     /// The open file description holding our participant lock (also the liveness probe).
     pub(crate) fn file(&self) -> &File {
         self.liveness.file()

@@ -213,7 +213,9 @@ fn abandon_send<Q: ClaimStore + ?Sized, S: SlotStates>(
     pos: u64,
     word: u64,
 ) -> Option<bool> {
-    if queue.committed_by_redrive(pos) {
+    let reserved = SlotState::decode(word)
+        .is_some_and(|state| matches!(state.phase, Phase::Reserved | Phase::Writing));
+    if reserved && queue.committed_by_redrive(pos) {
         if !ring.publish_abandoned(pos, word) {
             return Some(false);
         }

@@ -16,6 +16,7 @@ mod generated;
 mod lifecycle;
 mod ls;
 mod metrics;
+mod redrive;
 mod stat;
 mod topic;
 mod transfer;
@@ -138,6 +139,25 @@ enum Command {
     Rm {
         /// The queue
         path: PathBuf,
+    },
+    /// Move the messages of a dead-letter queue back into a queue, each exactly once
+    ///
+    /// Each message is received in place, written into QUEUE, committed there through QUEUE's
+    /// redrive ledger, and only then released from DLQ: a redrive killed at any instant and run
+    /// again moves every message once (as long as it is the only consumer of DLQ). Moved
+    /// messages start over: delivery count 1. Waits while QUEUE is full. One redrive at a time
+    /// per QUEUE; a second fails at once. Shows a progress bar when stderr is a terminal, and
+    /// prints a summary line on stdout.
+    Redrive {
+        /// The dead-letter queue to empty
+        #[arg(value_name = "DLQ")]
+        dlq: PathBuf,
+        /// The queue to move the messages into
+        #[arg(long, value_name = "QUEUE")]
+        to: PathBuf,
+        /// Move at most N messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
     },
     /// Print the queue's header fields, counters and participants
     ///
@@ -291,6 +311,7 @@ fn main() -> ExitCode {
             transfer::recv(&path, count, timeout, release)
         }
         Command::Close { path } => lifecycle::close(&path),
+        Command::Redrive { dlq, to, count } => redrive::redrive(&dlq, &to, count),
         Command::Rm { path } => lifecycle::rm(&path),
         Command::Stat {
             paths,
