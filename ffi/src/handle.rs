@@ -415,6 +415,17 @@ pub struct shmq_stats {
     pub on_consumer_death: u32,
     /// The queue's delivery limit; 0 is unlimited.
     pub max_deliveries: u32,
+    // Appended with the visibility timeout and the dead-letter queue.
+    /// Messages held in place past the visibility timeout and handed out again.
+    pub expired: u64,
+    /// Messages that reached `max_deliveries` but could not be sent to the dead-letter queue.
+    pub dead_letter_failures: u64,
+    /// Messages received and not yet released.
+    pub in_flight: u64,
+    /// Age of the oldest hold, in nanoseconds (0: none).
+    pub oldest_hold_ns: u64,
+    /// The queue's visibility timeout in nanoseconds; 0 is none.
+    pub visibility_timeout_ns: u64,
 }
 
 // The layout `shmq.h` declares (checked from C by `tests/c/api.c` against the same numbers).
@@ -426,7 +437,9 @@ const _: () = {
     assert!(offset_of!(shmq_stats, dead_lettered) == 120);
     assert!(offset_of!(shmq_stats, on_consumer_death) == 128);
     assert!(offset_of!(shmq_stats, max_deliveries) == 132);
-    assert!(size_of::<shmq_stats>() == 136);
+    assert!(offset_of!(shmq_stats, expired) == 136);
+    assert!(offset_of!(shmq_stats, visibility_timeout_ns) == 168);
+    assert!(size_of::<shmq_stats>() == 176);
     assert!(offset_of!(shmq_options, max_deliveries) == 16);
     assert!(offset_of!(shmq_options, allow_other_access) == 20);
     assert!(offset_of!(shmq_options, visibility_timeout_ns) == 24);
@@ -473,6 +486,11 @@ pub unsafe extern "C" fn shmq_stats(q: *const shmq, out: *mut shmq_stats) -> c_i
                 OnConsumerDeath::Drop => SHMQ_ON_CONSUMER_DEATH_DROP,
             },
             max_deliveries: s.max_deliveries,
+            expired: s.expired,
+            dead_letter_failures: s.dead_letter_failures,
+            in_flight: s.in_flight,
+            oldest_hold_ns: s.oldest_hold_ns,
+            visibility_timeout_ns: s.visibility_timeout_ns,
         };
         // SAFETY: `out` is non-NULL and valid for writing a `struct shmq_stats` (aligned, as C
         // aligns every object of the type) by the caller's promise; the layouts are equal.

@@ -266,6 +266,8 @@ static void stats_layout(void) {
     CHECK(s.abandoned_sends == 0 && s.abandoned_receives == 0);
     CHECK(s.redelivered == 0 && s.dead_lettered == 0);
     CHECK(s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_REDELIVER && s.max_deliveries == 0);
+    CHECK(s.expired == 0 && s.dead_letter_failures == 0 && s.in_flight == 0);
+    CHECK(s.oldest_hold_ns == 0 && s.visibility_timeout_ns == 0);
     shmq_detach(other);
     CHECK(stats_of(q).participants == 1);
     shmq_detach(q);
@@ -278,7 +280,12 @@ _Static_assert(offsetof(struct shmq_stats, abandoned_sends) == 96, "stats layout
 _Static_assert(offsetof(struct shmq_stats, dead_lettered) == 120, "stats layout");
 _Static_assert(offsetof(struct shmq_stats, on_consumer_death) == 128, "stats layout");
 _Static_assert(offsetof(struct shmq_stats, max_deliveries) == 132, "stats layout");
-_Static_assert(sizeof(struct shmq_stats) == 136, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, expired) == 136, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, dead_letter_failures) == 144, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, in_flight) == 152, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, oldest_hold_ns) == 160, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, visibility_timeout_ns) == 168, "stats layout");
+_Static_assert(sizeof(struct shmq_stats) == 176, "stats layout");
 _Static_assert(offsetof(struct shmq_options, max_deliveries) == 16, "options layout");
 _Static_assert(offsetof(struct shmq_options, allow_other_access) == 20, "options layout");
 _Static_assert(offsetof(struct shmq_options, visibility_timeout_ns) == 24, "options layout");
