@@ -226,12 +226,16 @@ pub struct Received {
 /// let dlq = Queue::create(dir.path().join("dlq"), Options::new(8, 64))?;
 /// let jobs = Queue::create(
 ///     dir.path().join("jobs"),
-///     Options::new(8, 64).max_deliveries(1).dead_letter_queue(dir.path().join("dlq")),
+///     Options::new(8, 64).max_deliveries(3).dead_letter_queue(dir.path().join("dlq")),
 /// )?;
-/// // (a consumer of `jobs` dies holding a message: see the README's "Dead-letter queue")
-/// if let Ok(message) = dlq.try_recv_in_place() {
-///     let origin = message.origin().expect("dead-lettered");
-///     assert_eq!(origin.queue, jobs.identity());
+/// // A consumer of the dead-letter queue tells dead-lettered messages by their origin (a
+/// // message sent to it directly has none).
+/// dlq.send(b"sent directly")?;
+/// let message = dlq.try_recv_in_place()?;
+/// match message.origin() {
+///     Some(origin) if origin.queue == jobs.identity() => println!("from jobs, id {}", origin.id),
+///     Some(origin) => println!("from the queue created at {} ns", origin.queue),
+///     None => assert_eq!(&*message, b"sent directly"),
 /// }
 /// # Ok::<(), shmq::Error>(())
 /// ```

@@ -356,3 +356,44 @@ fn shmq_redrive_killed_at_random_instants_and_rerun_moves_each_message_once() {
     );
     s.assert_exactly_once();
 }
+
+#[test]
+fn shmq_redrive_count_moves_that_many_and_says_so_and_a_missing_queue_is_one_line() {
+    let s = Setup::new(3);
+    let out = shmq_redrive(&s.dlq_path, &s.to_path)
+        .arg("--count")
+        .arg("2")
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar off a terminal: {out:?}"
+    );
+    let summary = String::from_utf8(out.stdout).unwrap();
+    let expected_start = format!(
+        "moved 2 messages from {} to {} in ",
+        s.dlq_path.display(),
+        s.to_path.display()
+    );
+    assert!(summary.starts_with(&expected_start), "{summary}");
+    assert!(
+        summary.ends_with(&format!("; 1 left in {}\n", s.dlq_path.display())),
+        "{summary}"
+    );
+    let mut buf = [0u8; MAX_MESSAGE as usize];
+    for m in ["m0", "m1"] {
+        let r = s.to.try_recv_meta(&mut buf).unwrap();
+        assert_eq!(&buf[..r.len], m.as_bytes());
+    }
+    let missing = s.dir.path().join("missing");
+    let out = shmq_redrive(&s.dlq_path, &missing).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("shmq: ") && err.lines().count() == 1 && err.contains("missing"),
+        "{err}"
+    );
+    assert_eq!(s.dlq.redrive_to(&s.to, None).unwrap(), 1);
+}
