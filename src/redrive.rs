@@ -211,6 +211,20 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Forgets an interrupted redrive into this queue, so that redrives from other queues may
+    /// go on (see [`Error::RedriveRefused`]): for when the queue that redrive came from is gone.
+    /// Returns that queue's identity, or `None` if no redrive was interrupted. A message that
+    /// interrupted redrive had already moved is published here if it was not yet, and, should
+    /// its queue still exist and be redriven, may be moved again.
+    pub fn forget_interrupted_redrive(&self) -> Result<Option<u64>> {
+        let _lock = RedriveLock::take(self)?;
+        publish_committed(self);
+        let source = self.header().redrive.0.source.swap(0, Ordering::AcqRel);
+        Ok((source != 0).then_some(source))
+    }
+}
+
 /// The destination's redrive lock (see the module doc, step 0), held while this lives.
 struct RedriveLock {
     _file: File,
@@ -261,11 +275,35 @@ impl RedriveLock {
 /// doc). Returns how many messages it found committed and removed from the DLQ (0 or 1).
 fn settle(dlq: &Queue, to: &Queue) -> Result<u64> {
     let ledger = &to.header().redrive.0;
-    let position = ledger.position.load(Ordering::Acquire);
-    if position == u64::MAX {
+    if !publish_committed(to) {
         return Ok(0);
     }
-    // Publish a committed reservation whose redrive died before publishing it.
+    let source = ledger.source.load(Ordering::Acquire);
+    if source == 0 {
+        return Ok(0);
+    }
+    if source != dlq.identity() {
+        return Err(Error::RedriveRefused(format!(
+            "the last redrive into {} (from the queue with identity {source}) was interrupted; \
+             run it again from that queue first (if that queue is gone, \
+             `shmq redrive --forget-interrupted` lets other queues redrive into this one)",
+            to.path().display()
+        )));
+    }
+    let id = ledger.message.load(Ordering::Acquire);
+    let removed = remove_message(dlq, id)?;
+    ledger.source.store(0, Ordering::Release);
+    Ok(u64::from(removed))
+}
+
+/// If the ledger names a committed position, publishes the reservation there if its redrive
+/// died before publishing it (what `to`'s recovery would do too; one CAS from the word read,
+/// so the two cannot both do it). Returns whether the ledger names a committed position.
+fn publish_committed(to: &Queue) -> bool {
+    let position = to.header().redrive.0.position.load(Ordering::Acquire);
+    if position == u64::MAX {
+        return false;
+    }
     let ring = to.ring();
     let word = ring.word_at(position);
     if let Some(state) = SlotState::decode(word) {
@@ -277,21 +315,7 @@ fn settle(dlq: &Queue, to: &Queue) -> Result<u64> {
             to.wake_receivers();
         }
     }
-    let source = ledger.source.load(Ordering::Acquire);
-    if source == 0 {
-        return Ok(0);
-    }
-    if source != dlq.identity() {
-        return Err(Error::RedriveRefused(format!(
-            "the last redrive into {} (from the queue with identity {source}) was interrupted; \
-             run it again from that queue first",
-            to.path().display()
-        )));
-    }
-    let id = ledger.message.load(Ordering::Acquire);
-    let removed = remove_message(dlq, id)?;
-    ledger.source.store(0, Ordering::Release);
-    Ok(u64::from(removed))
+    true
 }
 
 /// Removes the message with id `id` from `dlq` wherever it is, if it is still there (see the

@@ -271,6 +271,36 @@ fn a_redrive_from_another_dlq_waits_for_an_interrupted_one_to_be_finished() {
     assert_eq!(got, ["m0", "m1", "x"]);
 }
 
+#[test]
+fn an_interrupted_redrive_from_a_queue_that_is_gone_can_be_forgotten() {
+    let s = Setup::new(2);
+    s.kill_redrive_at("redrive-committed");
+    let other = Queue::create(s.dir.path().join("other"), Options::new(8, MAX_MESSAGE)).unwrap();
+    other.send(b"x").unwrap();
+    assert!(matches!(
+        other.redrive_to(&s.to, None),
+        Err(Error::RedriveRefused(_))
+    ));
+    // The DLQ it came from is "gone": forget that redrive. Its committed message is published.
+    assert_eq!(
+        s.to.forget_interrupted_redrive().unwrap(),
+        Some(s.dlq.identity())
+    );
+    assert_eq!(s.to.forget_interrupted_redrive().unwrap(), None);
+    let out = shmq_redrive(other.path(), &s.to_path)
+        .arg("--forget-interrupted")
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut buf = [0u8; MAX_MESSAGE as usize];
+    let mut got = Vec::new();
+    while let Ok(r) = s.to.try_recv_meta(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..r.len]).into_owned());
+    }
+    assert_eq!(got, ["m0", "x"], "m0 published once, x moved");
+}
+
 /// A small xorshift generator: the kill instants differ from run to run, and the seed is
 /// printed so that a failure can be replayed.
 struct Rng(u64);

@@ -158,6 +158,11 @@ enum Command {
         /// Move at most N messages
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// First forget a redrive into QUEUE from another dead-letter queue that was
+        /// interrupted (which otherwise refuses this one): for when that queue is gone. A
+        /// message it had moved may be moved again if that queue is redriven
+        #[arg(long)]
+        forget_interrupted: bool,
     },
     /// Print the queue's header fields, counters and participants
     ///
@@ -311,7 +316,12 @@ fn main() -> ExitCode {
             transfer::recv(&path, count, timeout, release)
         }
         Command::Close { path } => lifecycle::close(&path),
-        Command::Redrive { dlq, to, count } => redrive::redrive(&dlq, &to, count),
+        Command::Redrive {
+            dlq,
+            to,
+            count,
+            forget_interrupted,
+        } => redrive::redrive(&dlq, &to, count, forget_interrupted),
         Command::Rm { path } => lifecycle::rm(&path),
         Command::Stat {
             paths,

@@ -15,9 +15,22 @@ const REDRAW: Duration = Duration::from_millis(100);
 /// Width of the bar, in characters.
 const BAR: usize = 30;
 
-pub fn redrive(dlq_path: &Path, to_path: &Path, count: Option<u64>) -> Result<(), Failure> {
+pub fn redrive(
+    dlq_path: &Path,
+    to_path: &Path,
+    count: Option<u64>,
+    forget_interrupted: bool,
+) -> Result<(), Failure> {
     let dlq = Queue::open(dlq_path)?;
     let to = Queue::open(to_path)?;
+    if forget_interrupted {
+        if let Some(source) = to.forget_interrupted_redrive()? {
+            println!(
+                "forgot an interrupted redrive into {} from the queue with identity {source}",
+                to_path.display()
+            );
+        }
+    }
     let terminal = std::io::stderr().is_terminal();
     // What there is to move now (messages that arrive meanwhile are moved too), for the bar
     // only: `stats` reads every slot's state.
