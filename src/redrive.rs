@@ -333,7 +333,13 @@ fn remove_message(dlq: &Queue, id: u64) -> Result<bool> {
                 continue;
             };
             let pos = state.position_near(head);
-            let holds_message = matches!(state.phase, Phase::Full | Phase::Reading | Phase::Lent);
+            // `Writing` too: recovery copies a message it gives back (id included) into a slot it
+            // stamps `Writing` before it publishes the copy and frees the original; a scan that
+            // met the copy unpublished and then the original freed would otherwise miss both.
+            let holds_message = matches!(
+                state.phase,
+                Phase::Full | Phase::Reading | Phase::Lent | Phase::Writing
+            );
             if !holds_message || dlq.slot_id(pos) != id {
                 continue;
             }
@@ -349,7 +355,9 @@ fn remove_message(dlq: &Queue, id: u64) -> Result<bool> {
                     removed |= ring.drop_claimed(pos, word);
                     busy |= !removed;
                 }
-                // Claimed by a live participant, or a claim in progress: look again.
+                // Claimed by a live participant, a claim in progress, or a copy being made by
+                // recovery (or a stale id in a slot being written, which the sweep below
+                // settles): look again.
                 _ => busy = true,
             }
         }

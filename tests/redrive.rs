@@ -427,3 +427,16 @@ fn shmq_redrive_count_moves_that_many_and_says_so_and_a_missing_queue_is_one_lin
     );
     assert_eq!(s.dlq.redrive_to(&s.to, None).unwrap(), 1);
 }
+
+#[test]
+fn a_message_given_back_to_the_dlq_after_it_was_moved_is_found_behind_the_others() {
+    let s = Setup::new(4);
+    s.kill_redrive_at("redrive-published");
+    // The DLQ's recovery gives m0 back before the next redrive: copied to the tail, behind
+    // m1..m3, with its delivery count raised. The next run must remove it, not move it again.
+    assert!(s.dlq.recover());
+    let stats = s.dlq.stats();
+    assert_eq!(stats.redelivered, 1, "{stats:#?}");
+    assert_eq!(s.dlq.redrive_to(&s.to, None).unwrap(), 4, "m0 (settled), m1..m3");
+    s.assert_exactly_once();
+}
