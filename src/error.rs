@@ -73,6 +73,11 @@ pub enum Error {
     /// The options given to `create` are out of range.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// A redrive ([`Queue::redrive_to`](crate::Queue::redrive_to)) cannot go on without
+    /// risking a message twice: another redrive into the same queue is running, or one that was
+    /// interrupted must be run again first. The text says which, and what to do.
+    #[error("redrive refused: {0}")]
+    RedriveRefused(String),
     /// No queue file exists at this path.
     #[error("no queue at {0}")]
     NotFound(PathBuf),
@@ -148,6 +153,7 @@ impl PartialEq for Error {
                 matches!(other, WrongSize { len: l, expected: e } if (l, e) == (len, expected))
             }
             InvalidOptions(why) => matches!(other, InvalidOptions(w) if w == why),
+            RedriveRefused(why) => matches!(other, RedriveRefused(w) if w == why),
             NotFound(path) => matches!(other, NotFound(p) if p == path),
             AlreadyExists(path) => matches!(other, AlreadyExists(p) if p == path),
             PermissionDenied { path, reason } => matches!(

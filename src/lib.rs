@@ -96,6 +96,8 @@ mod async_wait;
 #[cfg(not(loom))]
 mod channel;
 #[cfg(not(loom))]
+mod dead_letter;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod file;
@@ -116,6 +118,8 @@ mod queue;
 mod reactor;
 #[cfg(not(loom))]
 mod recovery;
+#[cfg(not(loom))]
+mod redrive;
 /// Under loom, only the part of recovery that resolves a dead participant's claims (the rest
 /// needs a mapped file and the kernel's locks): the models run it over a heap store.
 #[cfg(loom)]
@@ -151,7 +155,7 @@ pub use layout::{
     MAGIC, PARTICIPANTS, PLATFORM, VERSION,
 };
 #[cfg(not(loom))]
-pub use options::{OnConsumerDeath, Options, Received};
+pub use options::{OnConsumerDeath, Options, Origin, Received};
 #[cfg(not(loom))]
 pub use participant::ParticipantInfo;
 #[cfg(not(loom))]

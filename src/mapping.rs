@@ -117,6 +117,12 @@ impl Mapping {
         self.visibility_timeout_ns
     }
 
+    /// The queue's identity: its creation time (ns since the Unix epoch), written once at
+    /// creation.
+    pub(crate) fn identity(&self) -> u64 {
+        self.header().identity.0.created_unix_ns
+    }
+
     /// The header's dead-letter queue, as read on open.
     pub(crate) fn dead_letter_queue(&self) -> Option<&std::path::Path> {
         self.dead_letter_queue.as_deref()

@@ -212,4 +212,46 @@ pub struct Received {
     /// message (it is the position of its first send). A consumer that must not act twice
     /// (a bridge deduplicating downstream) keys on it.
     pub id: u64,
+    /// Where a dead-lettered message came from (see [`Origin`]); `None` for any other message.
+    pub origin: Option<Origin>,
+}
+
+/// Where a message in a dead-letter queue came from: the queue that dead-lettered it, and its
+/// id there. A consumer of a dead-letter queue shared by several queues tells them apart by
+/// [`queue`](Self::queue), which is that queue's [`Queue::identity`](crate::Queue::identity).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use shmq::{Options, Queue};
+/// let dlq = Queue::create(dir.path().join("dlq"), Options::new(8, 64))?;
+/// let jobs = Queue::create(
+///     dir.path().join("jobs"),
+///     Options::new(8, 64).max_deliveries(3).dead_letter_queue(dir.path().join("dlq")),
+/// )?;
+/// // A consumer of the dead-letter queue tells dead-lettered messages by their origin (a
+/// // message sent to it directly has none).
+/// dlq.send(b"sent directly")?;
+/// let message = dlq.try_recv_in_place()?;
+/// match message.origin() {
+///     Some(origin) if origin.queue == jobs.identity() => println!("from jobs, id {}", origin.id),
+///     Some(origin) => println!("from the queue created at {} ns", origin.queue),
+///     None => assert_eq!(&*message, b"sent directly"),
+/// }
+/// # Ok::<(), shmq::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Origin {
+    /// The identity of the queue that dead-lettered the message (its creation time in
+    /// nanoseconds since the Unix epoch; see [`Queue::identity`](crate::Queue::identity)).
+    pub queue: u64,
+    /// The message's id in that queue (see [`Received::id`]).
+    pub id: u64,
+}
+
+impl Origin {
+    /// The origin recorded in a slot's two words: `None` when `queue` is 0 (not dead-lettered).
+    pub(crate) fn from_words(queue: u64, id: u64) -> Option<Origin> {
+        (queue != 0).then_some(Origin { queue, id })
+    }
 }

@@ -69,6 +69,9 @@ pub struct Queue {
     guards: AtomicU32,
     /// Non-blocking calls that found nothing to do, for [`poll_expiry`](Self::poll_expiry).
     idle_polls: std::sync::atomic::AtomicU64,
+    /// The dead-letter queue, opened when recovery first sends a message there (see
+    /// `dead_letter`).
+    dead_letter: crate::dead_letter::DeadLetterCell,
     path: PathBuf,
 }
 
@@ -156,8 +159,16 @@ impl Queue {
     /// The file is written in full under a temporary name in the same directory and then linked
     /// into place, so other processes never see a half-written queue; if `path` exists (even if
     /// created a moment earlier by a racing process), this fails with `AlreadyExists`.
-    pub fn create(path: impl AsRef<Path>, options: Options) -> Result<Queue> {
+    pub fn create(path: impl AsRef<Path>, mut options: Options) -> Result<Queue> {
         let path = path.as_ref();
+        // The dead-letter queue is opened by whichever process dead-letters a message, from its
+        // own working directory: record the path absolute (before it is validated, since that
+        // makes it longer; an empty path is left for validation to refuse).
+        if let Some(dlq) = options.dead_letter_queue.as_mut() {
+            if dlq.is_relative() && !dlq.as_os_str().is_empty() {
+                *dlq = std::path::absolute(&*dlq).map_err(|e| Error::from_io_at(e, dlq))?;
+            }
+        }
         let geometry = Geometry::new(options.capacity, options.max_message_size)?;
         options.validate()?;
         let dir = match path.parent() {
@@ -237,6 +248,7 @@ impl Queue {
             settled: AtomicBool::new(false),
             guards: AtomicU32::new(0),
             idle_polls: std::sync::atomic::AtomicU64::new(0),
+            dead_letter: crate::dead_letter::DeadLetterCell::default(),
             path: path.to_path_buf(),
         };
         queue.me = recovery::register(queue.survivor())?;
@@ -303,6 +315,14 @@ impl Queue {
         self.mapping.dead_letter_queue()
     }
 
+    /// The queue's identity: its creation time, in nanoseconds since the Unix epoch. Two queue
+    /// files made at different instants differ in it, and it survives renames; a dead-letter
+    /// queue's consumer compares it with [`Origin::queue`](crate::Origin::queue) to tell which
+    /// queue a message came from.
+    pub fn identity(&self) -> u64 {
+        self.mapping.identity()
+    }
+
     pub(crate) fn header(&self) -> &Header {
         self.mapping.header()
     }
@@ -317,6 +337,24 @@ impl Queue {
         self.mapping.ring()
     }
 
+    /// The id recorded in the slot of position `pos` (for `redrive`, which looks for one
+    /// message by id).
+    pub(crate) fn slot_id(&self, pos: u64) -> u64 {
+        self.mapping.slot(pos).id.load(Ordering::Relaxed)
+    }
+
+    /// Whether the participant with `token` is gone (the kernel's lock says so; our own entries
+    /// are alive).
+    pub(crate) fn is_dead(&self, token: u32) -> bool {
+        self.liveness.is_dead(self.participants(), token)
+    }
+
+    /// Wakes the receivers sleeping on this queue (after a message was published by other
+    /// means than a guard: `redrive`).
+    pub(crate) fn wake_receivers(&self) {
+        self.wake(&self.header().recv_wait.0);
+    }
+
     /// The open file description holding our participant lock (also the liveness probe).
     pub(crate) fn file(&self) -> &File {
         self.liveness.file()
@@ -328,6 +366,7 @@ impl Queue {
         Survivor {
             mapping: &self.mapping,
             liveness: &self.liveness,
+            dead_letter: &self.dead_letter,
         }
     }
 
@@ -727,6 +766,7 @@ impl Queue {
             pos: claim.first,
             committed: false,
             earlier_deliveries: 0,
+            origin: (0, 0),
         })
     }
 
@@ -926,6 +966,10 @@ impl Queue {
         let slot = self.mapping.slot(claim.first);
         let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
         let id = slot.id.load(Ordering::Relaxed);
+        let origin = crate::options::Origin::from_words(
+            slot.origin.load(Ordering::Relaxed),
+            slot.origin_id.load(Ordering::Relaxed),
+        );
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
         let fits = len <= buf.len();
         if fits {
@@ -937,6 +981,7 @@ impl Queue {
                 len,
                 deliveries,
                 id,
+                origin,
             })
         } else {
             Err(Error::corrupt(
@@ -1315,11 +1360,23 @@ pub struct SendGuard<'q> {
     committed: bool,
     /// Deliveries of this message that happened before it was sent (see `set_deliveries`).
     earlier_deliveries: u32,
+    /// For a dead-lettered message: its source queue's identity and its id there (see
+    /// `set_origin`); `(0, 0)` otherwise.
+    origin: (u64, u64),
 }
 
 impl SendGuard<'_> {
     /// Publishes the first `len` bytes written as one message.
     pub fn commit(mut self, len: usize) -> Result<()> {
+        self.prepare(len)?;
+        self.publish_prepared();
+        Ok(())
+    }
+
+    /// Writes the metadata of the message (its first `len` bytes written) without publishing
+    /// it: the slot stays reserved, and the message complete in it. `redrive` records the
+    /// position (returned) as committed before it publishes (see `redrive`).
+    pub(crate) fn prepare(&mut self, len: usize) -> Result<u64> {
         self.queue.mapping.check_len(len)?;
         let slot = self.queue.mapping.slot(self.pos);
         self.queue.mapping.write_meta(slot, self.pos, len);
@@ -1327,10 +1384,24 @@ impl SendGuard<'_> {
             slot.deliveries
                 .store(self.earlier_deliveries, Ordering::Relaxed);
         }
+        if self.origin != (0, 0) {
+            slot.origin.store(self.origin.0, Ordering::Relaxed);
+            slot.origin_id.store(self.origin.1, Ordering::Relaxed);
+        }
+        Ok(self.pos)
+    }
+
+    /// Publishes a message written by [`prepare`](Self::prepare).
+    pub(crate) fn publish_prepared(mut self) {
         self.queue.ring().publish(self.pos);
         self.committed = true;
         self.queue.wake(&self.queue.header().recv_wait.0);
-        Ok(())
+    }
+
+    /// Records where a dead-lettered message came from (see [`Origin`](crate::Origin)):
+    /// written by the next `prepare` or `commit`.
+    pub(crate) fn set_origin(&mut self, queue: u64, id: u64) {
+        self.origin = (queue, id);
     }
 }
 
@@ -1534,6 +1605,16 @@ impl RecvGuard<'_> {
         } else {
             Err(Error::Expired)
         }
+    }
+
+    /// Where this message came from, if a queue dead-lettered it into this one (see
+    /// [`Origin`](crate::Origin)); `None` for any other message.
+    pub fn origin(&self) -> Option<crate::Origin> {
+        let slot = self.queue.mapping.slot(self.pos);
+        crate::options::Origin::from_words(
+            slot.origin.load(Ordering::Relaxed),
+            slot.origin_id.load(Ordering::Relaxed),
+        )
     }
 }
 

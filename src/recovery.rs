@@ -83,6 +83,8 @@ pub(crate) struct Survivor<'a> {
     pub(crate) mapping: &'a Mapping,
     /// Who is alive, as the handle asks it (its own entries are alive by definition).
     pub(crate) liveness: &'a Liveness,
+    /// The handle's dead-letter queue, opened when a message first goes there.
+    pub(crate) dead_letter: &'a crate::dead_letter::DeadLetterCell,
 }
 
 impl Survivor<'_> {
@@ -389,6 +391,18 @@ impl ClaimStore for Survivor<'_> {
                     && entry.announcement.covers(pos, side)
                     && !Survivor::is_dead(self, participant::token_of(index, word))
             })
+    }
+    fn send_to_dead_letter_queue(&self, pos: u64, deliveries: u32) -> claims::DeadLetterOutcome {
+        crate::dead_letter::send(self.mapping, self.dead_letter, pos, deliveries)
+    }
+    fn committed_by_redrive(&self, pos: u64) -> bool {
+        self.mapping
+            .header()
+            .redrive
+            .0
+            .position
+            .load(Ordering::Acquire)
+            == pos
     }
 }
 

@@ -988,6 +988,15 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             .is_ok()
     }
 
+    /// Publishes a send whose claimer died after writing its message in full (`RESERVED(pos,
+    /// dead)`, known complete by other means: see `redrive`). `false` if the slot changed.
+    pub fn publish_abandoned(&self, pos: u64, word: u64) -> bool {
+        self.slots
+            .state(pos)
+            .compare_exchange(word, full_state(pos), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Frees the slot of a claim that will never be released (`FULL(pos)` or `SKIP(pos)` below
     /// the head, or `READING(pos, dead)`), dropping its message.
     pub fn drop_claimed(&self, pos: u64, word: u64) -> bool {

@@ -63,10 +63,27 @@ pub struct Stats {
     pub abandoned_receives: u64,
     /// Messages given back to the queue because their consumer died.
     pub redelivered: u64,
-    /// Messages dropped after `max_deliveries` deliveries to consumers that died.
+    /// Messages that reached `max_deliveries` and left the queue: sent to the dead-letter queue
+    /// if it has one, dropped otherwise.
     pub dead_lettered: u64,
-    /// Holds whose visibility timeout passed: their messages were handed out again.
+    /// Messages held in place past the visibility timeout and handed out again.
     pub expired: u64,
+    /// Times a message that reached `max_deliveries` could not be sent to the dead-letter queue
+    /// (missing, not a queue, full, closed, or its slots too small): the message stayed in this
+    /// queue and was delivered again.
+    pub dead_letter_failures: u64,
+    /// Messages claimed by a receiver and not released yet (a `RecvGuard` alive, or a receive
+    /// in progress), counted from the slots' states.
+    pub in_flight: u64,
+    /// How long the oldest hold has lasted, in nanoseconds (0: none): the age of the oldest
+    /// `holding_since_unix_ns` among the participants that hold a slot. It is per handle, not
+    /// per slot (the hot path stamps a handle's first hold only): a handle that always holds
+    /// some message shows the age of its run of holds.
+    pub oldest_hold_ns: u64,
+    /// The queue's visibility timeout in nanoseconds (0: none).
+    pub visibility_timeout_ns: u64,
+    /// The queue's dead-letter queue, if it has one.
+    pub dead_letter_queue: Option<std::path::PathBuf>,
     /// The queue's policy for messages of dead consumers.
     pub on_consumer_death: OnConsumerDeath,
     /// The queue's delivery limit (0: unlimited).
@@ -113,9 +130,13 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
     let counters = &header.counters.0;
     // Who holds what: claims in progress, by owner token.
     let mut holds: HashMap<u32, u32> = HashMap::new();
+    let mut in_flight = 0;
     for state in sources.states.iter().filter_map(|&w| SlotState::decode(w)) {
         if state.phase.is_stamp() {
             *holds.entry(state.owner).or_default() += 1;
+        }
+        if matches!(state.phase, ring::Phase::Reading | ring::Phase::Lent) {
+            in_flight += 1;
         }
     }
     let participants = participant::list(
@@ -124,6 +145,13 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
         sources.is_mine,
         &mut holds,
     );
+    let now = participant::unix_now_ns();
+    let oldest_hold_ns = participants
+        .iter()
+        .filter(|p| p.holding > 0 && p.holding_since_unix_ns != 0)
+        .map(|p| now.saturating_sub(p.holding_since_unix_ns))
+        .max()
+        .unwrap_or(0);
     let on_consumer_death = if sources.flags & FLAG_DROP_ON_CONSUMER_DEATH != 0 {
         OnConsumerDeath::Drop
     } else {
@@ -148,6 +176,11 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
         redelivered: counters.redelivered.load(Ordering::Relaxed),
         dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
         expired: counters.expired.load(Ordering::Relaxed),
+        dead_letter_failures: counters.dead_letter_failures.load(Ordering::Relaxed),
+        in_flight,
+        oldest_hold_ns,
+        visibility_timeout_ns: header.identity.0.visibility_timeout_ns,
+        dead_letter_queue: header.dead_letter_queue.decode().ok().flatten(),
         on_consumer_death,
         max_deliveries: sources.max_deliveries,
         full_waits: counters.full_waits.load(Ordering::Relaxed),

@@ -199,6 +199,12 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         "abandoned_receives",
         "redelivered",
         "dead_lettered",
+        "expired",
+        "dead_letter_failures",
+        "in_flight",
+        "oldest_hold_ns",
+        "visibility_timeout_ns",
+        "dead_letter_queue",
         "on_consumer_death",
         "max_deliveries",
         "full_waits",
@@ -226,9 +232,15 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         "abandoned_receives",
         "redelivered",
         "dead_lettered",
+        "expired",
+        "dead_letter_failures",
+        "in_flight",
+        "oldest_hold_ns",
+        "visibility_timeout_ns",
     ] {
         assert_eq!(json[counter], 0, "{counter}");
     }
+    assert_eq!(json["dead_letter_queue"], serde_json::Value::Null);
     assert_eq!(json["on_consumer_death"], "redeliver");
     assert_eq!(json["max_deliveries"], 0);
     // The identity words, raw: this build's layout version and platform tag, no option flags.
@@ -257,6 +269,13 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
             serde_json::Value::Number(n) if key == "flags" => format!("{:#x}", n.as_u64().unwrap()),
             serde_json::Value::Array(a) => a.len().to_string(),
             serde_json::Value::String(text) => text.clone(),
+            // No timeout, no dead-letter queue: the table says so in words.
+            serde_json::Value::Null => "none".to_string(),
+            serde_json::Value::Number(n)
+                if key == "visibility_timeout_ns" && n.as_u64() == Some(0) =>
+            {
+                "none".to_string()
+            }
             other => other.to_string(),
         };
         assert_eq!(value_of(key), from_json, "row {key}");
@@ -271,7 +290,7 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
     assert!(
         table
             .lines()
-            .any(|l| l == format!("{:<20}0 (unlimited)", "max_deliveries")),
+            .any(|l| l == format!("{:<23}0 (unlimited)", "max_deliveries")),
         "{table}"
     );
     let endian = if cfg!(target_endian = "little") {
@@ -280,14 +299,14 @@ fn stat_reports_header_fields_and_counters_as_a_table_and_as_json() {
         "big"
     };
     let platform = format!(
-        "{:<20}{:#010x} ({endian}-endian, {}-bit)",
+        "{:<23}{:#010x} ({endian}-endian, {}-bit)",
         "platform",
         shmq::PLATFORM,
         usize::BITS
     );
     assert!(table.lines().any(|l| l == platform), "{table}");
     assert!(
-        table.lines().any(|l| l == format!("{:<20}0x0", "flags")),
+        table.lines().any(|l| l == format!("{:<23}0x0", "flags")),
         "{table}"
     );
 }
@@ -923,4 +942,90 @@ fn bench_scaling_and_size_rows_run_and_keep_their_json_names() {
         };
         assert!(value.is_some_and(|v| v > 0.0), "{name}: {row}");
     }
+}
+
+#[test]
+fn create_takes_a_visibility_timeout_and_a_dead_letter_queue_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = dir.path().join("dlq");
+    let dlq_text = dlq.to_str().unwrap();
+    let (_d, path) = queue_with(
+        8,
+        32,
+        &[
+            "--visibility-timeout",
+            "1.5s",
+            "--dead-letter-queue",
+            dlq_text,
+        ],
+    );
+    let q = Queue::open(&path).unwrap();
+    assert_eq!(q.visibility_timeout(), Some(Duration::from_millis(1500)));
+    assert_eq!(q.dead_letter_queue(), Some(dlq.as_path()));
+    // `stat` shows them, and a message held in place: in flight, with the age of its hold.
+    q.send(b"job").unwrap();
+    let held = q.try_recv_in_place().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let json = stat_json(&path);
+    assert_eq!(json["visibility_timeout_ns"], 1_500_000_000u64);
+    assert_eq!(json["dead_letter_queue"], dlq_text);
+    assert_eq!(json["in_flight"], 1);
+    assert!(
+        json["oldest_hold_ns"].as_u64().unwrap() >= 10_000_000,
+        "{json}"
+    );
+    let table = shmq(&at("stat", &path, &[]), b"").assert_ok().stdout();
+    for (name, value) in [
+        ("visibility_timeout_ns", "1500000000 (1.5s)"),
+        ("dead_letter_queue", dlq_text),
+        ("in_flight", "1"),
+    ] {
+        assert!(
+            table.lines().any(|l| l == format!("{name:<23}{value}")),
+            "{name}: {table}"
+        );
+    }
+    drop(held);
+    assert_eq!(stat_json(&path)["in_flight"], 0);
+
+    // A relative dead-letter path is recorded absolute: whoever dead-letters a message opens it
+    // from its own working directory.
+    let path = dir.path().join("relative");
+    let mut cmd = command(&at(
+        "create",
+        &path,
+        &[
+            "--capacity",
+            "8",
+            "--max-message-size",
+            "32",
+            "--dead-letter-queue",
+            "dlq",
+        ],
+    ));
+    cmd.current_dir(dir.path());
+    run(cmd, b"").assert_ok();
+    let q = Queue::open(&path).unwrap();
+    assert_eq!(
+        q.dead_letter_queue(),
+        Some(
+            std::fs::canonicalize(dir.path())
+                .unwrap()
+                .join("dlq")
+                .as_path()
+        )
+    );
+
+    let path = dir.path().join("q");
+    let create = |rest: &[&str]| {
+        let mut args = vec!["--capacity", "8", "--max-message-size", "32"];
+        args.extend_from_slice(rest);
+        shmq(&at("create", &path, &args), b"")
+    };
+    create(&["--visibility-timeout", "soon"]).assert_one_line_error(2, "--visibility-timeout");
+    create(&["--visibility-timeout", "0"]).assert_one_line_error(1, "visibility timeout");
+    create(&["--visibility-timeout", "13h"]).assert_one_line_error(1, "visibility timeout");
+    let long = format!("/{}", "x".repeat(1100));
+    create(&["--dead-letter-queue", &long]).assert_one_line_error(1, "dead-letter queue path");
+    assert!(!path.exists(), "a refused create left a file");
 }

@@ -408,7 +408,7 @@ fn value(scrape: &Scrape, metric: &str, queue: &Path) -> Option<Value> {
 }
 
 /// Every family the format promises for each readable queue, with its type.
-const COUNTERS: [&str; 9] = [
+const COUNTERS: [&str; 11] = [
     "shmq_sent_total",
     "shmq_received_total",
     "shmq_cancelled_sends_total",
@@ -416,10 +416,12 @@ const COUNTERS: [&str; 9] = [
     "shmq_abandoned_receives_total",
     "shmq_redelivered_total",
     "shmq_dead_lettered_total",
+    "shmq_dead_letter_failures_total",
+    "shmq_expired_total",
     "shmq_full_waits_total",
     "shmq_empty_waits_total",
 ];
-const GAUGES: [&str; 15] = [
+const GAUGES: [&str; 17] = [
     "shmq_up",
     "shmq_info",
     "shmq_depth",
@@ -435,6 +437,8 @@ const GAUGES: [&str; 15] = [
     "shmq_dead_participants",
     "shmq_held_slots",
     "shmq_oldest_hold_seconds",
+    "shmq_in_flight",
+    "shmq_visibility_timeout_seconds",
 ];
 
 /// Checks the scrape against two queues in a known state: `busy` (capacity 64, 7 sent, 2
@@ -475,6 +479,10 @@ fn check_scrape(scrape: &Scrape, busy: &Path, closed: &Path, missing: &Path) {
     assert_eq!(gauge("shmq_participants", busy), 1.0);
     assert_eq!(gauge("shmq_held_slots", busy), 1.0);
     assert!(gauge("shmq_oldest_hold_seconds", busy) >= 0.0);
+    assert_eq!(gauge("shmq_in_flight", busy), 1.0);
+    assert_eq!(gauge("shmq_visibility_timeout_seconds", busy), 0.0);
+    assert_eq!(counter("shmq_expired_total", busy), 0.0);
+    assert_eq!(counter("shmq_dead_letter_failures_total", busy), 0.0);
     assert_eq!(gauge("shmq_up", closed), 1.0);
     assert_eq!(gauge("shmq_capacity", closed), 8.0);
     assert_eq!(gauge("shmq_closed", closed), 1.0);

@@ -129,6 +129,17 @@ struct shmq_options {
                                      widened later SHMQ_PERMISSION_DENIED: anyone who can read a
                                      queue can keep handles from registering, anyone who can
                                      write it can corrupt it. Share with a group (0660). */
+    /* Appended with the visibility timeout; the fields above keep their offsets. */
+    uint64_t visibility_timeout_ns; /**< how long a message received in place may be held
+                                     before it is handed out again with its delivery count
+                                     raised (SQS's visibility timeout): 1 ms to 12 h in ns;
+                                     0 = none (held until released or its holder dies). A
+                                     copying receive deletes the message, so it never applies. */
+    const char *dead_letter_queue; /**< NULL = none; else the path (at most 1023 bytes, made
+                                     absolute) of a queue that a message delivered
+                                     max_deliveries times is sent to instead of being dropped.
+                                     If it is missing or full when that happens, the message
+                                     stays here and dead_letter_failures counts it. */
 };
 
 /** A snapshot of a queue's configuration and counters, filled by shmq_stats(). The tag and the
@@ -157,10 +168,21 @@ struct shmq_stats {
                                      (SHMQ_ON_CONSUMER_DEATH_DROP) */
     uint64_t redelivered;       /**< messages given back to the queue because their consumer
                                      died */
-    uint64_t dead_lettered;     /**< messages dropped because their consumer died on delivery
-                                     max_deliveries */
+    uint64_t dead_lettered;     /**< messages that reached max_deliveries (their consumer died
+                                     on that delivery) and left the queue: sent to its
+                                     dead-letter queue, or dropped if it has none */
     uint32_t on_consumer_death; /**< the queue's enum shmq_on_consumer_death */
     uint32_t max_deliveries;    /**< the queue's delivery limit; 0 = unlimited */
+    /* Appended with the visibility timeout and the dead-letter queue. */
+    uint64_t expired;           /**< messages held in place past the visibility timeout and
+                                     handed out again */
+    uint64_t dead_letter_failures; /**< messages that reached max_deliveries but could not be
+                                     sent to the dead-letter queue (missing, full, not a queue,
+                                     slots too small): kept here and delivered again */
+    uint64_t in_flight;         /**< messages received and not yet released (in place, or a
+                                     receive in progress) */
+    uint64_t oldest_hold_ns;    /**< age of the oldest hold, per handle (0: none) */
+    uint64_t visibility_timeout_ns; /**< the queue's visibility timeout; 0 = none */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -376,6 +398,12 @@ uint32_t shmq_message_deliveries(const shmq_message *m);
  *  message, redeliveries after a consumer's death included (it is the position of the
  *  message's first send). A consumer that must not act twice keys on it. 0 if `m` is NULL. */
 uint64_t shmq_message_id(const shmq_message *m);
+
+/** Where a message of a dead-letter queue came from: writes the identity of the queue that
+ *  dead-lettered it (that queue's creation time, `created_unix_ns` in its struct shmq_stats)
+ *  to `*queue` and the message's id there (its shmq_message_id in that queue) to `*id`; both 0
+ *  for a message that was not dead-lettered. SHMQ_INVALID_ARGUMENT if any pointer is NULL. */
+int shmq_message_origin(const shmq_message *m, uint64_t *queue, uint64_t *id);
 
 /** Frees the message's slot for producers; its bytes are no longer valid. NULL is fine.
  *  Consumes `m`. Acknowledges the message as shmq_ack does, ignoring the result. */

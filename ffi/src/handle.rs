@@ -115,7 +115,7 @@ pub const SHMQ_ON_CONSUMER_DEATH_DROP: u32 = 1;
 
 /// How to create a queue (`struct shmq_options` in C), for the `_ex` calls.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(non_camel_case_types)]
 pub struct shmq_options {
     /// Number of slots: 1 to 2^24 (any number).
@@ -130,13 +130,38 @@ pub struct shmq_options {
     pub max_deliveries: u32,
     /// Non-zero: permit a `mode` with bits for "other" users (recorded in the queue).
     pub allow_other_access: u32,
+    // Appended with the visibility timeout; the fields above keep their offsets.
+    /// How long a message received in place may be held before it is handed out again, in
+    /// nanoseconds (1 ms to 12 h); 0 is none.
+    pub visibility_timeout_ns: u64,
+    /// The dead-letter queue's path (a NUL-terminated string, at most 1023 bytes), or NULL for
+    /// none: a message delivered `max_deliveries` times goes there instead of being dropped.
+    pub dead_letter_queue: *const c_char,
+}
+
+impl Default for shmq_options {
+    fn default() -> Self {
+        shmq_options {
+            capacity: 0,
+            max_message_size: 0,
+            mode: 0,
+            on_consumer_death: 0,
+            max_deliveries: 0,
+            allow_other_access: 0,
+            visibility_timeout_ns: 0,
+            dead_letter_queue: std::ptr::null(),
+        }
+    }
 }
 
 /// The core's options for a C `struct shmq_options`, or `SHMQ_INVALID_ARGUMENT` for a NULL
-/// pointer, an unknown policy, or a delivery limit on a queue that drops.
+/// pointer, an unknown policy, or a delivery limit on a queue that drops. (The timeout's range
+/// and the dead-letter path's length are checked by `Queue::create`, as `InvalidOptions`, which
+/// is `SHMQ_INVALID_ARGUMENT` too.)
 ///
 /// # Safety
-/// `opts` is NULL or valid for reading a `struct shmq_options`.
+/// `opts` is NULL or valid for reading a `struct shmq_options`, whose `dead_letter_queue` is
+/// NULL or a NUL-terminated string.
 unsafe fn options(opts: *const shmq_options) -> Result<Options, c_int> {
     // SAFETY: a non-NULL `opts` is readable by the caller's promise.
     let o = unsafe { opts.as_ref() }.ok_or(SHMQ_INVALID_ARGUMENT)?;
@@ -146,11 +171,22 @@ unsafe fn options(opts: *const shmq_options) -> Result<Options, c_int> {
         _ => return Err(SHMQ_INVALID_ARGUMENT),
     };
     let mode = if o.mode == 0 { 0o600 } else { o.mode };
-    Ok(Options::new(o.capacity, o.max_message_size)
+    let mut options = Options::new(o.capacity, o.max_message_size)
         .mode(mode)
         .on_consumer_death(policy)
         .max_deliveries(o.max_deliveries)
-        .allow_other_access(o.allow_other_access != 0))
+        .allow_other_access(o.allow_other_access != 0);
+    if o.visibility_timeout_ns != 0 {
+        options =
+            options.visibility_timeout(std::time::Duration::from_nanos(o.visibility_timeout_ns));
+    }
+    if !o.dead_letter_queue.is_null() {
+        // SAFETY: a non-NULL `dead_letter_queue` is a NUL-terminated string by the caller's
+        // promise; it is only read here, and copied.
+        let raw = unsafe { CStr::from_ptr(o.dead_letter_queue) };
+        options = options.dead_letter_queue(OsStr::from_bytes(raw.to_bytes()));
+    }
+    Ok(options)
 }
 
 /// As [`open_with`], with the creation options read from `opts`: a NULL `opts`, an unknown
@@ -379,6 +415,17 @@ pub struct shmq_stats {
     pub on_consumer_death: u32,
     /// The queue's delivery limit; 0 is unlimited.
     pub max_deliveries: u32,
+    // Appended with the visibility timeout and the dead-letter queue.
+    /// Messages held in place past the visibility timeout and handed out again.
+    pub expired: u64,
+    /// Messages that reached `max_deliveries` but could not be sent to the dead-letter queue.
+    pub dead_letter_failures: u64,
+    /// Messages received and not yet released.
+    pub in_flight: u64,
+    /// Age of the oldest hold, in nanoseconds (0: none).
+    pub oldest_hold_ns: u64,
+    /// The queue's visibility timeout in nanoseconds; 0 is none.
+    pub visibility_timeout_ns: u64,
 }
 
 // The layout `shmq.h` declares (checked from C by `tests/c/api.c` against the same numbers).
@@ -390,10 +437,14 @@ const _: () = {
     assert!(offset_of!(shmq_stats, dead_lettered) == 120);
     assert!(offset_of!(shmq_stats, on_consumer_death) == 128);
     assert!(offset_of!(shmq_stats, max_deliveries) == 132);
-    assert!(size_of::<shmq_stats>() == 136);
+    assert!(offset_of!(shmq_stats, expired) == 136);
+    assert!(offset_of!(shmq_stats, visibility_timeout_ns) == 168);
+    assert!(size_of::<shmq_stats>() == 176);
     assert!(offset_of!(shmq_options, max_deliveries) == 16);
     assert!(offset_of!(shmq_options, allow_other_access) == 20);
-    assert!(size_of::<shmq_options>() == 24);
+    assert!(offset_of!(shmq_options, visibility_timeout_ns) == 24);
+    assert!(offset_of!(shmq_options, dead_letter_queue) == 32);
+    assert!(size_of::<shmq_options>() == 40);
 };
 
 /// Fills `*out` with a snapshot of the queue's counters. See `shmq.h`.
@@ -435,6 +486,11 @@ pub unsafe extern "C" fn shmq_stats(q: *const shmq, out: *mut shmq_stats) -> c_i
                 OnConsumerDeath::Drop => SHMQ_ON_CONSUMER_DEATH_DROP,
             },
             max_deliveries: s.max_deliveries,
+            expired: s.expired,
+            dead_letter_failures: s.dead_letter_failures,
+            in_flight: s.in_flight,
+            oldest_hold_ns: s.oldest_hold_ns,
+            visibility_timeout_ns: s.visibility_timeout_ns,
         };
         // SAFETY: `out` is non-NULL and valid for writing a `struct shmq_stats` (aligned, as C
         // aligns every object of the type) by the caller's promise; the layouts are equal.

@@ -16,7 +16,8 @@
 //! Modules, by concept: `status` (codes, `shmq_strerror`, the panic boundary), `timeout` (the
 //! `timeout_ns` convention), `handle` (open, create with options, detach, close, stats),
 //! `messages` (copying sends and receives, one or a batch, and the receive with its delivery
-//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count), `topic`
+//! count), `zero_copy` (reserve/commit, receive in place/release, the delivery count), `origin` (where a
+//! dead-lettered message came from), `topic`
 //! (fanout: topics whose subscriptions are queues), `select` (`shmq_wait_any`: one thread waits on
 //! many queues).
 
@@ -24,6 +25,7 @@
 
 mod handle;
 mod messages;
+mod origin;
 mod select;
 mod status;
 mod timeout;
@@ -39,6 +41,7 @@ pub use messages::{
     shmq_buf, shmq_recv, shmq_recv_batch, shmq_recv_fn, shmq_recv_meta, shmq_send, shmq_send_batch,
     shmq_try_recv, shmq_try_recv_batch, shmq_try_send, shmq_try_send_batch,
 };
+pub use origin::shmq_message_origin;
 pub use select::shmq_wait_any;
 pub use status::*;
 pub use topic::{

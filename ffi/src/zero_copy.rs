@@ -26,7 +26,7 @@ pub struct shmq_reservation {
 #[allow(non_camel_case_types)]
 pub struct shmq_message {
     // Field order is drop order: the guard, which borrows `owner`'s queue, goes first.
-    guard: RecvGuard<'static>,
+    pub(crate) guard: RecvGuard<'static>,
     owner: Arc<shmq>,
 }
 

@@ -62,6 +62,34 @@ pub trait ClaimStore {
     fn leases(&self) -> bool;
     /// The lease word of the slot that holds `pos`.
     fn lease(&self, pos: u64) -> &AtomicU64;
+    /// Copies the message at `pos` (a slot the caller owns, which it leaves as it is) into the
+    /// queue's dead-letter queue as a new message delivered `deliveries` times, recording where
+    /// it came from, and publishes it there. A `Failed` attempt is counted
+    /// (`dead_letter_failures`) by the store. Stores without a dead-letter queue (the heap
+    /// ring and the loom models) keep the default, `NoQueue`.
+    fn send_to_dead_letter_queue(&self, pos: u64, deliveries: u32) -> DeadLetterOutcome {
+        let _ = (pos, deliveries);
+        DeadLetterOutcome::NoQueue
+    }
+    /// Whether `redrive` committed the message reserved at `pos` (the destination's ledger
+    /// names that position, see `redrive`): then a dead reservation there is published, not
+    /// tombstoned. The default (the heap ring, the loom models): never.
+    fn committed_by_redrive(&self, pos: u64) -> bool {
+        let _ = pos;
+        false
+    }
+}
+
+/// What became of a message offered to the dead-letter queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterOutcome {
+    /// It was published in the dead-letter queue.
+    Sent,
+    /// The queue has no dead-letter queue: it is dropped, as before dead-letter queues existed.
+    NoQueue,
+    /// The dead-letter queue could not take it (missing, not a queue, full, closed, or its
+    /// slots too small for the message): it must stay in this queue.
+    Failed,
 }
 
 /// How one claim of a dead participant was resolved.
@@ -274,7 +302,18 @@ fn resolve_lent<Q: ClaimStore + ?Sized, S: SlotStates>(
         return done;
     }
     // The holder is alive and may still read the bytes: copy the message out, then detach the
-    // slot, which stays the holder's until it lets go.
+    // slot, which stays the holder's until it lets go. An expiry counts as a delivery: at the
+    // limit the copy goes to the dead-letter queue (or nowhere, without one) instead.
+    let deliveries = queue.failed_deliveries(pos).saturating_add(1);
+    let limit = queue.max_deliveries();
+    if limit != 0
+        && deliveries >= limit
+        && send_to_dead_letter(queue, pos, deliveries) != DeadLetterOutcome::Failed
+    {
+        detach_lapsed(ring, &lease, pos, word);
+        queue.record(Resolution::DeadLettered);
+        return Some(true);
+    }
     let Some(to) = ring
         .claim_for_redelivery(me)
         .or_else(|| ring.claim_past_held(pos, me))
@@ -289,18 +328,21 @@ fn resolve_lent<Q: ClaimStore + ?Sized, S: SlotStates>(
     queue.copy_message(pos, to);
     queue.count_failed_delivery(to);
     ring.publish(to);
-    ring.detach(pos, lease_holder(word));
-    if lease.done() {
-        ring.undetach(pos, lease_holder(word));
-    }
+    detach_lapsed(ring, &lease, pos, word);
     queue.record(Resolution::Expired);
     wait::wake_if_sleeping(queue.recv_wait());
     Some(true)
 }
 
-/// The holder a `LENT` word names.
-fn lease_holder(word: u64) -> u32 {
-    SlotState::decode(word).map_or(0, |state| state.owner)
+/// Once a lapsed hold's message is out (handed out again or dead-lettered): detaches its slot,
+/// `word` showing `LENT(pos, holder)`, and gives it back at once if the holder let go already
+/// (see `lease`, "Life of a hold").
+fn detach_lapsed<S: SlotStates>(ring: &Ring<'_, S>, lease: &Lease<'_>, pos: u64, word: u64) {
+    let holder = SlotState::decode(word).map_or(0, |state| state.owner);
+    ring.detach(pos, holder);
+    if lease.done() {
+        ring.undetach(pos, holder);
+    }
 }
 
 /// Resolves the stamped long holds of `owner` (a handle closing with guards it leaked), as if
@@ -343,13 +385,24 @@ pub fn resolve_stamps_of<Q: ClaimStore + ?Sized>(queue: &Q, owner: u32, me: Clai
     all
 }
 
-/// A send that will never be published becomes a tombstone.
+/// A send that will never be published becomes a tombstone, unless `redrive` had committed it
+/// (its message complete in the slot, and the destination's ledger naming `pos`): then it is
+/// published, as the dead redrive would have done next (see `redrive`).
 fn abandon_send<Q: ClaimStore + ?Sized, S: SlotStates>(
     queue: &Q,
     ring: &Ring<'_, S>,
     pos: u64,
     word: u64,
 ) -> Option<bool> {
+    let reserved = SlotState::decode(word)
+        .is_some_and(|state| matches!(state.phase, Phase::Reserved | Phase::Writing));
+    if reserved && queue.committed_by_redrive(pos) {
+        if !ring.publish_abandoned(pos, word) {
+            return Some(false);
+        }
+        wait::wake_if_sleeping(queue.recv_wait());
+        return Some(true);
+    }
     if !ring.abandon_send(pos, word) {
         return Some(false);
     }
@@ -395,7 +448,10 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
         return Some(true);
     }
     if limit != 0 && deliveries >= limit {
-        return dead_letter(queue, ring, pos, word);
+        if let Some(done) = dead_letter(queue, ring, me, pos, word, deliveries) {
+            return done;
+        }
+        // The dead-letter queue refused it: given back below, as if under the limit.
     }
     // Take the message over, so that only one survivor goes on.
     if !ring.take_over(pos, word, me.token) {
@@ -428,18 +484,47 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
     Some(true)
 }
 
-/// A message of a dead consumer that reached `max_deliveries`, whose slot shows `word`: it
-/// leaves the queue (dropped and counted). Returns as [`resolve_message`] does.
+/// A message of a dead consumer that reached `max_deliveries` (this was delivery
+/// `deliveries`), whose slot shows `word`: it leaves the queue for the dead-letter queue, or
+/// is dropped if there is none (counted in `dead_lettered` either way). Returns as
+/// [`resolve_message`] does, or `None` if the dead-letter queue could not take it: then the
+/// slot shows `word` again and the caller gives the message back to this queue as if it were
+/// under the limit, so nothing is lost silently (the failure is counted in
+/// `dead_letter_failures`), and the message's next death or expiry tries again.
+///
+/// The message is taken over (`READING(pos, me)`) before it is copied, so that of two
+/// survivors only one copies it. A survivor that dies between its copy's publication in the
+/// dead-letter queue and the release here leaves `READING(pos, dead)`, and the next survivor
+/// dead-letters the message again: the dead-letter queue is at-least-once (both copies carry
+/// the same origin, by which a consumer can tell them apart).
 fn dead_letter<Q: ClaimStore + ?Sized, S: SlotStates>(
     queue: &Q,
     ring: &Ring<'_, S>,
+    me: Claimer<'_>,
     pos: u64,
     word: u64,
-) -> Option<bool> {
-    if !ring.drop_claimed(pos, word) {
-        return Some(false);
+    deliveries: u32,
+) -> Option<Option<bool>> {
+    if !ring.take_over(pos, word, me.token) {
+        return Some(Some(false));
     }
+    if send_to_dead_letter(queue, pos, deliveries) == DeadLetterOutcome::Failed {
+        ring.untake(pos, me.token, word);
+        return None;
+    }
+    ring.release(pos);
     queue.record(Resolution::DeadLettered);
     wait::wake_if_sleeping(queue.send_wait());
-    Some(true)
+    Some(Some(true))
+}
+
+/// Copies the message at `pos`, delivered `deliveries` times, into the dead-letter queue (see
+/// [`ClaimStore::send_to_dead_letter_queue`]). The caller owns the slot and decides what
+/// becomes of it: only the copy is made here.
+fn send_to_dead_letter<Q: ClaimStore + ?Sized>(
+    queue: &Q,
+    pos: u64,
+    deliveries: u32,
+) -> DeadLetterOutcome {
+    queue.send_to_dead_letter_queue(pos, deliveries)
 }

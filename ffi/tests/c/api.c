@@ -266,6 +266,8 @@ static void stats_layout(void) {
     CHECK(s.abandoned_sends == 0 && s.abandoned_receives == 0);
     CHECK(s.redelivered == 0 && s.dead_lettered == 0);
     CHECK(s.on_consumer_death == SHMQ_ON_CONSUMER_DEATH_REDELIVER && s.max_deliveries == 0);
+    CHECK(s.expired == 0 && s.dead_letter_failures == 0 && s.in_flight == 0);
+    CHECK(s.oldest_hold_ns == 0 && s.visibility_timeout_ns == 0);
     shmq_detach(other);
     CHECK(stats_of(q).participants == 1);
     shmq_detach(q);
@@ -278,10 +280,17 @@ _Static_assert(offsetof(struct shmq_stats, abandoned_sends) == 96, "stats layout
 _Static_assert(offsetof(struct shmq_stats, dead_lettered) == 120, "stats layout");
 _Static_assert(offsetof(struct shmq_stats, on_consumer_death) == 128, "stats layout");
 _Static_assert(offsetof(struct shmq_stats, max_deliveries) == 132, "stats layout");
-_Static_assert(sizeof(struct shmq_stats) == 136, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, expired) == 136, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, dead_letter_failures) == 144, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, in_flight) == 152, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, oldest_hold_ns) == 160, "stats layout");
+_Static_assert(offsetof(struct shmq_stats, visibility_timeout_ns) == 168, "stats layout");
+_Static_assert(sizeof(struct shmq_stats) == 176, "stats layout");
 _Static_assert(offsetof(struct shmq_options, max_deliveries) == 16, "options layout");
 _Static_assert(offsetof(struct shmq_options, allow_other_access) == 20, "options layout");
-_Static_assert(sizeof(struct shmq_options) == 24, "options layout");
+_Static_assert(offsetof(struct shmq_options, visibility_timeout_ns) == 24, "options layout");
+_Static_assert(offsetof(struct shmq_options, dead_letter_queue) == 32, "options layout");
+_Static_assert(sizeof(struct shmq_options) == 40, "options layout");
 
 static mode_t umask_now(void) {
     mode_t mask = umask(0);
@@ -315,6 +324,23 @@ static void options_and_metadata(void) {
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
     opts.mode = 0606; /* "other" access needs allow_other_access */
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.mode = 0;
+    opts.visibility_timeout_ns = 999999; /* under 1 ms */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.visibility_timeout_ns = 12ull * 3600 * 1000000000 + 1; /* over 12 h */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    opts.visibility_timeout_ns = 0;
+    opts.dead_letter_queue = ""; /* empty path */
+    CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    {
+        static char long_path[1100];
+        memset(long_path, 'x', sizeof long_path - 1);
+        long_path[0] = '/';
+        opts.dead_letter_queue = long_path; /* longer than 1023 bytes */
+        CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
+    }
+    opts.dead_letter_queue = NULL;
+    opts.mode = 0606;
     CHECK(access(path_of("o"), F_OK) != 0); /* nothing left behind */
     opts.allow_other_access = 1;
     CHECK_RC(shmq_create_ex(path_of("shared"), &opts, &q), SHMQ_OK);
@@ -325,6 +351,14 @@ static void options_and_metadata(void) {
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_INVALID_ARGUMENT);
     CHECK(q == NULL);
     opts.capacity = 4;
+
+    /* A visibility timeout and a dead-letter queue are accepted (and recorded: see stats). */
+    opts.visibility_timeout_ns = 30ull * 1000000000;
+    opts.dead_letter_queue = path_of("vt-dlq");
+    CHECK_RC(shmq_create_ex(path_of("vt"), &opts, &q), SHMQ_OK);
+    shmq_detach(q);
+    opts.visibility_timeout_ns = 0;
+    opts.dead_letter_queue = NULL;
 
     /* A dropping queue; the zero mode is the default 0600; stats report the policy. */
     CHECK_RC(shmq_create_ex(path_of("o"), &opts, &q), SHMQ_OK);

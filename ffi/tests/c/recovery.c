@@ -194,6 +194,58 @@ static void dropped_by_policy_or_limit(void) {
     }
 }
 
+/* With a dead-letter queue: a consumer killed on the last allowed delivery sends the message
+ * there, with its delivery count and its origin (shmq_message_origin); the stats count it. */
+static void dead_lettered_into_the_dead_letter_queue(void) {
+    shmq *dlq = create("dlq", SHMQ_ON_CONSUMER_DEATH_REDELIVER, 0);
+    struct shmq_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.capacity = 8;
+    opts.max_message_size = 64;
+    opts.max_deliveries = 2;
+    opts.dead_letter_queue = path_of("dlq");
+    opts.visibility_timeout_ns = 30 * SECOND;
+    shmq *q = NULL;
+    CHECK_RC(shmq_create_ex(path_of("with-dlq"), &opts, &q), SHMQ_OK);
+    if (q == NULL) exit(1);
+    CHECK(stats_of(q).visibility_timeout_ns == 30 * SECOND);
+    CHECK_RC(shmq_try_send(q, "poison", 6), SHMQ_OK);
+    for (uint32_t k = 1; k <= 2; k++) {
+        uint32_t seen = 0;
+        pid_t child = child_holding(path_of("with-dlq"), RECEIVE_IN_PLACE, &seen);
+        CHECK(seen == k);
+        kill_and_reap(child);
+    }
+    char buf[64];
+    size_t n;
+    uint32_t deliveries;
+    CHECK_RC(shmq_recv_meta(q, buf, sizeof buf, &n, &deliveries, SECOND / 4), SHMQ_TIMEOUT);
+    struct shmq_stats s = stats_of(q);
+    CHECK(s.dead_lettered == 1 && s.dead_letter_failures == 0 && s.redelivered == 1);
+    CHECK(s.in_flight == 0 && s.expired == 0);
+
+    shmq_message *m = NULL;
+    const void *data;
+    CHECK_RC(shmq_recv_in_place(dlq, &m, &data, &n, SECOND), SHMQ_OK);
+    CHECK(n == 6 && memcmp(data, "poison", 6) == 0 && shmq_message_deliveries(m) == 2);
+    uint64_t from = 1, id = 1;
+    CHECK_RC(shmq_message_origin(m, &from, &id), SHMQ_OK);
+    CHECK(from == s.created_unix_ns && id == 0);
+    CHECK_RC(shmq_message_origin(m, NULL, &id), SHMQ_INVALID_ARGUMENT);
+    CHECK_RC(shmq_message_origin(NULL, &from, &id), SHMQ_INVALID_ARGUMENT);
+    CHECK(stats_of(dlq).in_flight == 1);
+    shmq_release(m);
+    /* An ordinary message has no origin. */
+    CHECK_RC(shmq_try_send(dlq, "plain", 5), SHMQ_OK);
+    CHECK_RC(shmq_recv_in_place(dlq, &m, &data, &n, SECOND), SHMQ_OK);
+    CHECK_RC(shmq_message_origin(m, &from, &id), SHMQ_OK);
+    CHECK(from == 0 && id == 0);
+    shmq_release(m);
+    printf("dead-letter queue: poison moved with deliveries 2 and its origin\n");
+    shmq_detach(q);
+    shmq_detach(dlq);
+}
+
 /* A producer killed between shmq_reserve and shmq_commit: receivers skip its slot. */
 static void abandoned_reservation_is_skipped(void) {
     shmq *q = create("reserve", SHMQ_ON_CONSUMER_DEATH_REDELIVER, 0);
@@ -221,6 +273,7 @@ int main(int argc, char **argv) {
     redelivered_with_its_count_raised();
     dropped_by_policy_or_limit();
     abandoned_reservation_is_skipped();
+    dead_lettered_into_the_dead_letter_queue();
     printf("recovery: %d failures\n", failures);
     return failures == 0 ? 0 : 1;
 }

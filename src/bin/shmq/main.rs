@@ -16,6 +16,7 @@ mod generated;
 mod lifecycle;
 mod ls;
 mod metrics;
+mod redrive;
 mod stat;
 mod topic;
 mod transfer;
@@ -87,6 +88,15 @@ enum Command {
         /// group (--mode 660) instead where you can
         #[arg(long)]
         allow_other_access: bool,
+        /// How long a message received in place may be held before it is handed out again,
+        /// with its delivery count raised (SQS's visibility timeout; 1ms to 12h, e.g. 30s).
+        /// Without it a message is held until its receiver releases it or dies
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        visibility_timeout: Option<std::time::Duration>,
+        /// Where a message goes once it has been delivered --max-deliveries times without being
+        /// released: another shmq queue (which must exist by then), instead of being dropped
+        #[arg(long, value_name = "PATH")]
+        dead_letter_queue: Option<PathBuf>,
     },
     /// Send each line of stdin (without its newline) as one message; waits while the queue is full
     Send {
@@ -129,6 +139,30 @@ enum Command {
     Rm {
         /// The queue
         path: PathBuf,
+    },
+    /// Move the messages of a dead-letter queue back into a queue, each exactly once
+    ///
+    /// Each message is received in place, written into QUEUE, committed there through QUEUE's
+    /// redrive ledger, and only then released from DLQ: a redrive killed at any instant and run
+    /// again moves every message once (as long as it is the only consumer of DLQ). Moved
+    /// messages start over: delivery count 1. Waits while QUEUE is full. One redrive at a time
+    /// per QUEUE; a second fails at once. Shows a progress bar when stderr is a terminal, and
+    /// prints a summary line on stdout.
+    Redrive {
+        /// The dead-letter queue to empty
+        #[arg(value_name = "DLQ")]
+        dlq: PathBuf,
+        /// The queue to move the messages into
+        #[arg(long, value_name = "QUEUE")]
+        to: PathBuf,
+        /// Move at most N messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// First forget a redrive into QUEUE from another dead-letter queue that was
+        /// interrupted (which otherwise refuses this one): for when that queue is gone. A
+        /// message it had moved may be moved again if that queue is redriven
+        #[arg(long)]
+        forget_interrupted: bool,
     },
     /// Print the queue's header fields, counters and participants
     ///
@@ -246,6 +280,8 @@ fn main() -> ExitCode {
             on_consumer_death,
             max_deliveries,
             allow_other_access,
+            visibility_timeout,
+            dead_letter_queue,
         } => {
             if on_consumer_death == lifecycle::Policy::Drop && max_deliveries != 0 {
                 return usage_error(Cli::command().error(
@@ -253,11 +289,17 @@ fn main() -> ExitCode {
                     "--max-deliveries applies only with --on-consumer-death redeliver",
                 ));
             }
-            let options = Options::new(capacity, max_message_size)
+            let mut options = Options::new(capacity, max_message_size)
                 .mode(mode)
                 .on_consumer_death(on_consumer_death.into())
                 .max_deliveries(max_deliveries)
                 .allow_other_access(allow_other_access);
+            if let Some(timeout) = visibility_timeout {
+                options = options.visibility_timeout(timeout);
+            }
+            if let Some(dlq) = dead_letter_queue {
+                options = options.dead_letter_queue(dlq);
+            }
             lifecycle::create(&path, options)
         }
         Command::Send { path } => transfer::send(&path),
@@ -274,6 +316,12 @@ fn main() -> ExitCode {
             transfer::recv(&path, count, timeout, release)
         }
         Command::Close { path } => lifecycle::close(&path),
+        Command::Redrive {
+            dlq,
+            to,
+            count,
+            forget_interrupted,
+        } => redrive::redrive(&dlq, &to, count, forget_interrupted),
         Command::Rm { path } => lifecycle::rm(&path),
         Command::Stat {
             paths,

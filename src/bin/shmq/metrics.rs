@@ -72,7 +72,15 @@ const FAMILIES: &[Family] = families! {
     shmq_redelivered_total Counter |s, _| s.redelivered as f64,
         "Messages given back to the queue because their consumer died (policy redeliver).";
     shmq_dead_lettered_total Counter |s, _| s.dead_lettered as f64,
-        "Messages dropped after max_deliveries deliveries to consumers that died.";
+        "Messages that reached max_deliveries and left the queue (to its dead-letter queue, or dropped if it has none).";
+    shmq_dead_letter_failures_total Counter |s, _| s.dead_letter_failures as f64,
+        "Messages that reached max_deliveries but could not be sent to the dead-letter queue (kept and delivered again).";
+    shmq_expired_total Counter |s, _| s.expired as f64,
+        "Messages held in place past the visibility timeout and handed out again.";
+    shmq_in_flight Gauge |s, _| s.in_flight as f64,
+        "Messages claimed by receivers and not yet released.";
+    shmq_visibility_timeout_seconds Gauge |s, _| s.visibility_timeout_ns as f64 / 1e9,
+        "The queue's visibility timeout (0: none).";
     shmq_full_waits_total Counter |s, _| s.full_waits as f64,
         "Times a sender found the queue full and went to sleep.";
     shmq_empty_waits_total Counter |s, _| s.empty_waits as f64,

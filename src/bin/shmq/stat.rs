@@ -102,6 +102,12 @@ fn to_json(s: &Stats) -> serde_json::Value {
         "abandoned_receives": s.abandoned_receives,
         "redelivered": s.redelivered,
         "dead_lettered": s.dead_lettered,
+        "expired": s.expired,
+        "dead_letter_failures": s.dead_letter_failures,
+        "in_flight": s.in_flight,
+        "oldest_hold_ns": s.oldest_hold_ns,
+        "visibility_timeout_ns": s.visibility_timeout_ns,
+        "dead_letter_queue": s.dead_letter_queue.as_ref().map(|p| p.display().to_string()),
         "on_consumer_death": policy_name(s.on_consumer_death),
         "max_deliveries": s.max_deliveries,
         "full_waits": s.full_waits,
@@ -129,7 +135,19 @@ fn table(s: &Stats) -> String {
         0 => "0 (unlimited)".to_string(),
         n => n.to_string(),
     };
-    let rows: [(&str, String); 24] = [
+    let visibility_timeout = match s.visibility_timeout_ns {
+        0 => "none".to_string(),
+        ns => format!("{ns} ({:?})", std::time::Duration::from_nanos(ns)),
+    };
+    let oldest_hold = match s.oldest_hold_ns {
+        0 => "0 (none)".to_string(),
+        ns => format!("{ns} ({:.3} s)", ns as f64 / 1e9),
+    };
+    let dead_letter_queue = s
+        .dead_letter_queue
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |p| p.display().to_string());
+    let rows: [(&str, String); 30] = [
         ("version", s.version.to_string()),
         ("platform", platform(s.platform)),
         ("flags", flags(s.flags)),
@@ -152,11 +170,17 @@ fn table(s: &Stats) -> String {
         ("abandoned_receives", s.abandoned_receives.to_string()),
         ("redelivered", s.redelivered.to_string()),
         ("dead_lettered", s.dead_lettered.to_string()),
+        ("dead_letter_failures", s.dead_letter_failures.to_string()),
+        ("expired", s.expired.to_string()),
+        ("in_flight", s.in_flight.to_string()),
+        ("oldest_hold_ns", oldest_hold),
         (
             "on_consumer_death",
             policy_name(s.on_consumer_death).to_string(),
         ),
         ("max_deliveries", max_deliveries),
+        ("visibility_timeout_ns", visibility_timeout),
+        ("dead_letter_queue", dead_letter_queue),
         ("full_waits", s.full_waits.to_string()),
         ("empty_waits", s.empty_waits.to_string()),
         ("send_sleepers", s.send_sleepers.to_string()),

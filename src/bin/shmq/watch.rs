@@ -144,6 +144,7 @@ fn line(s: &Stats, first: &Stats, rates: Option<Rates>, now_unix_ns: u64) -> Str
     format!(
         "time={} depth={} capacity={} sent={} received={} send_rate={} recv_rate={} \
          abandoned_sends={} abandoned_receives={} redelivered={} dead_lettered={} \
+         expired={} dead_letter_failures={} in_flight={} \
          recovered_since_start={} participants={} dead={dead} held={held} closed={}",
         rfc3339(now_unix_ns),
         s.len,
@@ -156,6 +157,9 @@ fn line(s: &Stats, first: &Stats, rates: Option<Rates>, now_unix_ns: u64) -> Str
         s.abandoned_receives,
         s.redelivered,
         s.dead_lettered,
+        s.expired,
+        s.dead_letter_failures,
+        s.in_flight,
         recovered(s).saturating_sub(recovered(first)),
         s.participants.len(),
         s.closed,
@@ -349,6 +353,18 @@ fn frame(
             change(s.redelivered, first.redelivered),
             s.dead_lettered,
             change(s.dead_lettered, first.dead_lettered),
+        ),
+        format!(
+            "holds     in_flight {}   oldest {}   expired {}{}   dead_letter_failures {}{}",
+            s.in_flight,
+            match s.oldest_hold_ns {
+                0 => "-".to_string(),
+                ns => format!("{:.1} s", ns as f64 / 1e9),
+            },
+            s.expired,
+            change(s.expired, first.expired),
+            s.dead_letter_failures,
+            change(s.dead_letter_failures, first.dead_letter_failures),
         ),
         format!(
             "waits     full_waits {}{}   empty_waits {}{}   asleep: senders {} receivers {}",
