@@ -329,3 +329,52 @@ fn extending_after_the_deadline_says_expired_and_bad_timeouts_are_refused() {
     assert!(!q.recover());
     assert_eq!(q.try_recv(&mut [0u8; 8]), Err(Error::Empty));
 }
+
+#[test]
+fn a_message_whose_holds_keep_lapsing_goes_to_the_dead_letter_queue_at_the_limit() {
+    let dir = common::tempdir();
+    let dlq = Queue::create(dir.path().join("dlq"), Options::new(4, 32)).unwrap();
+    let options = Options::new(4, 32)
+        .visibility_timeout(Duration::from_millis(50))
+        .max_deliveries(2)
+        .dead_letter_queue(dir.path().join("dlq"));
+    let q = Queue::create(dir.path().join("q"), options).unwrap();
+    q.send(b"poison").unwrap();
+    // A hung holder (another process); a second consumer, blocked meanwhile, gets the message
+    // when the hold lapses (delivery 2), and hangs too.
+    let spawn_holder = || {
+        Child::spawn(
+            dir.path(),
+            "hold",
+            &[
+                ("queue", &dir.path().join("q").display()),
+                ("hold_ms", &400),
+                ("extend_ms", &0),
+            ],
+        )
+    };
+    let first = spawn_holder();
+    assert!(held(&first).ends_with(" 1 poison"));
+    let second = spawn_holder();
+    assert!(held(&second).ends_with(" 2 poison"));
+    // Blocked on the queue, this receiver finds the second hold lapsed: at the limit, the
+    // message goes to the dead-letter queue, not to any receiver.
+    assert_eq!(
+        q.recv_timeout(&mut [0u8; 32], Duration::from_millis(500)),
+        Err(Error::Timeout)
+    );
+    for holder in [first, second] {
+        let report = holder.wait(BOUND);
+        assert!(report.contains("ack=Err(Expired)"), "{report}");
+    }
+    // The second expiry reached the limit: the message left for the dead-letter queue, with its
+    // count and where it came from.
+    let dead = dlq
+        .recv_in_place_timeout(BOUND)
+        .expect("the dead-lettered message");
+    assert_eq!((&*dead, dead.deliveries()), (&b"poison"[..], 2));
+    assert_eq!(dead.origin().map(|o| o.queue), Some(q.identity()));
+    let stats = q.stats();
+    assert_eq!((stats.expired, stats.dead_lettered), (1, 1), "{stats:?}");
+    assert_eq!(q.try_recv(&mut [0u8; 32]), Err(Error::Empty));
+}
