@@ -493,6 +493,43 @@ impl Queue {
         }
     }
 
+    /// A blocking claim's wait: calls `attempt` until it claims, fails for good, or `deadline`
+    /// passes, sleeping on `word` with the calling thread's sleeper record at `shift` (see
+    /// [`waiter`](Self::waiter)), counting the first sleep in `sleeps`, and sweeping for the
+    /// dead before every sleep. Gives up with `WouldBlock`.
+    #[cold]
+    fn wait_for_claim(
+        &self,
+        word: &AtomicU32,
+        shift: u32,
+        sleeps: &AtomicU64,
+        deadline: Deadline,
+        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
+    ) -> std::result::Result<Claim, ClaimError> {
+        let mut failure = None;
+        wait::wait_for(
+            &self.waiter(word, shift),
+            deadline,
+            || {
+                sleeps.fetch_add(1, Ordering::Relaxed);
+            },
+            || {
+                self.maybe_sweep();
+            },
+            || match attempt() {
+                Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
+                Err(e) => {
+                    failure = Some(e);
+                    Some(None)
+                }
+                Ok(claim) => Some(Some(claim)),
+            },
+        )
+        .map_or(Err(ClaimError::WouldBlock), |got| {
+            got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
+        })
+    }
+
     /// The state word of the slot at `cursor`'s position.
     fn word_at_cursor(&self, cursor: &AtomicU64) -> u64 {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
@@ -571,30 +608,13 @@ impl Queue {
         let result = match result {
             // The fast path found the queue full, and recovery changed something: look again.
             Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => attempt(),
-            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
-                let mut failure = None;
-                wait::wait_for(
-                    &self.waiter(&header.send_wait.0, 16),
-                    deadline,
-                    || {
-                        header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
-                    },
-                    || {
-                        self.maybe_sweep();
-                    },
-                    || match attempt() {
-                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
-                        Err(e) => {
-                            failure = Some(e);
-                            Some(None)
-                        }
-                        Ok(claim) => Some(Some(claim)),
-                    },
-                )
-                .map_or(Err(ClaimError::WouldBlock), |got| {
-                    got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
-                })
-            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => self.wait_for_claim(
+                &header.send_wait.0,
+                16,
+                &header.counters.0.full_waits,
+                deadline,
+                attempt,
+            ),
             other => other,
         };
         match result {
@@ -789,34 +809,13 @@ impl Queue {
         let result = match result {
             // The fast path found the queue empty, and recovery changed something: look again.
             Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => attempt(),
-            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
-                let mut failure = None;
-                wait::wait_for(
-                    &self.waiter(&header.recv_wait.0, 0),
-                    deadline,
-                    || {
-                        header
-                            .counters
-                            .0
-                            .empty_waits
-                            .fetch_add(1, Ordering::Relaxed);
-                    },
-                    || {
-                        self.maybe_sweep();
-                    },
-                    || match attempt() {
-                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
-                        Err(e) => {
-                            failure = Some(e);
-                            Some(None)
-                        }
-                        Ok(claim) => Some(Some(claim)),
-                    },
-                )
-                .map_or(Err(ClaimError::WouldBlock), |got| {
-                    got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
-                })
-            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => self.wait_for_claim(
+                &header.recv_wait.0,
+                0,
+                &header.counters.0.empty_waits,
+                deadline,
+                attempt,
+            ),
             other => other,
         };
         match result {
