@@ -30,25 +30,56 @@ pub(crate) struct Mapping {
     flags: u32,
     /// The header's delivery limit, read once on open (0: unlimited).
     max_deliveries: u32,
+    /// Where the slots are, copied out of the validated geometry.
+    slots: SlotIndex,
+}
+
+/// Where the slots of a mapping are: finding the slot of a position is a mask, a multiply and an
+/// add. A plain copyable value, so that a ring built over it (see [`MappedSlots`]) keeps it in
+/// registers: read through a `&Mapping`, each field would be loaded again after every atomic
+/// load of the claim loop.
+///
+/// Invariant (established by `Mapping::open` from the validated geometry): slot `i` of
+/// `0..capacity` lies at `slots_at + i * slot_stride`, wholly inside the mapping.
+#[derive(Clone, Copy)]
+struct SlotIndex {
     /// `capacity - 1` when the capacity is a power of two (slot index by mask), else
-    /// `u64::MAX` (by division). Copied out of the validated geometry, with `slots_at` and
-    /// `slot_stride`, so that finding a slot is a mask, a multiply and an add.
+    /// `u64::MAX` (by division).
     index_mask: u64,
+    /// Number of slots.
+    capacity: u64,
     /// Address of slot 0 in the mapping.
     slots_at: usize,
     /// Bytes from one slot to the next.
     slot_stride: usize,
 }
 
+impl SlotIndex {
+    /// The address of the slot for position `pos` (inside the mapping, by the invariant).
+    #[inline]
+    fn slot_at(self, pos: u64) -> usize {
+        let index = if self.index_mask != u64::MAX {
+            pos & self.index_mask
+        } else {
+            pos % self.capacity
+        } as usize;
+        self.slots_at + index * self.slot_stride
+    }
+}
+
 /// The slot state words of a mapped queue.
 pub(crate) struct MappedSlots<'a> {
     mapping: &'a Mapping,
+    /// A copy of `mapping.slots` (see [`SlotIndex`]).
+    slots: SlotIndex,
 }
 
 impl SlotStates for MappedSlots<'_> {
     #[inline]
     fn state(&self, pos: u64) -> &AtomicU64 {
-        &self.mapping.slot(pos).state
+        // SAFETY: as in `Mapping::slot`: `slots` is the mapping's own index, whose invariant puts
+        // the slot inside the mapping, which outlives the borrow `'a` that `self` holds.
+        unsafe { &(*(self.slots.slot_at(pos) as *const SlotHeader)).state }
     }
     #[inline]
     fn prepare_write(&self, pos: u64) {
@@ -68,19 +99,22 @@ impl Mapping {
             let id = &(*(map.as_ptr() as *const Header)).identity.0;
             (Geometry::validate(id, len)?, id.flags, id.max_deliveries)
         };
-        let slots_at = map.as_ptr() as usize + geometry.slots_offset as usize;
-        Ok(Mapping {
-            map,
-            geometry,
-            flags,
-            max_deliveries,
+        let slots = SlotIndex {
             index_mask: if geometry.capacity.is_power_of_two() {
                 u64::from(geometry.capacity) - 1
             } else {
                 u64::MAX
             },
-            slots_at,
+            capacity: u64::from(geometry.capacity),
+            slots_at: map.as_ptr() as usize + geometry.slots_offset as usize,
             slot_stride: geometry.slot_stride as usize,
+        };
+        Ok(Mapping {
+            map,
+            geometry,
+            flags,
+            max_deliveries,
+            slots,
         })
     }
 
@@ -143,7 +177,10 @@ impl Mapping {
             &header.tail.0,
             &header.head.0.head,
             &header.head.0.closing,
-            MappedSlots { mapping: self },
+            MappedSlots {
+                mapping: self,
+                slots: self.slots,
+            },
             u64::from(self.geometry.capacity),
         )
     }
@@ -151,17 +188,12 @@ impl Mapping {
     /// The slot header for position `pos`.
     #[inline]
     pub(crate) fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = if self.index_mask != u64::MAX {
-            pos & self.index_mask
-        } else {
-            pos % u64::from(self.geometry.capacity)
-        } as usize;
-        // SAFETY: `index < capacity` (a mask of `capacity - 1` for a power of two, else the
-        // remainder of a division by it), and validation proved `slots_offset + capacity *
-        // stride` equals the mapped length, so the slot lies inside the mapping, which lives as
-        // long as `self` (`slots_at` is its address of slot 0); it is 64-aligned (offset
-        // 128-aligned, stride a multiple of 64). Its fields are atomics.
-        unsafe { &*((self.slots_at + index * self.slot_stride) as *const SlotHeader) }
+        // SAFETY: `slot_at` takes `index < capacity` (a mask of `capacity - 1` for a power of
+        // two, else the remainder of a division by it), and validation proved `slots_offset +
+        // capacity * stride` equals the mapped length, so the slot lies inside the mapping,
+        // which lives as long as `self` (`slots_at` is its address of slot 0); it is 64-aligned
+        // (offset 128-aligned, stride a multiple of 64). Its fields are atomics.
+        unsafe { &*(self.slots.slot_at(pos) as *const SlotHeader) }
     }
 
     /// Asks the CPU to start fetching, for writing, the payload lines of the slot for `pos`

@@ -567,14 +567,12 @@ impl Queue {
 
     /// Claims up to `max` positions to write, waiting for room until `deadline`. Returns the
     /// claim and the claimer (the calling thread's lane).
-    #[inline]
+    #[inline(always)]
     fn claim_send(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
         let me = self.claimer()?;
         self.note_role(me, participant::ROLE_SENDER);
-        let ring = self.ring();
-        let mut attempt = || ring.claim_send(me, max);
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        match attempt() {
+        match self.ring().claim_send(me, max) {
             Ok(claim) => {
                 pause_point("send-claimed");
                 Ok((claim, me))
@@ -587,7 +585,7 @@ impl Queue {
             {
                 Err(Error::Full)
             }
-            Err(e) => self.claim_send_slow(e, deadline, me, &mut attempt),
+            Err(e) => self.claim_send_slow(e, max, deadline, me),
         }
     }
 
@@ -595,10 +593,12 @@ impl Queue {
     fn claim_send_slow<'q>(
         &'q self,
         first: ClaimError,
+        max: u64,
         deadline: Deadline,
         me: Claimer<'q>,
-        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
     ) -> Result<(Claim, Claimer<'q>)> {
+        let ring = self.ring();
+        let attempt = &mut || ring.claim_send(me, max);
         let header = self.header();
         let tail = &header.tail.0;
         let mut result = Err(first);
@@ -630,7 +630,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
         self.mapping.check_len(msg.len())?;
         let (claim, _) = self.claim_send(1, deadline)?;
@@ -729,7 +729,7 @@ impl Queue {
 
     /// Claims up to `max` messages, waiting for one until `deadline`. `accept(len)` is asked about
     /// the first message's length before it is claimed.
-    #[inline]
+    #[inline(always)]
     fn claim_recv(
         &self,
         max: u64,
@@ -857,6 +857,7 @@ impl Queue {
     }
 
     /// Releases a claimed position and wakes senders that wait for room.
+    #[inline]
     fn release(&self, claim: Claim) {
         let ring = self.ring();
         for pos in claim.positions() {
@@ -865,7 +866,7 @@ impl Queue {
         self.wake(&self.header().send_wait.0);
     }
 
-    #[inline]
+    #[inline(always)]
     fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
         let capacity = buf.len();
         let max = self.max_message_size();

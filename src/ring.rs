@@ -427,7 +427,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         self.claim_recv_inner::<STOP>(me, max, |_| true)
     }
 
-    #[inline]
+    #[inline(always)]
     fn claim_send_inner<const STOP: u8>(
         &self,
         me: Claimer<'_>,
@@ -641,7 +641,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         result
     }
 
-    #[inline]
+    #[inline(always)]
     fn claim_recv_inner<const STOP: u8>(
         &self,
         me: Claimer<'_>,
