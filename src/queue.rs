@@ -872,7 +872,7 @@ impl Queue {
         let max = self.max_message_size();
         // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
         // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
-        let (claim, _) = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
+        let (claim, _) = self.claim_recv(1, deadline, move |len| len <= capacity || len > max)?;
         let msg = self.message(claim.first)?;
         let len = msg.len();
         let slot = self.mapping.slot(claim.first);

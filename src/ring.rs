@@ -506,7 +506,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     #[inline]
     fn later_claimed(&self, pos: u64, stamp: Phase) -> bool {
         let span = LOOK_AHEAD.min(self.capacity - 1);
-        for ahead in 1..=span {
+        for ahead in 1..span + 1 {
             let next = pos.wrapping_add(ahead);
             let word = self.slots.state(next).load(Ordering::Acquire);
             // The common answers first, without decoding: free for its producer (nobody has
