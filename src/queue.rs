@@ -416,17 +416,20 @@ impl Queue {
         recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep()
     }
 
-    /// Records a role in the calling thread's participant entry, once per role (a load of the
-    /// line the thread writes its announcements to, when it is already recorded).
+    /// The calling thread as a claimer (see [`claimer`](Self::claimer)) in `role`, which is
+    /// recorded in its participant entry once per role (a load of the line the thread writes
+    /// its announcements to, when it is already recorded).
     #[inline]
-    fn note_role(&self, me: Claimer<'_>, role: u32) {
-        let index = me.token >> participant::GENERATION_BITS;
-        let Some(entry) = self.participants().get(index as usize) else {
-            return;
-        };
+    fn claimer_as(&self, role: u32) -> Result<Claimer<'_>> {
+        let lane = self.lane()?;
+        let entry = &self.participants()[lane.index as usize];
         if entry.roles.load(Ordering::Relaxed) & role == 0 {
             entry.roles.fetch_or(role, Ordering::Relaxed);
         }
+        Ok(Claimer {
+            token: lane.token,
+            announcement: &entry.announcement,
+        })
     }
 
     /// How a blocked call on `word` waits: with the calling thread's sleeper record (receivers
@@ -569,8 +572,7 @@ impl Queue {
     /// claim and the claimer (the calling thread's lane).
     #[inline(always)]
     fn claim_send(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer()?;
-        self.note_role(me, participant::ROLE_SENDER);
+        let me = self.claimer_as(participant::ROLE_SENDER)?;
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
         match self.ring().claim_send(me, max) {
             Ok(claim) => {
@@ -736,8 +738,7 @@ impl Queue {
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer()?;
-        self.note_role(me, participant::ROLE_RECEIVER);
+        let me = self.claimer_as(participant::ROLE_RECEIVER)?;
         let ring = self.ring();
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
         let first = ring.claim_recv(me, max, |pos| self.accept(pos, &accept));
