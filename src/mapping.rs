@@ -33,7 +33,7 @@ pub(crate) struct Mapping {
     /// Where the slots are, copied out of the validated geometry.
     slots: SlotIndex,
     /// `min(SLOT_HEADER + max_message_size, 4 * 64)`: the end of the bytes in a slot that
-    /// `prefetch_for_write` fetches.
+    /// `prefetch_for_write` fetches, and a bound on those `prefetch_payload` fetches.
     write_prefetch_end: usize,
 }
 
@@ -241,33 +241,33 @@ impl Mapping {
         let _ = slot;
     }
 
-    /// Asks the CPU to start fetching the payload of the message at `pos` (the 64-byte lines
-    /// after the one holding the state word, up to its length `len`), when a receive has seen
-    /// it committed and is about to claim it. The claim is a locked CAS, and a locked
+    /// Asks the CPU to start fetching the payload of the message in `slot`, one of this
+    /// mapping's (the 64-byte lines after the one holding the state word, up to its length
+    /// `len`), when a receive has seen it committed and is about to claim it. The claim is a locked CAS, and a locked
     /// instruction lets no later load start before it completes: without this hint the
     /// payload's lines would start their trip from the sender's core only after the CAS, one
     /// transfer after another. (Measured with `shmq bench`, five interleaved rounds: about 5 %
     /// off the 64-byte busy round trip in quiet phases, 13 % in noisy ones.) A hint only: it
     /// reads nothing into the program and cannot fault.
     #[inline]
-    pub(crate) fn prefetch_payload(&self, pos: u64, len: usize) {
+    pub(crate) fn prefetch_payload(&self, slot: &SlotHeader, len: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.slot(pos) as *const SlotHeader as *const i8;
+            let slot = slot as *const SlotHeader as *const i8;
             // At most three lines: beyond that the copy streams anyway.
-            let end = (SLOT_HEADER + len.min(self.max_message_size())).min(4 * 64);
-            let mut offset = 64;
-            while offset < end {
-                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                // address lies inside this slot, inside the mapping (see `slot`);
-                // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
-                offset += 64;
+            let end = (SLOT_HEADER + len).min(self.write_prefetch_end);
+            for offset in [64, 2 * 64, 3 * 64] {
+                if offset < end {
+                    // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
+                    // address lies inside this slot, inside the mapping (see `slot`);
+                    // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pos, len);
+        let _ = (slot, len);
     }
 
     /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).

@@ -741,7 +741,7 @@ impl Queue {
         let me = self.claimer_as(participant::ROLE_RECEIVER)?;
         let ring = self.ring();
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        let first = ring.claim_recv(me, max, |pos| self.accept(pos, &accept));
+        let first = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
         if ring.recycled.get() > 0 {
             // Tombstones freed on the way: each is a slot given back to the producers.
             self.wake(&self.header().send_wait.0);
@@ -763,12 +763,12 @@ impl Queue {
         }
     }
 
-    /// Whether a receive takes the message at `pos`, asked before claiming it: `accept` sees its
-    /// length. Starts fetching the payload meanwhile.
+    /// Whether a receive takes the message in `slot`, asked before claiming it: `accept` sees
+    /// its length. Starts fetching the payload meanwhile.
     #[inline]
-    fn accept(&self, pos: u64, accept: &impl Fn(usize) -> bool) -> bool {
-        let len = self.mapping.slot(pos).len.load(Ordering::Relaxed) as usize;
-        self.mapping.prefetch_payload(pos, len);
+    fn accept(&self, slot: &SlotHeader, accept: &impl Fn(usize) -> bool) -> bool {
+        let len = slot.len.load(Ordering::Relaxed) as usize;
+        self.mapping.prefetch_payload(slot, len);
         accept(len)
     }
 
@@ -783,7 +783,7 @@ impl Queue {
     ) -> Result<(Claim, Claimer<'q>)> {
         let ring = self.ring();
         let mut attempt = || loop {
-            let result = ring.claim_recv(me, max, |pos| self.accept(pos, &accept));
+            let result = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
             if ring.recycled.get() > 0 {
                 ring.recycled.set(0);
                 self.wake(&self.header().send_wait.0);
