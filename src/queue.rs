@@ -874,6 +874,12 @@ impl Queue {
         // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
         // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
         let (claim, _) = self.claim_recv(1, deadline, move |len| len <= capacity || len > max)?;
+        // A claim of one position (at most `max` 1); saying so spares the release a loop.
+        debug_assert_eq!(claim.count, 1);
+        let claim = Claim {
+            first: claim.first,
+            count: 1,
+        };
         let msg = self.message(claim.first)?;
         let len = msg.len();
         let slot = self.mapping.slot(claim.first);
