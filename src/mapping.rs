@@ -34,29 +34,71 @@ pub(crate) struct Mapping {
     visibility_timeout_ns: u64,
     /// The header's dead-letter queue, read once on open.
     dead_letter_queue: Option<std::path::PathBuf>,
+    /// Where the slots are, copied out of the validated geometry.
+    slots: SlotIndex,
+    /// `min(SLOT_HEADER + max_message_size, 4 * 64)`: the end of the bytes in a slot that
+    /// `prefetch_for_write` fetches, and a bound on those `prefetch_payload` fetches.
+    write_prefetch_end: usize,
+}
+
+/// Where the slots of a mapping are: finding the slot of a position is a mask, a multiply and an
+/// add. A plain copyable value, so that a ring built over it (see [`MappedSlots`]) keeps it in
+/// registers: read through a `&Mapping`, each field would be loaded again after every atomic
+/// load of the claim loop.
+///
+/// Invariant (established by `Mapping::open` from the validated geometry): slot `i` of
+/// `0..capacity` lies at `slots_at + i * slot_stride`, wholly inside the mapping.
+#[derive(Clone, Copy)]
+struct SlotIndex {
     /// `capacity - 1` when the capacity is a power of two (slot index by mask), else
-    /// `u64::MAX` (by division). Copied out of the validated geometry, with `slots_at` and
-    /// `slot_stride`, so that finding a slot is a mask, a multiply and an add.
+    /// `u64::MAX` (by division).
     index_mask: u64,
+    /// Number of slots.
+    capacity: u64,
     /// Address of slot 0 in the mapping.
     slots_at: usize,
     /// Bytes from one slot to the next.
     slot_stride: usize,
 }
 
+impl SlotIndex {
+    /// The address of the slot for position `pos` (inside the mapping, by the invariant).
+    #[inline]
+    fn slot_at(self, pos: u64) -> usize {
+        let index = if self.index_mask != u64::MAX {
+            pos & self.index_mask
+        } else {
+            pos % self.capacity
+        } as usize;
+        self.slots_at + index * self.slot_stride
+    }
+}
+
 /// The slot state words of a mapped queue.
 pub(crate) struct MappedSlots<'a> {
     mapping: &'a Mapping,
+    /// A copy of `mapping.slots` (see [`SlotIndex`]).
+    slots: SlotIndex,
+}
+
+impl MappedSlots<'_> {
+    /// The slot header for position `pos` (as `Mapping::slot`, from the index in registers).
+    #[inline]
+    pub(crate) fn slot(&self, pos: u64) -> &SlotHeader {
+        // SAFETY: as in `Mapping::slot`: `slots` is the mapping's own index, whose invariant puts
+        // the slot inside the mapping, which outlives the borrow `'a` that `self` holds.
+        unsafe { &*(self.slots.slot_at(pos) as *const SlotHeader) }
+    }
 }
 
 impl SlotStates for MappedSlots<'_> {
     #[inline]
     fn state(&self, pos: u64) -> &AtomicU64 {
-        &self.mapping.slot(pos).state
+        &self.slot(pos).state
     }
     #[inline]
     fn prepare_write(&self, pos: u64) {
-        self.mapping.prefetch_for_write(pos);
+        self.mapping.prefetch_for_write(self.slot(pos));
     }
 }
 
@@ -79,7 +121,16 @@ impl Mapping {
                 header.dead_letter_queue.decode()?,
             )
         };
-        let slots_at = map.as_ptr() as usize + geometry.slots_offset as usize;
+        let slots = SlotIndex {
+            index_mask: if geometry.capacity.is_power_of_two() {
+                u64::from(geometry.capacity) - 1
+            } else {
+                u64::MAX
+            },
+            capacity: u64::from(geometry.capacity),
+            slots_at: map.as_ptr() as usize + geometry.slots_offset as usize,
+            slot_stride: geometry.slot_stride as usize,
+        };
         Ok(Mapping {
             map,
             geometry,
@@ -87,13 +138,8 @@ impl Mapping {
             max_deliveries,
             visibility_timeout_ns,
             dead_letter_queue,
-            index_mask: if geometry.capacity.is_power_of_two() {
-                u64::from(geometry.capacity) - 1
-            } else {
-                u64::MAX
-            },
-            slots_at,
-            slot_stride: geometry.slot_stride as usize,
+            slots,
+            write_prefetch_end: (SLOT_HEADER + geometry.max_message_size as usize).min(4 * 64),
         })
     }
 
@@ -172,7 +218,10 @@ impl Mapping {
             &header.tail.0,
             &header.head.0.head,
             &header.head.0.closing,
-            MappedSlots { mapping: self },
+            MappedSlots {
+                mapping: self,
+                slots: self.slots,
+            },
             u64::from(self.geometry.capacity),
         )
     }
@@ -180,79 +229,74 @@ impl Mapping {
     /// The slot header for position `pos`.
     #[inline]
     pub(crate) fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = if self.index_mask != u64::MAX {
-            pos & self.index_mask
-        } else {
-            pos % u64::from(self.geometry.capacity)
-        } as usize;
-        // SAFETY: `index < capacity` (a mask of `capacity - 1` for a power of two, else the
-        // remainder of a division by it), and validation proved `slots_offset + capacity *
-        // stride` equals the mapped length, so the slot lies inside the mapping, which lives as
-        // long as `self` (`slots_at` is its address of slot 0); it is 64-aligned (offset
-        // 128-aligned, stride a multiple of 64). Its fields are atomics.
-        unsafe { &*((self.slots_at + index * self.slot_stride) as *const SlotHeader) }
+        // SAFETY: `slot_at` takes `index < capacity` (a mask of `capacity - 1` for a power of
+        // two, else the remainder of a division by it), and validation proved `slots_offset +
+        // capacity * stride` equals the mapped length, so the slot lies inside the mapping,
+        // which lives as long as `self` (`slots_at` is its address of slot 0); it is 64-aligned
+        // (offset 128-aligned, stride a multiple of 64). Its fields are atomics.
+        unsafe { &*(self.slots.slot_at(pos) as *const SlotHeader) }
     }
 
-    /// Asks the CPU to start fetching, for writing, the payload lines of the slot for `pos`
-    /// after the first (up to three), before a send claims it: their last writer or reader was
+    /// Asks the CPU to start fetching, for writing, the payload lines of `slot` (one of this
+    /// mapping's) after the first (up to three), before a send claims it: their last writer or reader was
     /// a consumer on another core, and the copy would otherwise wait for each line in turn.
     /// The first line, which holds the state word that consumers poll, is left alone.
     /// (Measured with `shmq bench`, same runs: the busy round trip went from about 1.4x to
     /// 1.2x `spsc_ring`, single-message throughput from about 0.2x to 0.8x `spsc_ring_tput`.)
     /// A hint: `prefetchw` reads nothing into the program and cannot fault.
     #[inline]
-    pub(crate) fn prefetch_for_write(&self, pos: u64) {
+    pub(crate) fn prefetch_for_write(&self, slot: &SlotHeader) {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
-            let slot = self.slot(pos) as *const SlotHeader as *const u8;
-            let end = (SLOT_HEADER + self.max_message_size()).min(4 * 64);
-            let mut offset = 64;
-            while offset < end {
-                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                // address lies inside this slot, inside the mapping (see `slot`); `prefetchw`
-                // (executed as a no-op by CPUs without it) touches no register or memory the
-                // program sees and never faults.
-                unsafe {
-                    std::arch::asm!(
-                        "prefetchw [{0}]",
-                        in(reg) slot.wrapping_add(offset),
-                        options(nostack, preserves_flags, readonly)
-                    )
-                };
-                offset += 64;
+            let slot = slot as *const SlotHeader as *const u8;
+            // Three fixed offsets, each a compare and a hint (no loop).
+            for offset in [64, 2 * 64, 3 * 64] {
+                if offset < self.write_prefetch_end {
+                    // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
+                    // address lies inside this slot, inside the mapping (see `slot`);
+                    // `prefetchw` (executed as a no-op by CPUs without it) touches no register
+                    // or memory the program sees and never faults.
+                    unsafe {
+                        std::arch::asm!(
+                            "prefetchw [{0}]",
+                            in(reg) slot.wrapping_add(offset),
+                            options(nostack, preserves_flags, readonly)
+                        )
+                    };
+                }
             }
         }
         #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let _ = pos;
+        let _ = slot;
     }
 
-    /// Asks the CPU to start fetching the payload of the message at `pos` (the 64-byte lines
-    /// after the one holding the state word, up to its length `len`), when a receive has seen
-    /// it committed and is about to claim it. The claim is a locked CAS, and a locked
+    /// Asks the CPU to start fetching the payload of the message in `slot`, one of this
+    /// mapping's (the 64-byte lines after the one holding the state word, up to its length
+    /// `len`), when a receive has seen it committed and is about to claim it. The claim is a locked CAS, and a locked
     /// instruction lets no later load start before it completes: without this hint the
     /// payload's lines would start their trip from the sender's core only after the CAS, one
     /// transfer after another. (Measured with `shmq bench`, five interleaved rounds: about 5 %
     /// off the 64-byte busy round trip in quiet phases, 13 % in noisy ones.) A hint only: it
     /// reads nothing into the program and cannot fault.
     #[inline]
-    pub(crate) fn prefetch_payload(&self, pos: u64, len: usize) {
+    pub(crate) fn prefetch_payload(&self, slot: &SlotHeader, len: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.slot(pos) as *const SlotHeader as *const i8;
+            let slot = slot as *const SlotHeader as *const i8;
             // At most three lines: beyond that the copy streams anyway.
-            let end = (SLOT_HEADER + len.min(self.max_message_size())).min(4 * 64);
-            let mut offset = 64;
-            while offset < end {
-                // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                // address lies inside this slot, inside the mapping (see `slot`);
-                // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
-                offset += 64;
+            let end = (SLOT_HEADER + len).min(self.write_prefetch_end);
+            for offset in [64, 2 * 64, 3 * 64] {
+                if offset < end {
+                    // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
+                    // address lies inside this slot, inside the mapping (see `slot`);
+                    // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pos, len);
+        let _ = (slot, len);
     }
 
     /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).

@@ -503,17 +503,20 @@ impl Queue {
         swept | (self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry())
     }
 
-    /// Records a role in the calling thread's participant entry, once per role (a load of the
-    /// line the thread writes its announcements to, when it is already recorded).
+    /// The calling thread as a claimer (see [`claimer`](Self::claimer)) in `role`, which is
+    /// recorded in its participant entry once per role (a load of the line the thread writes
+    /// its announcements to, when it is already recorded).
     #[inline]
-    fn note_role(&self, me: Claimer<'_>, role: u32) {
-        let index = me.token >> participant::GENERATION_BITS;
-        let Some(entry) = self.participants().get(index as usize) else {
-            return;
-        };
+    fn claimer_as(&self, role: u32) -> Result<Claimer<'_>> {
+        let lane = self.lane()?;
+        let entry = &self.participants()[lane.index as usize];
         if entry.roles.load(Ordering::Relaxed) & role == 0 {
             entry.roles.fetch_or(role, Ordering::Relaxed);
         }
+        Ok(Claimer {
+            token: lane.token,
+            announcement: &entry.announcement,
+        })
     }
 
     /// How a blocked call on `word` waits: with the calling thread's sleeper record (receivers
@@ -580,6 +583,43 @@ impl Queue {
         }
     }
 
+    /// A blocking claim's wait: calls `attempt` until it claims, fails for good, or `deadline`
+    /// passes, sleeping on `word` with the calling thread's sleeper record at `shift` (see
+    /// [`waiter`](Self::waiter)), counting the first sleep in `sleeps`, and sweeping for the
+    /// dead before every sleep. Gives up with `WouldBlock`.
+    #[cold]
+    fn wait_for_claim(
+        &self,
+        word: &AtomicU32,
+        shift: u32,
+        sleeps: &AtomicU64,
+        deadline: Deadline,
+        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
+    ) -> std::result::Result<Claim, ClaimError> {
+        let mut failure = None;
+        wait::wait_for(
+            &self.waiter(word, shift),
+            deadline,
+            || {
+                sleeps.fetch_add(1, Ordering::Relaxed);
+            },
+            || {
+                self.maybe_sweep();
+            },
+            || match attempt() {
+                Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
+                Err(e) => {
+                    failure = Some(e);
+                    Some(None)
+                }
+                Ok(claim) => Some(Some(claim)),
+            },
+        )
+        .map_or(Err(ClaimError::WouldBlock), |got| {
+            got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
+        })
+    }
+
     /// The state word of the slot at `cursor`'s position.
     fn word_at_cursor(&self, cursor: &AtomicU64) -> u64 {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
@@ -617,14 +657,11 @@ impl Queue {
 
     /// Claims up to `max` positions to write, waiting for room until `deadline`. Returns the
     /// claim and the claimer (the calling thread's lane).
-    #[inline]
+    #[inline(always)]
     fn claim_send(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer()?;
-        self.note_role(me, participant::ROLE_SENDER);
-        let ring = self.ring();
-        let mut attempt = || ring.claim_send(me, max);
+        let me = self.claimer_as(participant::ROLE_SENDER)?;
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        match attempt() {
+        match self.ring().claim_send(me, max) {
             Ok(claim) => {
                 pause_point("send-claimed");
                 Ok((claim, me))
@@ -637,7 +674,7 @@ impl Queue {
             {
                 Err(Error::Full)
             }
-            Err(e) => self.claim_send_slow(e, deadline, me, &mut attempt),
+            Err(e) => self.claim_send_slow(e, max, deadline, me),
         }
     }
 
@@ -645,10 +682,12 @@ impl Queue {
     fn claim_send_slow<'q>(
         &'q self,
         first: ClaimError,
+        max: u64,
         deadline: Deadline,
         me: Claimer<'q>,
-        attempt: &mut impl FnMut() -> std::result::Result<Claim, ClaimError>,
     ) -> Result<(Claim, Claimer<'q>)> {
+        let ring = self.ring();
+        let attempt = &mut || ring.claim_send(me, max);
         let header = self.header();
         let tail = &header.tail.0;
         let mut result = Err(first);
@@ -658,30 +697,13 @@ impl Queue {
         let result = match result {
             // The fast path found the queue full, and recovery changed something: look again.
             Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => attempt(),
-            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
-                let mut failure = None;
-                wait::wait_for(
-                    &self.waiter(&header.send_wait.0, 16),
-                    deadline,
-                    || {
-                        header.counters.0.full_waits.fetch_add(1, Ordering::Relaxed);
-                    },
-                    || {
-                        self.maybe_sweep();
-                    },
-                    || match attempt() {
-                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
-                        Err(e) => {
-                            failure = Some(e);
-                            Some(None)
-                        }
-                        Ok(claim) => Some(Some(claim)),
-                    },
-                )
-                .map_or(Err(ClaimError::WouldBlock), |got| {
-                    got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
-                })
-            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => self.wait_for_claim(
+                &header.send_wait.0,
+                16,
+                &header.counters.0.full_waits,
+                deadline,
+                attempt,
+            ),
             other => other,
         };
         match result {
@@ -697,7 +719,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
         self.mapping.check_len(msg.len())?;
         let (claim, _) = self.claim_send(1, deadline)?;
@@ -797,18 +819,17 @@ impl Queue {
 
     /// Claims up to `max` messages, waiting for one until `deadline`. `accept(len)` is asked about
     /// the first message's length before it is claimed.
-    #[inline]
+    #[inline(always)]
     fn claim_recv(
         &self,
         max: u64,
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer()?;
-        self.note_role(me, participant::ROLE_RECEIVER);
+        let me = self.claimer_as(participant::ROLE_RECEIVER)?;
         let ring = self.ring();
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        let first = ring.claim_recv(me, max, |pos| self.accept(pos, &accept));
+        let first = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
         if ring.recycled.get() > 0 {
             // Tombstones freed on the way: each is a slot given back to the producers.
             self.wake(&self.header().send_wait.0);
@@ -830,12 +851,12 @@ impl Queue {
         }
     }
 
-    /// Whether a receive takes the message at `pos`, asked before claiming it: `accept` sees its
-    /// length. Starts fetching the payload meanwhile.
+    /// Whether a receive takes the message in `slot`, asked before claiming it: `accept` sees
+    /// its length. Starts fetching the payload meanwhile.
     #[inline]
-    fn accept(&self, pos: u64, accept: &impl Fn(usize) -> bool) -> bool {
-        let len = self.mapping.slot(pos).len.load(Ordering::Relaxed) as usize;
-        self.mapping.prefetch_payload(pos, len);
+    fn accept(&self, slot: &SlotHeader, accept: &impl Fn(usize) -> bool) -> bool {
+        let len = slot.len.load(Ordering::Relaxed) as usize;
+        self.mapping.prefetch_payload(slot, len);
         accept(len)
     }
 
@@ -850,7 +871,7 @@ impl Queue {
     ) -> Result<(Claim, Claimer<'q>)> {
         let ring = self.ring();
         let mut attempt = || loop {
-            let result = ring.claim_recv(me, max, |pos| self.accept(pos, &accept));
+            let result = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
             if ring.recycled.get() > 0 {
                 ring.recycled.set(0);
                 self.wake(&self.header().send_wait.0);
@@ -877,34 +898,13 @@ impl Queue {
         let result = match result {
             // The fast path found the queue empty, and recovery changed something: look again.
             Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => attempt(),
-            Err(ClaimError::WouldBlock | ClaimError::Busy) => {
-                let mut failure = None;
-                wait::wait_for(
-                    &self.waiter(&header.recv_wait.0, 0),
-                    deadline,
-                    || {
-                        header
-                            .counters
-                            .0
-                            .empty_waits
-                            .fetch_add(1, Ordering::Relaxed);
-                    },
-                    || {
-                        self.maybe_sweep();
-                    },
-                    || match attempt() {
-                        Err(ClaimError::WouldBlock | ClaimError::Busy) => None,
-                        Err(e) => {
-                            failure = Some(e);
-                            Some(None)
-                        }
-                        Ok(claim) => Some(Some(claim)),
-                    },
-                )
-                .map_or(Err(ClaimError::WouldBlock), |got| {
-                    got.ok_or(failure.unwrap_or(ClaimError::WouldBlock))
-                })
-            }
+            Err(ClaimError::WouldBlock | ClaimError::Busy) => self.wait_for_claim(
+                &header.recv_wait.0,
+                0,
+                &header.counters.0.empty_waits,
+                deadline,
+                attempt,
+            ),
             other => other,
         };
         match result {
@@ -946,6 +946,7 @@ impl Queue {
     }
 
     /// Releases a claimed position and wakes senders that wait for room.
+    #[inline]
     fn release(&self, claim: Claim) {
         let ring = self.ring();
         for pos in claim.positions() {
@@ -954,13 +955,19 @@ impl Queue {
         self.wake(&self.header().send_wait.0);
     }
 
-    #[inline]
+    #[inline(always)]
     fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
         let capacity = buf.len();
         let max = self.max_message_size();
         // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
         // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
-        let (claim, _) = self.claim_recv(1, deadline, |len| len <= capacity || len > max)?;
+        let (claim, _) = self.claim_recv(1, deadline, move |len| len <= capacity || len > max)?;
+        // A claim of one position (at most `max` 1); saying so spares the release a loop.
+        debug_assert_eq!(claim.count, 1);
+        let claim = Claim {
+            first: claim.first,
+            count: 1,
+        };
         let msg = self.message(claim.first)?;
         let len = msg.len();
         let slot = self.mapping.slot(claim.first);

@@ -463,7 +463,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         self.claim_recv_inner::<STOP>(me, max, |_| true)
     }
 
-    #[inline]
+    #[inline(always)]
     fn claim_send_inner<const STOP: u8>(
         &self,
         me: Claimer<'_>,
@@ -560,7 +560,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     #[inline]
     fn later_claimed(&self, pos: u64, stamp: Phase) -> bool {
         let span = LOOK_AHEAD.min(self.capacity - 1);
-        for ahead in 1..=span {
+        for ahead in 1..span + 1 {
             let next = pos.wrapping_add(ahead);
             let word = self.slots.state(next).load(Ordering::Acquire);
             // The common answers first, without decoding: free for its producer (nobody has
@@ -836,7 +836,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         result
     }
 
-    #[inline]
+    #[inline(always)]
     fn claim_recv_inner<const STOP: u8>(
         &self,
         me: Claimer<'_>,
