@@ -499,8 +499,10 @@ impl Queue {
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
         let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
-        let swept = recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep();
-        swept | (self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry())
+        if recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep() {
+            return true;
+        }
+        self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry()
     }
 
     /// The calling thread as a claimer (see [`claimer`](Self::claimer)) in `role`, which is
