@@ -163,6 +163,11 @@ int main(int argc, char **argv) {
         check(held_len == 3 && memcmp(data, "job", 3) == 0, "the holder's bytes stay valid");
         EXPECT(shmq_ack(held), SHMQ_EXPIRED);
         EXPECT(shmq_ack(NULL), SHMQ_INVALID_ARGUMENT);
+        /* Acknowledged in time: SHMQ_OK, and the message is gone. */
+        EXPECT(shmq_try_send(vq, "next", 4), SHMQ_OK);
+        EXPECT(shmq_try_recv_in_place(vq2, &held, &data, &held_len), SHMQ_OK);
+        EXPECT(shmq_ack(held), SHMQ_OK);
+        EXPECT(shmq_try_recv(vq, buf, sizeof buf, &len), SHMQ_EMPTY);
         shmq_detach(vq2);
         shmq_detach(vq);
         EXPECT(shmq_unlink(path), SHMQ_OK);
