@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{message, message_count, Bridge, NatsServer};
+use common::{export_args, import_args, message, message_count, Bridge, NatsServer};
 use shmq::{Options, Queue};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -23,36 +23,8 @@ fn end_to_end_two_producers_two_consumers_lose_nothing_across_bridge_kills_and_a
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let queue_a = Queue::create(&a, Options::new(4096, 64)).unwrap();
     let queue_b = Arc::new(Queue::create(&b, Options::new(4096, 64)).unwrap());
-    let (a_s, b_s) = (
-        a.to_str().unwrap().to_owned(),
-        b.to_str().unwrap().to_owned(),
-    );
-    let export_args = [
-        "export",
-        &a_s,
-        "--server",
-        &url,
-        "--stream",
-        "E2E",
-        "--subject",
-        "e2e",
-        "--window",
-        "256",
-    ];
-    let import_args = [
-        "import",
-        "--server",
-        &url,
-        "--stream",
-        "E2E",
-        "--consumer",
-        "b",
-        "--window",
-        "256",
-        "--ack-wait",
-        "2",
-        &b_s,
-    ];
+    let export_args = export_args(&a, &url, "E2E", "e2e", 256);
+    let import_args = import_args(&url, "E2E", "b", 256, Some(2), &b);
 
     let queue_a = Arc::new(queue_a);
     let producers: Vec<_> = (0..2u32)

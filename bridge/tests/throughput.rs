@@ -14,7 +14,7 @@
 mod common;
 
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use common::{message_count, runtime, Bridge, NatsServer};
+use common::{export_args, import_args, message_count, runtime, Bridge, NatsServer};
 use shmq::{Options, Queue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,36 +62,20 @@ fn throughput_and_latency_through_both_bridges() {
     };
     let url = server.url();
     let total = message_count(200_000);
-    let window: usize = std::env::var("SHMQ_BRIDGE_WINDOW")
+    let window: u32 = std::env::var("SHMQ_BRIDGE_WINDOW")
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(256);
-    let plain = runtime().block_on(plain_publisher(&url, total, window));
+    let plain = runtime().block_on(plain_publisher(&url, total, window as usize));
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let queue_a = Arc::new(Queue::create(&a, Options::new(4096, LEN as u32)).unwrap());
     let queue_b = Queue::create(&b, Options::new(4096, LEN as u32)).unwrap();
-    let (a_s, b_s) = (
-        a.to_str().unwrap().to_owned(),
-        b.to_str().unwrap().to_owned(),
-    );
-    let w = window.to_string();
     let export = Bridge::spawn(
         dir.path(),
         "export",
-        &[
-            "export",
-            &a_s,
-            "--server",
-            &url,
-            "--stream",
-            "BRIDGED",
-            "--subject",
-            "bridged",
-            "--window",
-            &w,
-        ],
+        &export_args(&a, &url, "BRIDGED", "bridged", window),
     );
     // The import bridge needs the stream that the export bridge creates.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -108,18 +92,7 @@ fn throughput_and_latency_through_both_bridges() {
     let import = Bridge::spawn(
         dir.path(),
         "import",
-        &[
-            "import",
-            "--server",
-            &url,
-            "--stream",
-            "BRIDGED",
-            "--consumer",
-            "b",
-            "--window",
-            &w,
-            &b_s,
-        ],
+        &import_args(&url, "BRIDGED", "b", window, None, &b),
     );
 
     // Low load first: one message at a time, A → B.
