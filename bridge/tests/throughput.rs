@@ -14,7 +14,7 @@
 mod common;
 
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use common::{export_args, import_args, message_count, runtime, Bridge, NatsServer};
+use common::{cpu_time, export_args, import_args, message_count, runtime, Bridge, NatsServer};
 use shmq::{Options, Queue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,18 +32,30 @@ fn stream_config(name: &str, subject: &str) -> Config {
     }
 }
 
-/// Messages per second the server accepts from a pipelined async JetStream publisher.
-async fn plain_publisher(url: &str, total: u64, window: usize) -> f64 {
+/// Messages per second the server accepts from a pipelined async JetStream publisher (the
+/// reference), into a new stream `name`; with `ids`, each publish carries a `Nats-Msg-Id` (what
+/// the export bridge adds, and the server then deduplicates).
+async fn plain_publisher(url: &str, name: &str, total: u64, window: usize, ids: bool) -> f64 {
+    use async_nats::jetstream::message::PublishMessage;
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.create_stream(stream_config("PLAIN", "plain"))
+    let subject = name.to_lowercase();
+    js.create_stream(stream_config(name, &subject))
         .await
         .unwrap();
     let payload = bytes::Bytes::from(vec![7u8; LEN]);
     let started = Instant::now();
     let mut acks = std::collections::VecDeque::with_capacity(window);
-    for _ in 0..total {
-        acks.push_back(js.publish("plain", payload.clone()).await.unwrap());
+    for i in 0..total {
+        let ack = if ids {
+            let message = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(i.to_string());
+            js.send_publish(subject.clone(), message).await.unwrap()
+        } else {
+            js.publish(subject.clone(), payload.clone()).await.unwrap()
+        };
+        acks.push_back(ack);
         if acks.len() >= window {
             acks.pop_front().unwrap().await.unwrap();
         }
@@ -52,6 +64,66 @@ async fn plain_publisher(url: &str, total: u64, window: usize) -> f64 {
         ack.await.unwrap();
     }
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Messages per second a durable pull consumer takes out of stream `name` with confirmed acks,
+/// `window` unconfirmed at most (what the import bridge asks of the server, without the queue);
+/// with `confirmed` false, plain acks instead (for comparison: the server sends no reply).
+async fn plain_consumer(url: &str, name: &str, total: u64, window: usize, confirmed: bool) -> f64 {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let consumer: PullConsumer = js
+        .get_stream(name)
+        .await
+        .unwrap()
+        .create_consumer(pull::Config {
+            durable_name: Some("plain".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    let mut acks = FuturesUnordered::new();
+    while got < total {
+        let mut batch = consumer
+            .batch()
+            // No more than are left: a pull for more would wait for its expiry.
+            .max_messages(window.min((total - got) as usize))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(msg) = batch.next().await {
+            let msg = msg.unwrap();
+            got += 1;
+            acks.push(async move {
+                if confirmed {
+                    msg.double_ack().await.unwrap()
+                } else {
+                    msg.ack().await.unwrap()
+                }
+            });
+            while acks.len() >= window {
+                acks.next().await;
+            }
+        }
+    }
+    while acks.next().await.is_some() {}
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs `work`, returning what it returns and the CPU time that each of `pids` used meanwhile.
+fn cpu_of<T>(pids: &[u32], work: impl FnOnce() -> T) -> (T, Vec<Duration>) {
+    let before: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
+    let out = work();
+    let used = pids
+        .iter()
+        .zip(&before)
+        .map(|(p, b)| cpu_time(*p) - *b)
+        .collect();
+    (out, used)
 }
 
 #[test]
@@ -66,7 +138,24 @@ fn throughput_and_latency_through_both_bridges() {
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(256);
-    let plain = runtime().block_on(plain_publisher(&url, total, window as usize));
+    let me = std::process::id();
+    let w = window as usize;
+    // CPU microseconds per message.
+    let per = |d: &Duration| d.as_secs_f64() * 1e6 / total as f64;
+    let (plain, plain_cpu) = cpu_of(&[server.pid(), me], || {
+        runtime().block_on(plain_publisher(&url, "PLAIN", total, w, false))
+    });
+    // Where the server's time goes on the bridges' path: the publishes as export makes them
+    // (with ids), and a consumer that acknowledges as import does.
+    let (with_ids, ids_cpu) = cpu_of(&[server.pid(), me], || {
+        runtime().block_on(plain_publisher(&url, "PLAINID", total, w, true))
+    });
+    let (consumed, consumer_cpu) = cpu_of(&[server.pid(), me], || {
+        runtime().block_on(plain_consumer(&url, "PLAIN", total, w, true))
+    });
+    let (consumed_plain, plain_ack_cpu) = cpu_of(&[server.pid(), me], || {
+        runtime().block_on(plain_consumer(&url, "PLAINID", total, w, false))
+    });
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
@@ -111,6 +200,8 @@ fn throughput_and_latency_through_both_bridges() {
     }
 
     // Then throughput: a producer fills A as fast as the bridges take it; B is drained here.
+    let pids = [server.pid(), export.pid(), import.pid(), me];
+    let before: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
     let started = Instant::now();
     let producer = {
         let q = queue_a.clone();
@@ -127,6 +218,11 @@ fn throughput_and_latency_through_both_bridges() {
     }
     let bridged = total as f64 / started.elapsed().as_secs_f64();
     producer.join().unwrap();
+    let bridged_cpu: Vec<Duration> = pids
+        .iter()
+        .zip(&before)
+        .map(|(p, b)| cpu_time(*p) - *b)
+        .collect();
     let export = export.terminate();
     let import = import.terminate();
     println!("messages: {total} of {LEN} bytes, window {window}");
@@ -140,6 +236,34 @@ fn throughput_and_latency_through_both_bridges() {
         latency.value_at_quantile(0.5),
         latency.value_at_quantile(0.99),
         latency.max()
+    );
+    println!(
+        "CPU per message, plain publisher: server {:.1} us, publisher (this process) {:.1} us",
+        per(&plain_cpu[0]),
+        per(&plain_cpu[1])
+    );
+    println!(
+        "publisher with Nats-Msg-Id: {with_ids:.0} msg/s; CPU per message: server {:.1} us, publisher {:.1} us",
+        per(&ids_cpu[0]),
+        per(&ids_cpu[1])
+    );
+    println!(
+        "pull consumer with confirmed acks: {consumed:.0} msg/s; CPU per message: server {:.1} us, consumer {:.1} us",
+        per(&consumer_cpu[0]),
+        per(&consumer_cpu[1])
+    );
+    println!(
+        "pull consumer with plain acks:     {consumed_plain:.0} msg/s; CPU per message: server {:.1} us, consumer {:.1} us",
+        per(&plain_ack_cpu[0]),
+        per(&plain_ack_cpu[1])
+    );
+    println!(
+        "CPU per message, through both bridges: server {:.1} us, export {:.1} us, import {:.1} us, \
+         producer and consumer (this process) {:.1} us",
+        per(&bridged_cpu[0]),
+        per(&bridged_cpu[1]),
+        per(&bridged_cpu[2]),
+        per(&bridged_cpu[3])
     );
     println!("export bridge: {export}\nimport bridge: {import}");
 }

@@ -141,6 +141,11 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
     /// The log of the server's latest start.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("server-{}.log", self.starts)))
@@ -243,6 +248,10 @@ impl Bridge {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// kill -9: the bridge gets no chance to finish anything.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -309,6 +318,18 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// CPU time (user + system) that process `pid` has used so far, from /proc/PID/stat.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
 }
 
 /// How many messages a test moves: `SHMQ_BRIDGE_MESSAGES`, or `default`.
