@@ -80,6 +80,8 @@ async fn plain_consumer(url: &str, name: &str, total: u64, window: usize, confir
         .create_consumer(pull::Config {
             durable_name: Some("plain".into()),
             ack_policy: AckPolicy::Explicit,
+            // The server's default (1000) would hold back part of a larger window's pull.
+            max_ack_pending: window as i64,
             ..Default::default()
         })
         .await
