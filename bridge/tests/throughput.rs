@@ -80,8 +80,10 @@ async fn plain_consumer(url: &str, name: &str, total: u64, window: usize, confir
         .create_consumer(pull::Config {
             durable_name: Some("plain".into()),
             ack_policy: AckPolicy::Explicit,
-            // The server's default (1000) would hold back part of a larger window's pull.
-            max_ack_pending: window as i64,
+            // Room for a window of acks in flight and as many the server has not processed yet
+            // (plain acks are not waited for); the default (1000) would hold back the pulls of
+            // a larger window.
+            max_ack_pending: (2 * window).max(1000) as i64,
             ..Default::default()
         })
         .await
