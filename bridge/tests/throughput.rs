@@ -8,7 +8,10 @@
 //! In one run against one fresh `nats-server`: (1) what the server accepts from the client
 //! crate's own pipelined publisher, (2) end-to-end throughput of 64-byte messages through both
 //! bridges (queue A → export → JetStream → import → queue B), and their ratio; (3) the latency
-//! the bridges add at low load, one message at a time, A → B, p50 and p99.
+//! the bridges add at low load, one message at a time, A → B, p50 and p99; (4) the CPU each
+//! process used per message (/proc/PID/stat), and the server's per-message CPU split into the
+//! halves of the bridges' path: publishes with a `Nats-Msg-Id` (export's), a pull consumer with
+//! confirmed acks (import's), and one with plain acks for comparison.
 //! `SHMQ_BRIDGE_MESSAGES` (200,000) and `SHMQ_BRIDGE_WINDOW` (256) change the run.
 
 mod common;
