@@ -147,6 +147,14 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
             Err(_) => Err(PublishErrorKind::TimedOut.into()),
         };
         match outcome {
+            Ok(ack) if ack.stream != args.common.stream => {
+                // A PubAck names the stream that stored the message: another stream (one that
+                // also listens on the subject) is not where this bridge promised to put it.
+                return Err(Fatal(format!(
+                    "message {msg_id} was stored by stream {} (seq {}), not {}; it stays in the queue",
+                    ack.stream, ack.sequence, args.common.stream
+                )));
+            }
             Ok(ack) => {
                 if ack.duplicate {
                     counters.add("duplicates", 1);

@@ -138,9 +138,12 @@ pub async fn run(args: Args, mut stop: watch::Receiver<bool>) -> Result<()> {
             };
             failures = 0;
             counters.add("pulled", 1);
-            let delivered = msg.info().map(|info| info.delivered).unwrap_or(1);
+            // Parsed from the reply subject once: delivery count and stream sequence.
+            let (delivered, seq) = msg
+                .info()
+                .map(|info| (info.delivered, info.stream_sequence))
+                .unwrap_or((1, 0));
             if msg.payload.len() > max {
-                let seq = msg.info().map(|info| info.stream_sequence).unwrap_or(0);
                 let _ = msg.ack_with(AckKind::Nak(None)).await;
                 return Err(Fatal(format!(
                     "message {seq} of stream {name} has {} bytes, more than the queue's maximum of {max}; it stays in the stream",

@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Two hosts' worth of processes on one machine: 2 producers → queue A → export → JetStream →
 //! import → queue B → 2 consumers, with both bridges SIGKILLed every ~2 s and restarted, and the
-//! server restarted once. Nothing may be lost; duplicates are counted and printed.
+//! server SIGKILLed once and restarted (a crash, not a shutdown: nothing it held unwritten
+//! survives). Nothing may be lost; duplicates are counted and printed.
 
 mod common;
 
-use common::{message, message_count, Bridge, NatsServer};
+use common::{export_args, import_args, message, message_count, Bridge, NatsServer};
 use shmq::{Options, Queue};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[test]
-fn end_to_end_two_producers_two_consumers_lose_nothing_across_bridge_kills_and_a_server_restart() {
+fn end_to_end_two_producers_two_consumers_lose_nothing_across_bridge_kills_and_a_server_crash() {
     let Some(mut server) = NatsServer::start() else {
         return;
     };
@@ -23,36 +24,8 @@ fn end_to_end_two_producers_two_consumers_lose_nothing_across_bridge_kills_and_a
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let queue_a = Queue::create(&a, Options::new(4096, 64)).unwrap();
     let queue_b = Arc::new(Queue::create(&b, Options::new(4096, 64)).unwrap());
-    let (a_s, b_s) = (
-        a.to_str().unwrap().to_owned(),
-        b.to_str().unwrap().to_owned(),
-    );
-    let export_args = [
-        "export",
-        &a_s,
-        "--server",
-        &url,
-        "--stream",
-        "E2E",
-        "--subject",
-        "e2e",
-        "--window",
-        "256",
-    ];
-    let import_args = [
-        "import",
-        "--server",
-        &url,
-        "--stream",
-        "E2E",
-        "--consumer",
-        "b",
-        "--window",
-        "256",
-        "--ack-wait",
-        "2",
-        &b_s,
-    ];
+    let export_args = export_args(&a, &url, "E2E", "e2e", 256);
+    let import_args = import_args(&url, "E2E", "b", 256, Some(2), &b);
 
     let queue_a = Arc::new(queue_a);
     let producers: Vec<_> = (0..2u32)
@@ -116,9 +89,9 @@ fn end_to_end_two_producers_two_consumers_lose_nothing_across_bridge_kills_and_a
                 panic!("a bridge exited: {why}");
             }
         }
-        // Bridges running, set up and connected: the restart hits them mid-stream.
+        // Bridges running, set up and connected: the server's crash hits them mid-stream.
         if !restarted && (distinct.load(Ordering::Relaxed) >= total / 3 || tick == 3) {
-            server.restart();
+            server.kill9_and_restart();
             restarted = true;
         }
         if tick.is_multiple_of(2) {

@@ -4,13 +4,13 @@
 mod common;
 
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use common::{bridge, runtime, stream_len, wait_timeout, NatsServer};
+use common::{bridge, export_args, import_args, runtime, stream_len, wait_timeout, NatsServer};
 use shmq::{Options, Queue};
 use std::time::Duration;
 
 /// Runs the bridge to its exit, which must be status 1; returns its last line on standard
 /// error (the error; a line before it may say what the bridge was setting up).
-fn fails(args: &[&str]) -> String {
+fn fails(args: &[String]) -> String {
     let mut child = bridge()
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -34,47 +34,20 @@ fn unreachable_server_missing_stream_and_oversized_message_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q");
     let _queue = Queue::create(&path, Options::new(8, 64)).unwrap();
-    let q = path.to_str().unwrap();
 
     // A port nobody listens on: the server's own, once it is ours and closed.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("nats://{}", closed.local_addr().unwrap());
     drop(closed);
-    let err = fails(&[
-        "export",
-        q,
-        "--server",
-        &dead,
-        "--stream",
-        "S",
-        "--subject",
-        "s",
-    ]);
+    let err = fails(&export_args(&path, &dead, "S", "s", 256));
     assert!(err.contains("cannot reach the NATS server"), "{err}");
 
     let url = server.url();
-    let err = fails(&[
-        "import",
-        "--server",
-        &url,
-        "--stream",
-        "NOPE",
-        "--consumer",
-        "c",
-        q,
-    ]);
+    let err = fails(&import_args(&url, "NOPE", "c", 256, None, &path));
     assert!(err.contains("no stream NOPE"), "{err}");
 
-    let err = fails(&[
-        "export",
-        &format!("{q}-missing"),
-        "--server",
-        &url,
-        "--stream",
-        "S",
-        "--subject",
-        "s",
-    ]);
+    let missing = dir.path().join("q-missing");
+    let err = fails(&export_args(&missing, &url, "S", "s", 256));
     assert!(err.contains("no shmq queue"), "{err}");
 
     // A stream message longer than the queue's maximum stays in the stream.
@@ -95,16 +68,7 @@ fn unreachable_server_missing_stream_and_oversized_message_are_clear_errors() {
             .await
             .unwrap();
     });
-    let err = fails(&[
-        "import",
-        "--server",
-        &url,
-        "--stream",
-        "BIG",
-        "--consumer",
-        "c",
-        q,
-    ]);
+    let err = fails(&import_args(&url, "BIG", "c", 256, None, &path));
     assert!(
         err.contains("100 bytes, more than the queue's maximum of 64"),
         "{err}"

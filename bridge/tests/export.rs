@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{drain_stream, message, message_count, runtime, Bridge, NatsServer, Pace};
+use common::{
+    drain_stream, export_args, message, message_count, runtime, Bridge, NatsServer, Pace,
+};
 use shmq::{Options, Queue};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,19 +21,7 @@ fn export_publishes_every_message_exactly_once_across_kill_9_and_a_server_restar
     let queue = Queue::create(&path, Options::new(8192, 64)).unwrap();
     let total = message_count(200_000) / 4;
     let url = server.url();
-    let path_s = path.to_str().unwrap().to_owned();
-    let args = [
-        "export",
-        &path_s,
-        "--server",
-        &url,
-        "--stream",
-        "EXP",
-        "--subject",
-        "exp.a",
-        "--window",
-        "128",
-    ];
+    let args = export_args(&path, &url, "EXP", "exp.a", 128);
 
     // Paced over ~8 s, so that the kills and the restart land while messages flow.
     let producer = std::thread::spawn(move || {

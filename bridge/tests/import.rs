@@ -6,7 +6,7 @@
 mod common;
 
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use common::{message, message_count, runtime, stream_len, Bridge, NatsServer, Pace};
+use common::{import_args, message, message_count, runtime, stream_len, Bridge, NatsServer, Pace};
 use shmq::{Options, Queue};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -100,23 +100,11 @@ fn import_without_crashes_delivers_each_message_once_and_a_full_queue_stops_the_
     let path = dir.path().join("b");
     let capacity = 64u32;
     let _queue = Queue::create(&path, Options::new(capacity, 64)).unwrap();
-    let path_s = path.to_str().unwrap().to_owned();
-    let window = 32u64;
+    let window = 32;
     let bridge = Bridge::spawn(
         dir.path(),
         "import",
-        &[
-            "import",
-            "--server",
-            &url,
-            "--stream",
-            "IMPB",
-            "--consumer",
-            "b",
-            "--window",
-            "32",
-            &path_s,
-        ],
+        &import_args(&url, "IMPB", "b", window, None, &path),
     );
     // Nobody consumes yet: the queue fills, and the bridge stops pulling instead of dropping.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -128,7 +116,7 @@ fn import_without_crashes_delivers_each_message_once_and_a_full_queue_stops_the_
     let left = runtime().block_on(stream_len(&url, "IMPB"));
     // In the stream still: all but what the queue holds, one batch pulled and the acks pending.
     assert!(
-        left >= u64::from(total) - u64::from(capacity) - 2 * window,
+        left >= u64::from(total) - u64::from(capacity) - 2 * u64::from(window),
         "the bridge kept pulling into a full queue: {left} left in the stream"
     );
 
@@ -170,22 +158,8 @@ fn import_delivers_every_message_at_least_once_across_kill_9_with_delivery_count
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b");
     let _queue = Queue::create(&path, Options::new(1024, 64)).unwrap();
-    let path_s = path.to_str().unwrap().to_owned();
-    let window = 64u64;
-    let args = [
-        "import",
-        "--server",
-        &url,
-        "--stream",
-        "IMPK",
-        "--consumer",
-        "k",
-        "--window",
-        "64",
-        "--ack-wait",
-        "2",
-        &path_s,
-    ];
+    let window = 64;
+    let args = import_args(&url, "IMPK", "k", window, Some(2), &path);
     // Paced over ~8 s, so that the kills land while messages flow.
     let seen = Seen::new(total as usize);
     let stop = Arc::new(AtomicBool::new(false));
@@ -243,7 +217,7 @@ fn import_delivers_every_message_at_least_once_across_kill_9_with_delivery_count
     );
     // A killed bridge held at most one pulled batch and one window of unconfirmed acks.
     assert!(
-        duplicates <= kills * 2 * window,
+        duplicates <= kills * 2 * u64::from(window),
         "{duplicates} duplicates for {kills} kills"
     );
 }

@@ -4,6 +4,7 @@
 //! own test helpers do), and the built `shmq-bridge` binary. No mock of either.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,20 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: u32,
+    /// More lines for the `jetstream { }` block of the configuration.
+    jetstream: String,
 }
 
 impl NatsServer {
-    /// Starts a server, or `None` if there is no `nats-server` outside CI.
+    /// Starts a server with the defaults (background fsync), or `None` if there is no
+    /// `nats-server` outside CI.
     pub fn start() -> Option<NatsServer> {
+        Self::start_with("")
+    }
+
+    /// Starts a server whose `jetstream { }` block also holds `jetstream` (e.g.
+    /// `sync_interval: always`).
+    pub fn start_with(jetstream: &str) -> Option<NatsServer> {
         let binary = nats_server_binary()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -51,6 +61,7 @@ impl NatsServer {
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
             starts: 0,
+            jetstream: jetstream.to_owned(),
         };
         server.spawn();
         Some(server)
@@ -68,14 +79,14 @@ impl NatsServer {
     fn spawn(&mut self) {
         self.starts += 1;
         let log = self.dir.path().join(format!("server-{}.log", self.starts));
-        // The server's defaults (background flushing), as users run it.
         let config = self.dir.path().join("server.conf");
         std::fs::write(
             &config,
             format!(
-                "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+                "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: \"{}\"\n  {}\n}}\n",
                 self.port,
-                self.store_dir().display()
+                self.store_dir().display(),
+                self.jetstream
             ),
         )
         .unwrap();
@@ -122,6 +133,24 @@ impl NatsServer {
         self.stop_with(libc::SIGTERM);
         self.spawn();
     }
+
+    /// A crash: the server is SIGKILLed (no shutdown, no flush of anything it holds in memory)
+    /// and starts again on the same port and store directory.
+    pub fn kill9_and_restart(&mut self) {
+        self.stop_with(libc::SIGKILL);
+        self.spawn();
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
+    /// The log of the server's latest start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("server-{}.log", self.starts)))
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for NatsServer {
@@ -137,6 +166,62 @@ pub fn bridge() -> Command {
     cmd
 }
 
+/// `shmq-bridge export QUEUE --server URL --stream STREAM --subject SUBJECT --window WINDOW`.
+pub fn export_args(
+    queue: &Path,
+    url: &str,
+    stream: &str,
+    subject: &str,
+    window: u32,
+) -> Vec<String> {
+    let queue = queue.to_str().expect("a UTF-8 queue path").to_owned();
+    [
+        "export",
+        &queue,
+        "--server",
+        url,
+        "--stream",
+        stream,
+        "--subject",
+        subject,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--window".to_owned(), window.to_string()])
+    .collect()
+}
+
+/// `shmq-bridge import --server URL --stream STREAM --consumer CONSUMER --window WINDOW
+/// [--ack-wait SECONDS] QUEUE`.
+pub fn import_args(
+    url: &str,
+    stream: &str,
+    consumer: &str,
+    window: u32,
+    ack_wait: Option<u32>,
+    queue: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "import",
+        "--server",
+        url,
+        "--stream",
+        stream,
+        "--consumer",
+        consumer,
+        "--window",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(window.to_string());
+    if let Some(seconds) = ack_wait {
+        args.extend(["--ack-wait".to_owned(), seconds.to_string()]);
+    }
+    args.push(queue.to_str().expect("a UTF-8 queue path").to_owned());
+    args
+}
+
 /// A running bridge process, SIGKILLed on drop if still alive.
 pub struct Bridge {
     child: Child,
@@ -146,7 +231,7 @@ pub struct Bridge {
 
 impl Bridge {
     /// Spawns `shmq-bridge ARGS --json`, its output going to files under `dir`.
-    pub fn spawn(dir: &Path, tag: &str, args: &[&str]) -> Bridge {
+    pub fn spawn(dir: &Path, tag: &str, args: &[impl AsRef<OsStr>]) -> Bridge {
         let stdout = dir.join(format!("{tag}.out"));
         let stderr = dir.join(format!("{tag}.err"));
         let child = bridge()
@@ -161,6 +246,10 @@ impl Bridge {
             stdout,
             stderr,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// kill -9: the bridge gets no chance to finish anything.
@@ -231,6 +320,18 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
     }
 }
 
+/// CPU time (user + system) that process `pid` has used so far, from /proc/PID/stat.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
 /// How many messages a test moves: `SHMQ_BRIDGE_MESSAGES`, or `default`.
 pub fn message_count(default: u64) -> u64 {
     std::env::var("SHMQ_BRIDGE_MESSAGES")
@@ -266,6 +367,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// Reads every message of a work-queue stream through a consumer of its own, acknowledging
 /// each, and returns their payloads (stops after `idle` without a new message).
 pub async fn drain_stream(url: &str, stream: &str, idle: Duration) -> Vec<Vec<u8>> {
+    drain_stream_with_seq(url, stream, idle)
+        .await
+        .into_iter()
+        .map(|(_, payload)| payload)
+        .collect()
+}
+
+/// As `drain_stream`, with each message's stream sequence.
+pub async fn drain_stream_with_seq(url: &str, stream: &str, idle: Duration) -> Vec<(u64, Vec<u8>)> {
     use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
     use futures_util::StreamExt;
     let client = async_nats::connect(url).await.unwrap();
@@ -296,7 +406,8 @@ pub async fn drain_stream(url: &str, stream: &str, idle: Duration) -> Vec<Vec<u8
         let before = got.len();
         while let Some(msg) = batch.next().await {
             let msg = msg.unwrap();
-            got.push(msg.payload.to_vec());
+            let seq = msg.info().unwrap().stream_sequence;
+            got.push((seq, msg.payload.to_vec()));
             msg.ack().await.unwrap();
         }
         if got.len() == before {
