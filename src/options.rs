@@ -138,8 +138,8 @@ impl Options {
 
     /// Sets the dead-letter queue: a message delivered `max_deliveries` times is sent there
     /// (with its delivery count) instead of being dropped. The path is recorded in the queue
-    /// file (at most [`DEAD_LETTER_PATH_MAX`](crate::layout::DEAD_LETTER_PATH_MAX) bytes); the
-    /// dead-letter queue itself is opened when the first message goes there.
+    /// file (at most 1023 bytes); the dead-letter queue itself is opened when the first message
+    /// goes there.
     pub fn dead_letter_queue(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.dead_letter_queue = Some(path.into());
         self
