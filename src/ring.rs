@@ -120,10 +120,13 @@
 //! that dies leaves its slot withheld for a dead owner: a survivor gives it back. So a hung
 //! holder costs the queue one slot, and only while it keeps its guard.
 //!
-//! If the tail has come round to the held slot itself (every other slot full, or being read),
-//! the message cannot be copied to the tail; then the taker claims the held slot's next
-//! position and the one after it together (`claim_past_held`), copies the message into the
-//! second, and detaches the slot straight to `WITHHELD_SKIP`, the first position passed over.
+//! If the tail has come round to the held slot itself, the message cannot be copied to the
+//! tail; then the taker also takes over the lapsed holds in the slots right after it, and claims
+//! with one cursor CAS the run's next positions and as many after them (`claim_past_held`): it
+//! copies each message into one of the latter, and detaches each held slot straight to
+//! `WITHHELD_SKIP`, its next position passed over. A run of hung holders at the tail therefore
+//! needs as many free slots after it; with fewer, the queue is full of messages that cannot be
+//! moved yet, and they wait for a holder to let go.
 //!
 //! # Orderings
 //! The payload is handed over by the state word alone: a producer's `Release` store of `FULL`
@@ -706,28 +709,34 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             .is_ok()
     }
 
-    /// With the tail come round to the slot of `held` (lent to a holder whose hold lapsed and
-    /// which the caller has taken over), claims both `held + cap` (to pass it over once the
-    /// message is out, see [`detach`](Self::detach)) and the position after it, for the
-    /// message's copy. Returns that position, or `None` if the tail is elsewhere or the next
-    /// slot is not free. So a hung holder costs the queue one slot, never a wedge. With a
-    /// capacity of 1 there is no other slot: the message waits for its holder to let go.
-    pub fn claim_past_held(&self, held: u64, me: Claimer<'_>) -> Option<u64> {
+    /// With the tail come round to the slot of `held` (lent to a holder whose hold lapsed, which
+    /// the caller has taken over, as it has the `run - 1` lapsed holds in the slots right after
+    /// it): claims the run's next positions `held + cap ..` (to pass them over once the messages
+    /// are out, see [`detach`](Self::detach)) and as many positions after them, for the copies,
+    /// with one cursor CAS. Returns the first copy's position, or `None` if the tail is
+    /// elsewhere or the copies' slots are not all free. So hung holders cost the queue their
+    /// slots, never a wedge. With a capacity of 1 there is no other slot: the message waits for
+    /// its holder to let go.
+    pub fn claim_past_held(&self, held: u64, run: u64, me: Claimer<'_>) -> Option<u64> {
         let past = held.wrapping_add(self.capacity);
-        let copy = past.wrapping_add(1);
+        let copies = past.wrapping_add(run);
         let tail = self.tail.load(Ordering::Acquire);
-        if self.capacity < 2
+        if run == 0
+            || 2 * run > self.capacity
             || tail & !CLOSED != past
-            || self.slots.state(copy).load(Ordering::Acquire) != empty_state(copy)
+            || (0..run).any(|i| {
+                let pos = copies.wrapping_add(i);
+                self.slots.state(pos).load(Ordering::Acquire) != empty_state(pos)
+            })
         {
             return None;
         }
-        me.announcement.announce(past, 2, Side::Send);
+        me.announcement.announce(past, 2 * run, Side::Send);
         let claimed = self
             .tail
             .compare_exchange(
                 tail,
-                copy.wrapping_add(1) | (tail & CLOSED),
+                copies.wrapping_add(run) | (tail & CLOSED),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
@@ -738,13 +747,13 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         }
         self.stamp_run(
             Claim {
-                first: copy,
-                count: 1,
+                first: copies,
+                count: run,
             },
             me.token,
             Phase::Writing,
         );
-        Some(copy)
+        Some(copies)
     }
 
     /// Gives the slot that holds (or held) `pos` back to the ring, if it is withheld for

@@ -378,3 +378,65 @@ fn a_message_whose_holds_keep_lapsing_goes_to_the_dead_letter_queue_at_the_limit
     assert_eq!((stats.expired, stats.dead_lettered), (1, 1), "{stats:?}");
     assert_eq!(q.try_recv(&mut [0u8; 32]), Err(Error::Empty));
 }
+
+#[test]
+fn two_hung_holders_side_by_side_at_the_tail_do_not_wedge_the_queue() {
+    let dir = common::tempdir();
+    let q = queue_with_timeout(dir.path(), 4, Duration::from_millis(100));
+    let path = dir.path().join("q");
+    let spawn_holder = || {
+        Child::spawn(
+            dir.path(),
+            "hold",
+            &[
+                ("queue", &path.display()),
+                ("hold_ms", &2500),
+                ("extend_ms", &0),
+            ],
+        )
+    };
+    // Positions 0 and 1 held by two hung consumers, 2 and 3 full: the queue is full.
+    q.send(b"h1").unwrap();
+    let a = spawn_holder();
+    held(&a);
+    q.send(b"h2").unwrap();
+    let b = spawn_holder();
+    held(&b);
+    q.send(b"m2").unwrap();
+    q.send(b"m3").unwrap();
+    assert_eq!(q.try_send(b"x"), Err(Error::Full));
+    let mut buf = [0u8; 32];
+    let mut recv = || {
+        let r = q.recv_meta_timeout(&mut buf, BOUND).expect("a message");
+        (
+            String::from_utf8_lossy(&buf[..r.len]).into_owned(),
+            r.deliveries,
+        )
+    };
+    assert_eq!([recv(), recv()], [("m2".into(), 1), ("m3".into(), 1)]);
+    // Now the tail stands on the first hung holder's slot, the second's right after it, and
+    // two slots are free behind them. Both holds lapse; a blocked receiver moves both messages
+    // past their slots at once.
+    assert_eq!([recv(), recv()], [("h1".into(), 2), ("h2".into(), 2)]);
+    // Producers pass the withheld slots: two free slots take two messages.
+    q.try_send(b"m4").expect("not wedged");
+    q.try_send(b"m5").expect("not wedged");
+    assert_eq!(
+        q.try_send(b"x"),
+        Err(Error::Full),
+        "two slots are still withheld"
+    );
+    assert_eq!([recv(), recv()], [("m4".into(), 1), ("m5".into(), 1)]);
+    for holder in [a, b] {
+        let report = holder.wait(BOUND);
+        assert!(
+            report.contains("intact=true") && report.contains("ack=Err(Expired)"),
+            "{report}"
+        );
+    }
+    // Both let go: the whole capacity again.
+    for i in 0..4u8 {
+        q.try_send(&[i]).expect("every slot is back");
+    }
+    assert_eq!(q.stats().expired, 2);
+}

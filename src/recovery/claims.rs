@@ -314,22 +314,84 @@ fn resolve_lent<Q: ClaimStore + ?Sized, S: SlotStates>(
         queue.record(Resolution::DeadLettered);
         return Some(true);
     }
-    let Some(to) = ring
-        .claim_for_redelivery(me)
-        .or_else(|| ring.claim_past_held(pos, me))
-    else {
-        // Full of other messages: give the hold back, for a later sweep.
-        if lease.untake(taken) {
-            // The holder let go meanwhile: the bytes are free after all.
-            return Some(false);
+    if let Some(to) = ring.claim_for_redelivery(me) {
+        queue.copy_message(pos, to);
+        queue.count_failed_delivery(to);
+        ring.publish(to);
+        detach_lapsed(ring, &lease, pos, word);
+        queue.record(Resolution::Expired);
+        wait::wake_if_sleeping(queue.recv_wait());
+        return Some(true);
+    }
+    // No room at the tail. If the tail has come round to this very slot, the held slot and
+    // perhaps the lapsed holds right after it are all that stops the producers: move them all
+    // past themselves (see `move_lapsed_run`).
+    if ring.tail_position() == pos.wrapping_add(ring.capacity) {
+        if let Some(moved) = move_lapsed_run(queue, ring, me, (pos, word, taken), now_ms) {
+            return Some(moved);
+        }
+    }
+    // Full of other messages: give the hold back, for a later sweep.
+    if lease.untake(taken) {
+        // The holder let go meanwhile: the bytes are free after all; the next sweep sees it.
+        return Some(false);
+    }
+    None
+}
+
+/// With the tail come round to the slot of the lapsed hold `first` (position, `LENT` word, and
+/// the lease value the caller took it with): takes over the lapsed holds in the slots right
+/// after it too (holds whose lease is due: lapsed, let go, or of a dead holder), as long as
+/// there are as many free slots after them, and moves them all at once: one cursor CAS claims
+/// the run's next positions (passed over) and as many after them for the copies
+/// (`Ring::claim_past_held`). So a run of hung holders costs the queue their slots and never
+/// wedges it, whatever else is free. Returns `None`, having given back every hold it took but
+/// the first, if there is no room.
+fn move_lapsed_run<Q: ClaimStore + ?Sized, S: SlotStates>(
+    queue: &Q,
+    ring: &Ring<'_, S>,
+    me: Claimer<'_>,
+    first: (u64, u64, u64),
+    now_ms: u64,
+) -> Option<bool> {
+    let mut run = vec![first];
+    while (run.len() as u64) < ring.capacity / 2 {
+        let pos = first.0.wrapping_add(run.len() as u64);
+        let word = ring.word_at(pos);
+        let lent = SlotState::decode(word).is_some_and(|s| {
+            s.phase == Phase::Lent && s.pos == SlotState::new(pos, 0, s.phase).pos
+        });
+        if !lent {
+            break;
+        }
+        let lease = Lease::new(queue.lease(pos));
+        let seen = lease.load();
+        let owner = SlotState::decode(word).map_or(0, |s| s.owner);
+        let due = seen & (ACKED | DONE | TAKEN) == 0
+            && (seen & GONE != 0 || lease::deadline_of(seen) < now_ms || queue.is_dead(owner));
+        let Some(taken) = due.then(|| lease.take(seen, me.token)).flatten() else {
+            break;
+        };
+        if ring.word_at(pos) != word {
+            lease.untake(taken);
+            break;
+        }
+        run.push((pos, word, taken));
+    }
+    let Some(to) = ring.claim_past_held(first.0, run.len() as u64, me) else {
+        for &(pos, _, taken) in &run[1..] {
+            Lease::new(queue.lease(pos)).untake(taken);
         }
         return None;
     };
-    queue.copy_message(pos, to);
-    queue.count_failed_delivery(to);
-    ring.publish(to);
-    detach_lapsed(ring, &lease, pos, word);
-    queue.record(Resolution::Expired);
+    for (i, &(pos, word, _)) in run.iter().enumerate() {
+        let copy = to.wrapping_add(i as u64);
+        queue.copy_message(pos, copy);
+        queue.count_failed_delivery(copy);
+        ring.publish(copy);
+        detach_lapsed(ring, &Lease::new(queue.lease(pos)), pos, word);
+        queue.record(Resolution::Expired);
+    }
     wait::wake_if_sleeping(queue.recv_wait());
     Some(true)
 }
@@ -466,10 +528,7 @@ fn resolve_message<Q: ClaimStore + ?Sized, S: SlotStates>(
         return Some(true);
     }
     // Otherwise copy it into the slot at the tail, then free its old slot.
-    let Some(to) = ring
-        .claim_for_redelivery(me)
-        .or_else(|| ring.claim_past_held(pos, me))
-    else {
+    let Some(to) = ring.claim_for_redelivery(me) else {
         // Full of other messages: put the slot back as it was, for a later sweep.
         ring.untake(pos, me.token, word);
         return None;
