@@ -418,7 +418,7 @@ impl Queue {
     /// `recovery::held_before_closed`). Returns whether the sweep changed anything.
     #[cold]
     fn settle_before_closed(&self) -> bool {
-        recovery::held_before_closed(&self.mapping, &self.settled) && self.sweep()
+        recovery::held_before_closed(&self.mapping, &self.settled) && (self.sweep() | self.expire())
     }
 
     /// The calling thread's lane: its participant entry for this handle, taken on its first
