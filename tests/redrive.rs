@@ -20,8 +20,7 @@ mod common;
 use common::Role;
 use shmq::{Error, Options, Queue};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const MAX_MESSAGE: u32 = 64;
@@ -287,12 +286,19 @@ fn an_interrupted_redrive_from_a_queue_that_is_gone_can_be_forgotten() {
         Some(s.dlq.identity())
     );
     assert_eq!(s.to.forget_interrupted_redrive().unwrap(), None);
-    let out = shmq_redrive(other.path(), &s.to_path)
-        .arg("--forget-interrupted")
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    // The command's flag (a no-op now that it is forgotten), or without the command (the
+    // `cli` feature, as under the sanitizers) the library call it makes.
+    #[cfg(feature = "cli")]
+    {
+        let out = command::shmq_redrive(other.path(), &s.to_path)
+            .arg("--forget-interrupted")
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    #[cfg(not(feature = "cli"))]
+    other.redrive_to(&s.to, None).unwrap();
     let mut buf = [0u8; MAX_MESSAGE as usize];
     let mut got = Vec::new();
     while let Ok(r) = s.to.try_recv_meta(&mut buf) {
@@ -301,131 +307,140 @@ fn an_interrupted_redrive_from_a_queue_that_is_gone_can_be_forgotten() {
     assert_eq!(got, ["m0", "x"], "m0 published once, x moved");
 }
 
-/// A small xorshift generator: the kill instants differ from run to run, and the seed is
-/// printed so that a failure can be replayed.
-struct Rng(u64);
+/// The `shmq redrive` command's tests: its binary is built with the `cli` feature only (the
+/// sanitizer runs leave it out).
+#[cfg(feature = "cli")]
+mod command {
+    use super::*;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+    /// A small xorshift generator: the kill instants differ from run to run, and the seed is
+    /// printed so that a failure can be replayed.
+    struct Rng(u64);
 
-/// How many times the CLI redrive is killed at a random instant.
-const RANDOM_KILLS: u32 = 40;
-/// Messages in the DLQ for the random kills.
-const RANDOM_MESSAGES: usize = 100_000;
-
-fn shmq_redrive(dlq: &Path, to: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmq"));
-    cmd.arg("redrive")
-        .arg(dlq)
-        .arg("--to")
-        .arg(to)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-#[test]
-fn shmq_redrive_killed_at_random_instants_and_rerun_moves_each_message_once() {
-    let s = Setup::new(RANDOM_MESSAGES);
-    let seed = std::env::var("SHMQ_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| common::monotonic_ns() | 1);
-    println!("seed {seed} (SHMQ_TEST_SEED replays it)");
-    let mut rng = Rng(seed);
-    let mut killed_midway = 0;
-    let mut kills = 0;
-    // The window the kill instant is drawn from: widened while kills land before the run moved
-    // anything (process start-up), narrowed when a run finishes first.
-    let mut window = Duration::from_millis(5);
-    while kills < RANDOM_KILLS {
-        let before = s.dlq.stats().len;
-        if before == 0 {
-            break;
-        }
-        let mut child = shmq_redrive(&s.dlq_path, &s.to_path).spawn().unwrap();
-        std::thread::sleep(Duration::from_nanos(rng.next() % window.as_nanos() as u64));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
-        if status.code().is_some() {
-            assert!(status.success(), "shmq redrive failed");
-            window /= 2;
-            continue;
-        }
-        kills += 1;
-        let after = s.dlq.stats().len;
-        if after < before && after > 0 {
-            killed_midway += 1;
-        } else if after == before {
-            window += Duration::from_millis(2);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
         }
     }
-    let out = shmq_redrive(&s.dlq_path, &s.to_path)
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.starts_with("moved "), "{summary}");
-    assert!(summary.contains("; 0 left in"), "{summary}");
-    println!("{RANDOM_MESSAGES} messages, {killed_midway} of {kills} kills landed midway");
-    assert!(
-        killed_midway >= RANDOM_KILLS / 4,
-        "too few kills landed midway: {killed_midway} of {kills}"
-    );
-    s.assert_exactly_once();
-}
 
-#[test]
-fn shmq_redrive_count_moves_that_many_and_says_so_and_a_missing_queue_is_one_line() {
-    let s = Setup::new(3);
-    let out = shmq_redrive(&s.dlq_path, &s.to_path)
-        .arg("--count")
-        .arg("2")
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        out.stderr.is_empty(),
-        "no progress bar off a terminal: {out:?}"
-    );
-    let summary = String::from_utf8(out.stdout).unwrap();
-    let expected_start = format!(
-        "moved 2 messages from {} to {} in ",
-        s.dlq_path.display(),
-        s.to_path.display()
-    );
-    assert!(summary.starts_with(&expected_start), "{summary}");
-    assert!(
-        summary.ends_with(&format!("; 1 left in {}\n", s.dlq_path.display())),
-        "{summary}"
-    );
-    let mut buf = [0u8; MAX_MESSAGE as usize];
-    for m in ["m0", "m1"] {
-        let r = s.to.try_recv_meta(&mut buf).unwrap();
-        assert_eq!(&buf[..r.len], m.as_bytes());
+    /// How many times the CLI redrive is killed at a random instant.
+    const RANDOM_KILLS: u32 = 40;
+    /// Messages in the DLQ for the random kills.
+    const RANDOM_MESSAGES: usize = 100_000;
+
+    pub(super) fn shmq_redrive(dlq: &Path, to: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmq"));
+        cmd.arg("redrive")
+            .arg(dlq)
+            .arg("--to")
+            .arg(to)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
     }
-    let missing = s.dir.path().join("missing");
-    let out = shmq_redrive(&s.dlq_path, &missing).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.starts_with("shmq: ") && err.lines().count() == 1 && err.contains("missing"),
-        "{err}"
-    );
-    assert_eq!(s.dlq.redrive_to(&s.to, None).unwrap(), 1);
+
+    #[test]
+    fn shmq_redrive_killed_at_random_instants_and_rerun_moves_each_message_once() {
+        let s = Setup::new(RANDOM_MESSAGES);
+        let seed = std::env::var("SHMQ_TEST_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| common::monotonic_ns() | 1);
+        println!("seed {seed} (SHMQ_TEST_SEED replays it)");
+        let mut rng = Rng(seed);
+        let mut killed_midway = 0;
+        let mut kills = 0;
+        // The window the kill instant is drawn from: widened while kills land before the run moved
+        // anything (process start-up), narrowed when a run finishes first.
+        let mut window = Duration::from_millis(5);
+        while kills < RANDOM_KILLS {
+            let before = s.dlq.stats().len;
+            if before == 0 {
+                break;
+            }
+            let mut child = shmq_redrive(&s.dlq_path, &s.to_path).spawn().unwrap();
+            std::thread::sleep(Duration::from_nanos(rng.next() % window.as_nanos() as u64));
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            if status.code().is_some() {
+                assert!(status.success(), "shmq redrive failed");
+                window /= 2;
+                continue;
+            }
+            kills += 1;
+            let after = s.dlq.stats().len;
+            if after < before && after > 0 {
+                killed_midway += 1;
+            } else if after == before {
+                window += Duration::from_millis(2);
+            }
+        }
+        let out = shmq_redrive(&s.dlq_path, &s.to_path)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(summary.starts_with("moved "), "{summary}");
+        assert!(summary.contains("; 0 left in"), "{summary}");
+        println!("{RANDOM_MESSAGES} messages, {killed_midway} of {kills} kills landed midway");
+        assert!(
+            killed_midway >= RANDOM_KILLS / 4,
+            "too few kills landed midway: {killed_midway} of {kills}"
+        );
+        s.assert_exactly_once();
+    }
+
+    #[test]
+    fn shmq_redrive_count_moves_that_many_and_says_so_and_a_missing_queue_is_one_line() {
+        let s = Setup::new(3);
+        let out = shmq_redrive(&s.dlq_path, &s.to_path)
+            .arg("--count")
+            .arg("2")
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "no progress bar off a terminal: {out:?}"
+        );
+        let summary = String::from_utf8(out.stdout).unwrap();
+        let expected_start = format!(
+            "moved 2 messages from {} to {} in ",
+            s.dlq_path.display(),
+            s.to_path.display()
+        );
+        assert!(summary.starts_with(&expected_start), "{summary}");
+        assert!(
+            summary.ends_with(&format!("; 1 left in {}\n", s.dlq_path.display())),
+            "{summary}"
+        );
+        let mut buf = [0u8; MAX_MESSAGE as usize];
+        for m in ["m0", "m1"] {
+            let r = s.to.try_recv_meta(&mut buf).unwrap();
+            assert_eq!(&buf[..r.len], m.as_bytes());
+        }
+        let missing = s.dir.path().join("missing");
+        let out = shmq_redrive(&s.dlq_path, &missing).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with("shmq: ") && err.lines().count() == 1 && err.contains("missing"),
+            "{err}"
+        );
+        assert_eq!(s.dlq.redrive_to(&s.to, None).unwrap(), 1);
+    }
 }
 
 #[test]
