@@ -872,6 +872,13 @@ impl Queue {
         accept: &dyn Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'q>)> {
         let ring = self.ring();
+        // Sweeps before `Closed`, at most `SETTLES` per call: a sweep that always changes
+        // something (a hostile writer) must not keep a receive looping.
+        let mut settles = 0;
+        let mut settle = || {
+            settles += 1;
+            settles <= SETTLES && self.settle_before_closed()
+        };
         let mut attempt = || loop {
             let result = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
             if ring.recycled.get() > 0 {
@@ -880,7 +887,7 @@ impl Queue {
             }
             // Closed only once nothing is left, including messages held by dead consumers: if
             // a slot is still held, sweep, and look again if that gave any back.
-            if result == Err(ClaimError::Closed) && self.settle_before_closed() {
+            if result == Err(ClaimError::Closed) && settle() {
                 continue;
             }
             return result;
@@ -1304,6 +1311,9 @@ const BUSY_SPINS: u32 = 128;
 /// (measured: the linearizable test with 50 runnable threads on 2 cores). Only the first call
 /// that meets a given stuck claim waits: later ones report at once (see `wait_out_busy`).
 const BUSY_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Most sweeps one receive runs before it reports `Closed` (see `claim_recv_slow`).
+const SETTLES: u32 = 4;
 
 fn claim_error(e: Option<ClaimError>) -> Error {
     match e {

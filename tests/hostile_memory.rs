@@ -782,3 +782,89 @@ fn blocking_calls_on_scribbled_wait_words_time_out_on_time() {
         );
     }
 }
+
+/// A case the property found (under AddressSanitizer): a closed queue whose sweeps kept
+/// "changing" a withheld slot, so a receive looped on "sweep, look again" for ever. Each prefix
+/// of the case must return.
+#[test]
+fn a_receive_on_a_scribbled_closed_queue_with_withheld_slots_returns() {
+    let dir = common::tempdir();
+    let start = queue_with_dead_participants(dir.path());
+    use Op::*;
+    let ops = vec![
+        Cursor {
+            tail: true,
+            delta: -10,
+            closed: true,
+        },
+        TryRecvBatch(2),
+        Ack,
+        TryRecv(5),
+        Ack,
+        BadPhase {
+            slot: 2,
+            word: 6613307118868721193,
+        },
+        Cursor {
+            tail: false,
+            delta: 4,
+            closed: false,
+        },
+        Lease {
+            slot: 1,
+            value: 12348035998447156777,
+        },
+        Close,
+        TrySendBatch(2),
+        Lease {
+            slot: 2,
+            value: 626898854323448527,
+        },
+        Extend(19),
+        Counter {
+            index: 8,
+            value: 17380820251315098966,
+        },
+        TryRecvInPlace,
+        MessageId { slot: 0, value: 3 },
+        BadPhase {
+            slot: 3,
+            word: 3475771884979846731,
+        },
+        NearState {
+            slot: 2,
+            from_tail: false,
+            delta: -3,
+            owner: 2,
+            phase: 8,
+        },
+        Reserve(Some(10)),
+        Hold,
+        Len {
+            slot: 1,
+            len: 4294967295,
+        },
+        Cursor {
+            tail: false,
+            delta: -1,
+            closed: false,
+        },
+        TryRecvInPlace,
+        Reserve(Some(1)),
+        TryRecvBatch(3),
+        Identity {
+            word: 28,
+            value: 256333142,
+        },
+        Counter {
+            index: 6,
+            value: 2054391268415434346,
+        },
+        TryRecvBatch(3),
+        Len { slot: 0, len: 3 },
+        Lease { slot: 2, value: 22 },
+    ];
+    for n in 1..=ops.len() {
+        run(&start, &ops[..n]).unwrap();
+    }
+}

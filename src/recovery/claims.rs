@@ -178,7 +178,7 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
             Phase::Withheld | Phase::WithheldSkip if queue.is_dead(state.owner) => {
                 // Its holder died: nobody will read those bytes again.
                 ring.undetach(index, state.owner);
-                Some(true)
+                Some(ring.word_at(index) != word)
             }
             Phase::Withheld => {
                 // Passed over by a producer (tail beyond it) that has not finished the pass?
@@ -191,7 +191,7 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
                     continue;
                 }
                 ring.pass_withheld(pos, word);
-                Some(true)
+                Some(ring.word_at(index) != word)
             }
             Phase::WithheldSkip => {
                 if state.distance_from(head) >= 0 {
@@ -205,7 +205,7 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
                 if ring.pass_withheld(pos, word) {
                     wait::wake_if_sleeping(queue.send_wait());
                 }
-                Some(true)
+                Some(ring.word_at(index) != word)
             }
         };
         match done {
@@ -438,7 +438,7 @@ pub fn resolve_stamps_of<Q: ClaimStore + ?Sized>(queue: &Q, owner: u32, me: Clai
             }
             Phase::Withheld | Phase::WithheldSkip => {
                 ring.undetach(index, owner);
-                Some(true)
+                Some(ring.word_at(index) != word)
             }
             _ => continue,
         };
