@@ -63,6 +63,19 @@ fn run_role(role: &Role) {
     }
 }
 
+/// Starts a holder process (the `hold` role) on the queue `q` in `dir`.
+fn spawn_holder(dir: &std::path::Path, hold_ms: u64, extend_ms: u64) -> Child {
+    Child::spawn(
+        dir,
+        "hold",
+        &[
+            ("queue", &dir.join("q").display()),
+            ("hold_ms", &hold_ms),
+            ("extend_ms", &extend_ms),
+        ],
+    )
+}
+
 /// Waits for the holder to report that it holds its message; returns its report line.
 fn held(holder: &Child) -> String {
     let mut line = String::new();
@@ -84,15 +97,7 @@ fn a_holder_past_its_timeout_loses_the_message_to_another_consumer_and_its_ack_s
     let timeout = Duration::from_millis(200);
     let q = queue_with_timeout(dir.path(), 8, timeout);
     q.send(b"job").unwrap();
-    let holder = Child::spawn(
-        dir.path(),
-        "hold",
-        &[
-            ("queue", &dir.path().join("q").display()),
-            ("hold_ms", &1500),
-            ("extend_ms", &0),
-        ],
-    );
+    let holder = spawn_holder(dir.path(), 1500, 0);
     let line = held(&holder);
     let held_at: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(line.ends_with(" 1 job"), "{line}");
@@ -133,15 +138,7 @@ fn a_polling_consumer_gets_an_expired_message_within_the_bound() {
     let timeout = Duration::from_millis(150);
     let q = queue_with_timeout(dir.path(), 8, timeout);
     q.send(b"job").unwrap();
-    let holder = Child::spawn(
-        dir.path(),
-        "hold",
-        &[
-            ("queue", &dir.path().join("q").display()),
-            ("hold_ms", &1000),
-            ("extend_ms", &0),
-        ],
-    );
+    let holder = spawn_holder(dir.path(), 1000, 0);
     let held_at: u64 = held(&holder).split(' ').nth(1).unwrap().parse().unwrap();
     let mut buf = [0u8; 32];
     let got = loop {
@@ -170,15 +167,7 @@ fn a_holder_that_extends_keeps_its_message() {
     let dir = common::tempdir();
     let q = queue_with_timeout(dir.path(), 8, Duration::from_millis(200));
     q.send(b"long job").unwrap();
-    let holder = Child::spawn(
-        dir.path(),
-        "hold",
-        &[
-            ("queue", &dir.path().join("q").display()),
-            ("hold_ms", &1200),
-            ("extend_ms", &100),
-        ],
-    );
+    let holder = spawn_holder(dir.path(), 1200, 100);
     held(&holder);
     // Six timeouts long, nobody else gets it.
     let start = Instant::now();
@@ -202,15 +191,7 @@ fn a_hung_holder_neither_wedges_producers_nor_loses_messages_and_keeps_its_bytes
     let capacity = 4u32;
     let q = queue_with_timeout(dir.path(), capacity, Duration::from_millis(50));
     q.send(b"held").unwrap();
-    let holder = Child::spawn(
-        dir.path(),
-        "hold",
-        &[
-            ("queue", &dir.path().join("q").display()),
-            ("hold_ms", &4000),
-            ("extend_ms", &0),
-        ],
-    );
+    let holder = spawn_holder(dir.path(), 4000, 0);
     held(&holder);
     // Ten times the capacity through the ring, wrapping round the held slot many times, with a
     // receiver in another thread; nobody waits on the held slot for good.
@@ -265,15 +246,7 @@ fn a_hung_holder_that_is_killed_gives_its_slot_back() {
     let capacity = 4u32;
     let q = queue_with_timeout(dir.path(), capacity, Duration::from_millis(50));
     q.send(b"held").unwrap();
-    let holder = Child::spawn(
-        dir.path(),
-        "hold",
-        &[
-            ("queue", &dir.path().join("q").display()),
-            ("hold_ms", &60_000),
-            ("extend_ms", &0),
-        ],
-    );
+    let holder = spawn_holder(dir.path(), 60_000, 0);
     held(&holder);
     let again = q.recv_in_place_timeout(BOUND).expect("the expired message");
     assert_eq!((&*again, again.deliveries()), (&b"held"[..], 2));
@@ -342,20 +315,10 @@ fn a_message_whose_holds_keep_lapsing_goes_to_the_dead_letter_queue_at_the_limit
     q.send(b"poison").unwrap();
     // A hung holder (another process); a second consumer, blocked meanwhile, gets the message
     // when the hold lapses (delivery 2), and hangs too.
-    let spawn_holder = || {
-        Child::spawn(
-            dir.path(),
-            "hold",
-            &[
-                ("queue", &dir.path().join("q").display()),
-                ("hold_ms", &400),
-                ("extend_ms", &0),
-            ],
-        )
-    };
-    let first = spawn_holder();
+    let hang = || spawn_holder(dir.path(), 400, 0);
+    let first = hang();
     assert!(held(&first).ends_with(" 1 poison"));
-    let second = spawn_holder();
+    let second = hang();
     assert!(held(&second).ends_with(" 2 poison"));
     // Blocked on the queue, this receiver finds the second hold lapsed: at the limit, the
     // message goes to the dead-letter queue, not to any receiver.
@@ -383,24 +346,13 @@ fn a_message_whose_holds_keep_lapsing_goes_to_the_dead_letter_queue_at_the_limit
 fn two_hung_holders_side_by_side_at_the_tail_do_not_wedge_the_queue() {
     let dir = common::tempdir();
     let q = queue_with_timeout(dir.path(), 4, Duration::from_millis(100));
-    let path = dir.path().join("q");
-    let spawn_holder = || {
-        Child::spawn(
-            dir.path(),
-            "hold",
-            &[
-                ("queue", &path.display()),
-                ("hold_ms", &2500),
-                ("extend_ms", &0),
-            ],
-        )
-    };
+    let hang = || spawn_holder(dir.path(), 2500, 0);
     // Positions 0 and 1 held by two hung consumers, 2 and 3 full: the queue is full.
     q.send(b"h1").unwrap();
-    let a = spawn_holder();
+    let a = hang();
     held(&a);
     q.send(b"h2").unwrap();
-    let b = spawn_holder();
+    let b = hang();
     held(&b);
     q.send(b"m2").unwrap();
     q.send(b"m3").unwrap();
