@@ -60,6 +60,40 @@ fn child() {
             };
             role.report(&format!("{outcome}\n{}", common::monotonic_ns()));
         }
+        // One side of a ping-pong with random pauses (`racing_wake_ups_...`).
+        "pinger" | "ponger" => {
+            let ping = Queue::open(role.path("ping")).unwrap();
+            let pong = Queue::open(role.path("pong")).unwrap();
+            let rounds: u32 = role.arg("rounds");
+            let max_pause_us: u64 = role.arg("max_pause_us");
+            let (inbox, outbox) = if role.name() == "pinger" {
+                (&pong, &ping)
+            } else {
+                (&ping, &pong)
+            };
+            let mut random = Random::seeded(u64::from(std::process::id()));
+            let mut buf = [0u8; MAX_MESSAGE as usize];
+            for round in 0..rounds {
+                if role.name() == "ponger" {
+                    let n = inbox.recv(&mut buf).unwrap();
+                    assert_eq!(&buf[..n], round.to_le_bytes());
+                }
+                // A pause from nothing to twice the blocked call's spin, so that the message
+                // lands before, inside and after the window where the peer counts itself as
+                // a sleeper, fences, looks again and sleeps.
+                let pause = Duration::from_micros(random.below(max_pause_us + 1));
+                let start = Instant::now();
+                while start.elapsed() < pause {
+                    std::hint::spin_loop();
+                }
+                outbox.send(&round.to_le_bytes()).unwrap();
+                if role.name() == "pinger" {
+                    let n = inbox.recv(&mut buf).unwrap();
+                    assert_eq!(&buf[..n], round.to_le_bytes());
+                }
+            }
+            role.report("done");
+        }
         // Crash-recovery victims: stopped at a pause point holding a claim.
         "victim-send" => {
             let q = Queue::open(role.path("queue")).unwrap();
@@ -73,6 +107,22 @@ fn child() {
         }
         other => panic!("unknown role {other}"),
     });
+}
+
+/// xorshift64*: pauses that differ run to run and process to process.
+struct Random(u64);
+
+impl Random {
+    fn seeded(seed: u64) -> Random {
+        Random(seed | 1)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
+    }
 }
 
 /// A queue in a fresh directory.
@@ -530,4 +580,41 @@ fn a_sweep_uncounts_a_dead_receiver_and_keeps_exactly_the_two_live_ones() {
 #[test]
 fn a_sweep_uncounts_a_dead_sender_and_keeps_exactly_the_two_live_ones() {
     a_sweep_keeps_exactly_the_live_sleepers(Side::Send);
+}
+
+#[test]
+fn racing_wake_ups_between_two_processes_are_never_lost() {
+    // The tests above wake a sleeper that is parked already. Here the wake races the sleeper's
+    // own handshake (count itself, fence, look again, sleep): two processes play ping-pong
+    // through two queues with blocking calls, no sleep slices, and a random pause before each
+    // send, so that sends land on every side of that window. The waker's fence is the light
+    // half of an asymmetric pair (`sync::asymmetric`); a wake-up it loses hangs both players.
+    const ROUNDS: u32 = 4_000;
+    let dir = common::tempdir();
+    let ping = dir.path().join("ping");
+    let pong = dir.path().join("pong");
+    let ping_q = Queue::create(&ping, Options::new(4, MAX_MESSAGE)).unwrap();
+    let pong_q = Queue::create(&pong, Options::new(4, MAX_MESSAGE)).unwrap();
+    let (ping_shown, pong_shown) = (ping.display(), pong.display());
+    let args: [(&str, &dyn std::fmt::Display); 4] = [
+        ("ping", &ping_shown),
+        ("pong", &pong_shown),
+        ("rounds", &ROUNDS),
+        ("max_pause_us", &400),
+    ];
+    let env = [(SLEEP_SLICE_VAR, "off")];
+    let players = vec![
+        Child::spawn_with_env(dir.path(), "ponger", &args, &env),
+        Child::spawn_with_env(dir.path(), "pinger", &args, &env),
+    ];
+    // About 0.4 ms a round on average: a minute is far beyond a loaded machine's slowness,
+    // and a lost wake-up never finishes.
+    let reports = common::wait_all(players, Duration::from_secs(60));
+    assert_eq!(reports, ["done", "done"]);
+    let slept = ping_q.stats().empty_waits + pong_q.stats().empty_waits;
+    println!("{slept} of {} receives went to sleep", 2 * ROUNDS);
+    assert!(
+        slept >= u64::from(ROUNDS) / 20,
+        "only {slept} receives slept: the race was not exercised"
+    );
 }
