@@ -107,6 +107,16 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
+/// Gives the CPU to another runnable thread, if there is one (`sched_yield`); under loom, a
+/// yield of the model.
+#[inline]
+pub(crate) fn yield_thread() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
 #[cfg(not(loom))]
 pub(crate) use real_futex::{futex_wait, futex_wake_all};
 

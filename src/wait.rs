@@ -21,7 +21,7 @@
 //! cannot swallow a wake-up meant for another.
 
 use crate::sync::asymmetric;
-use crate::sync::{futex_wait, futex_wake_all, spin_hint, AtomicU32, Ordering};
+use crate::sync::{futex_wait, futex_wake_all, spin_hint, yield_thread, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const SLEEPER_ONE: u32 = 1;
@@ -56,6 +56,14 @@ impl Deadline {
 const SPIN_TRIES: u32 = 4096;
 #[cfg(loom)]
 const SPIN_TRIES: u32 = 1;
+
+/// How many of those tries between two `sched_yield`s. With more processes than CPUs, the peer
+/// that would end the wait may be waiting for this very CPU: a pure spin burns the rest of the
+/// time slice, a yield hands it over. With a CPU to spare the yield returns at once. Measured
+/// with `shmq bench` (blocking `send`/`recv`, 2 CPUs): `shmq_tput_4p4c` went from 3.7-4.5 M to
+/// 13-14 M msgs/s and `shmq_tput_2p2c` from 7-9 M to 14-17 M, with `shmq_blocking`'s round trip
+/// unchanged (1.59-1.72x floor against 1.71-1.72x).
+const YIELD_EVERY: u32 = 128;
 
 /// Number of sleepers counted in a wait word.
 #[cfg_attr(loom, allow(dead_code))]
@@ -173,8 +181,11 @@ pub fn wait_for<T>(
         Deadline::At(at) => Some(at),
         Deadline::Never => None,
     };
-    for _ in 0..SPIN_TRIES {
+    for tries in 1..=SPIN_TRIES {
         spin_hint();
+        if tries % YIELD_EVERY == 0 {
+            yield_thread();
+        }
         if let Some(done) = attempt() {
             return Some(done);
         }
