@@ -80,6 +80,20 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
+/// xorshift64: reproducible pseudo-random numbers from a seed that the test prints or fixes,
+/// so that a failure can be replayed. The seed must not be 0 (the sequence would stay 0).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number of the sequence.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
 
 /// A child process running one role of this test binary.
