@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Child, Role};
+use common::{Child, Rng, Role};
 use shmq::{Error, Options, Queue};
 use std::future::Future;
 use std::path::Path;
@@ -182,18 +182,6 @@ fn child() {
         "cancelling_producer" => cancelling_producer(role),
         other => panic!("unknown role {other}"),
     });
-}
-
-/// xorshift64: reproducible randomness from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Runs `fut` and drops it at a random point: after a timeout of 0 to 2 ms, after its first

@@ -40,7 +40,7 @@
 
 mod common;
 
-use common::{Child, Role};
+use common::{Child, Rng, Role};
 use shmq::testing::EVENTS_VAR;
 use shmq::{Error, Options, Queue};
 use std::collections::HashMap;
@@ -288,19 +288,6 @@ fn consumer(role: &Role) {
         }
     }
     role.report("done");
-}
-
-/// A small xorshift generator: which child dies next (seeded from `SHMQ_CHAOS_SEED`, or from the
-/// clock; the seed is printed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// One child slot: a producer or consumer id, its current process and how often it started.

@@ -15,7 +15,8 @@
 //!   still woken;
 //! - a dead participant shows `alive: false` until a sweep frees its entry.
 //!
-//! Children run the roles in [`run_role`] (entry point: the `child` test, see `common`).
+//! Children run the roles in [`run_role`], and the consumers that die holding a message are
+//! `common::paused_consumer`'s (entry point: the `child` test, see `common`).
 
 mod common;
 
@@ -69,22 +70,17 @@ fn run_role(role: &Role) {
             }
             role.report("sent");
         }
-        // Receives `count` messages (by copy or in place), each within `timeout_ms`; reports one
-        // line `<monotonic ns> <deliveries> <message>` per message, or `error <e>` and stops.
+        // Receives `count` messages by copy, each within `timeout_ms`; reports one line
+        // `<monotonic ns> <deliveries> <message>` per message, or `error <e>` and stops.
         "recv" => {
             let count: usize = role.arg("count");
             let timeout = Duration::from_millis(role.arg("timeout_ms"));
-            let in_place = role.arg::<String>("via") == "guard";
             let mut lines = Vec::new();
             let mut buf = [0u8; MAX_MESSAGE as usize];
             for _ in 0..count {
-                let got = if in_place {
-                    q.recv_in_place_timeout(timeout)
-                        .map(|g| (g.deliveries(), text(&g)))
-                } else {
-                    q.recv_meta_timeout(&mut buf, timeout)
-                        .map(|r| (r.deliveries, text(&buf[..r.len])))
-                };
+                let got = q
+                    .recv_meta_timeout(&mut buf, timeout)
+                    .map(|r| (r.deliveries, text(&buf[..r.len])));
                 match got {
                     Ok((deliveries, msg)) => {
                         lines.push(format!("{} {deliveries} {msg}", common::monotonic_ns()))
@@ -110,7 +106,7 @@ fn text(msg: &[u8]) -> String {
     String::from_utf8_lossy(msg).into_owned()
 }
 
-/// One test's queue, in its own directory, and the file where paused children say so.
+/// One test's queue, in its own directory.
 struct Setup {
     dir: tempfile::TempDir,
     path: PathBuf,
@@ -129,10 +125,6 @@ impl Setup {
         self.dir.path()
     }
 
-    fn pause_file(&self) -> PathBuf {
-        self.dir.path().join("paused")
-    }
-
     /// Runs a child that sends `msgs` (comma-separated) and waits for it to finish.
     fn send_from_child(&self, msgs: &str) {
         let path = self.path.display();
@@ -140,38 +132,19 @@ impl Setup {
         assert_eq!(child.wait(BOUND), "sent");
     }
 
-    /// Starts a child that runs `role` with `args` (the queue path added) and stops at the pause
-    /// point `point`, and waits until it is there. Returns the child, still stopped.
-    fn paused(&self, point: &str, role: &str, args: &[(&str, &dyn std::fmt::Display)]) -> Child {
+    /// Starts a producer child that sends `msgs` and stops at the pause point `send-claimed`,
+    /// its first slot claimed (nothing written or published), and waits until it is there.
+    /// Returns the child, still stopped.
+    fn paused_producer(&self, msgs: &str) -> Child {
         let path = self.path.display();
-        let mut all: Vec<(&str, &dyn std::fmt::Display)> = vec![("queue", &path)];
-        all.extend_from_slice(args);
-        let pause_file = self.pause_file();
-        let pause_file_text = pause_file.display().to_string();
-        let mut child = Child::spawn_with_env(
-            self.dir(),
-            role,
-            &all,
-            &[
-                ("SHMQ_TEST_PAUSE", point),
-                ("SHMQ_TEST_PAUSE_FILE", &pause_file_text),
-            ],
-        );
-        let line = format!("{point} {}", child.pid());
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&pause_file).unwrap_or_default();
-            if text.lines().any(|l| l == line) {
-                return child;
-            }
-            if child.has_exited() || start.elapsed() > BOUND {
-                panic!(
-                    "child {role} did not reach pause point {point} (pause file: {text:?}); its log:\n{}",
-                    child.log_so_far()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let args: [(&str, &dyn std::fmt::Display); 2] = [("queue", &path), ("msgs", &msgs)];
+        common::spawn_paused(self.dir(), "send", &args, "send-claimed", BOUND)
+    }
+
+    /// Starts a consumer child that stops holding the next message claimed (see
+    /// `common::paused_consumer`). Returns the child, still stopped.
+    fn paused_consumer(&self) -> Child {
+        common::paused_consumer(self.dir(), &self.path, BOUND)
     }
 
     /// Starts a receiver child (`count` messages by copy) that runs unpaused.
@@ -184,7 +157,6 @@ impl Setup {
                 ("queue", &path),
                 ("count", &count),
                 ("timeout_ms", &timeout.as_millis()),
-                ("via", &"copy"),
             ],
         )
     }
@@ -284,7 +256,7 @@ fn dead_producer_trial(phase: Duration) -> Duration {
     let s = Setup::new(Options::new(8, MAX_MESSAGE));
     // Other processes send before and after the producer that dies holding position 1.
     s.send_from_child("before");
-    let producer = s.paused("send-claimed", "send", &[("msgs", &"lost")]);
+    let producer = s.paused_producer("lost");
     s.send_from_child("after-1,after-2");
     let receiver = s.receiver(3, BOUND);
 
@@ -383,7 +355,7 @@ fn dead_producer_claim_becomes_a_tombstone_and_the_blocked_receiver_moves_on() {
 fn busy_polling_trial(phase: Duration) -> Duration {
     let s = Setup::new(Options::new(8, MAX_MESSAGE));
     s.send_from_child("before");
-    let producer = s.paused("send-claimed", "send", &[("msgs", &"lost")]);
+    let producer = s.paused_producer("lost");
     s.send_from_child("after");
     let mut buf = [0u8; MAX_MESSAGE as usize];
     let n = s.queue.try_recv(&mut buf).unwrap();
@@ -477,11 +449,7 @@ enum Via {
 fn dead_consumer_on_idle_queue(via: Via) {
     let s = Setup::new(Options::new(8, MAX_MESSAGE));
     s.send_from_child("only");
-    let consumer = s.paused(
-        "recv-claimed",
-        "recv",
-        &[("count", &1), ("timeout_ms", &10_000), ("via", &"copy")],
-    );
+    let consumer = s.paused_consumer();
     assert_eq!(s.stats().received, 1);
     consumer.kill();
     // No producer comes: the surviving receiver's own wait finds the death.
@@ -517,11 +485,7 @@ fn dead_consumer_message_is_redelivered_on_an_idle_queue_guard() {
 fn dead_consumer_message_is_redelivered_in_place_when_the_queue_is_full() {
     let s = Setup::new(Options::new(4, MAX_MESSAGE));
     s.send_from_child("m0,m1,m2,m3");
-    let consumer = s.paused(
-        "recv-claimed",
-        "recv",
-        &[("count", &1), ("timeout_ms", &10_000), ("via", &"guard")],
-    );
+    let consumer = s.paused_consumer();
     // The queue is full: m1..m3 and the dead consumer's slot, which the tail has come round to.
     assert!(matches!(s.queue.try_send(b"m4"), Err(Error::Full)));
     consumer.kill();
@@ -555,11 +519,7 @@ fn dead_consumer_message_is_redelivered_in_place_when_the_queue_is_full() {
 fn dead_consumer_message_is_redelivered_before_closed_is_reported() {
     let s = Setup::new(Options::new(8, MAX_MESSAGE));
     s.send_from_child("m0,m1");
-    let consumer = s.paused(
-        "recv-claimed",
-        "recv",
-        &[("count", &1), ("timeout_ms", &10_000), ("via", &"copy")],
-    );
+    let consumer = s.paused_consumer();
     assert!(s.queue.close());
     consumer.kill();
     let mut buf = [0u8; MAX_MESSAGE as usize];
@@ -587,11 +547,7 @@ fn dead_consumer_message_is_dropped_under_on_consumer_death_drop() {
     // Two slots: the dropped message's slot must be usable again for the queue to fill.
     let s = Setup::new(Options::new(2, MAX_MESSAGE).on_consumer_death(OnConsumerDeath::Drop));
     s.send_from_child("m0,m1");
-    let consumer = s.paused(
-        "recv-claimed",
-        "recv",
-        &[("count", &1), ("timeout_ms", &10_000), ("via", &"copy")],
-    );
+    let consumer = s.paused_consumer();
     consumer.kill();
     assert_eq!(s.recv(), ("m1".to_string(), 1));
     s.assert_drained();
@@ -612,13 +568,11 @@ fn dead_consumer_message_is_dropped_under_on_consumer_death_drop() {
 fn poison_message_is_dead_lettered_after_max_deliveries() {
     let s = Setup::new(Options::new(8, MAX_MESSAGE).max_deliveries(2));
     s.send_from_child("poison");
-    let args: [(&str, &dyn std::fmt::Display); 3] =
-        [("count", &1), ("timeout_ms", &10_000), ("via", &"guard")];
     // First delivery: the consumer dies holding it.
-    s.paused("recv-claimed", "recv", &args).kill();
+    s.paused_consumer().kill();
     // Second delivery: the next consumer's own wait finds the death, takes the message back
     // (delivery 2), and dies holding it too.
-    s.paused("recv-claimed", "recv", &args).kill();
+    s.paused_consumer().kill();
     let st = s.stats();
     assert_eq!(st.redelivered, 1, "{st:#?}");
     // The message has been delivered max_deliveries times: it is not delivered again.

@@ -9,11 +9,11 @@
 //!   failure is counted (`dead_letter_failures`), the message stays in the source queue,
 //!   delivered again, and goes to the dead-letter queue on a later death once it can.
 //!
-//! Children run the roles in [`run_role`] (entry point: the `child` test, see `common`).
+//! The consumer children are `common::paused_consumer`'s (entry point: the `child` test, see
+//! `common`).
 
 mod common;
 
-use common::Role;
 use shmq::{Error, Options, Queue, Stats};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,19 +26,8 @@ const BOUND: Duration = Duration::from_secs(10);
 #[test]
 #[ignore = "the entry point of child processes, not a test"]
 fn child() {
-    common::child_main(run_role);
-}
-
-fn run_role(role: &Role) {
-    let q = Queue::open(role.path("queue")).expect("open the queue");
-    match role.name() {
-        // Receives one message in place, and holds it (it stops at the pause point first).
-        "hold" => {
-            let guard = q.recv_in_place_timeout(BOUND).expect("recv_in_place");
-            role.report(&format!("{} {}", guard.deliveries(), text(&guard)));
-        }
-        other => panic!("unknown role {other}"),
-    }
+    // Only the roles every test binary plays (`common::paused_consumer`'s).
+    common::child_main(|role| panic!("unknown role {}", role.name()));
 }
 
 fn text(msg: &[u8]) -> String {
@@ -82,15 +71,7 @@ impl Setup {
 
     /// A consumer child receives the next message in place and is SIGKILLed holding it.
     fn kill_a_holder(&self) {
-        let path = self.source_path.display();
-        common::spawn_paused(
-            self.dir.path(),
-            "hold",
-            &[("queue", &path)],
-            "recv-claimed",
-            BOUND,
-        )
-        .kill();
+        common::paused_consumer(self.dir.path(), &self.source_path, BOUND).kill();
     }
 
     /// Sweeps the source queue (as a program polling it would) until `done` holds of its stats.

@@ -33,7 +33,7 @@
 
 mod common;
 
-use common::{Child, Role};
+use common::{Child, Rng, Role};
 use shmq::testing::STUCK;
 use shmq::{Error, Options, Queue};
 use std::ffi::CString;
@@ -452,18 +452,6 @@ fn a_forked_child_that_execs_does_not_keep_its_parent_alive() {
     assert_eq!(recv_text(&q).unwrap(), ("held".to_string(), 2));
 }
 
-/// A small xorshift generator for the kill instants.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn a_cli_recv_killed_at_any_instant_loses_nothing_and_reprints_only_what_was_in_flight() {
     if !cfg!(feature = "cli") {
@@ -518,7 +506,7 @@ fn a_cli_recv_killed_at_any_instant_loses_nothing_and_reprints_only_what_was_in_
                 }
                 break;
             }
-            std::thread::sleep(Duration::from_micros(2000 + rng.below(8000)));
+            std::thread::sleep(Duration::from_micros(2000 + rng.next() % 8000));
             recv.kill().unwrap();
             recv.wait().unwrap();
             kills += 1;

@@ -311,22 +311,10 @@ fn an_interrupted_redrive_from_a_queue_that_is_gone_can_be_forgotten() {
 /// sanitizer runs leave it out).
 #[cfg(feature = "cli")]
 mod command {
+    use super::common::Rng;
     use super::*;
     use std::path::Path;
     use std::process::{Command, Stdio};
-
-    /// A small xorshift generator: the kill instants differ from run to run, and the seed is
-    /// printed so that a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
 
     /// How many times the CLI redrive is killed at a random instant.
     const RANDOM_KILLS: u32 = 40;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Child, Role};
+use common::{Child, Rng, Role};
 use shmq::topic::{MAX_PREFIX, MAX_SUBSCRIPTIONS};
 use shmq::{Error, Options, Queue, Subscription, Topic, TopicOptions, WhenFull};
 use std::os::unix::fs::FileExt;
@@ -715,18 +715,6 @@ fn bad_input_gets_clear_errors() {
     assert!(!dir.path().join("one-more").exists());
     topic.try_publish(b"to all 64").unwrap();
     assert_eq!(topic.subscriptions().unwrap().len(), 64);
-}
-
-/// A small deterministic generator for the hostile-bytes test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Hostile bytes in a topic file: scribbling on the header, the subscription table and the

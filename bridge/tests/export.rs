@@ -5,10 +5,10 @@
 mod common;
 
 use common::{
-    drain_stream, export_args, message, message_count, runtime, Bridge, NatsServer, Pace,
+    count_by_seq, drain_stream, export_args, message, message_count, runtime, wait_drained, Bridge,
+    NatsServer, Pace,
 };
 use shmq::{Options, Queue};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -86,28 +86,12 @@ fn export_publishes_every_message_exactly_once_across_kill_9_and_a_server_restar
 
     // A last bridge drains what is left, and stops cleanly.
     let bridge = Bridge::spawn(dir.path(), "export-last", &args);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let stats = queue.stats();
-        let holding: u64 = stats
-            .participants
-            .iter()
-            .map(|p| u64::from(p.holding))
-            .sum();
-        if stats.len == 0 && holding == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "queue not drained: {stats:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_drained(&queue, Duration::from_secs(120));
     let counters = bridge.terminate();
     println!("export: {kills} kills, 1 server restart, last bridge {counters}");
 
     let got = runtime().block_on(drain_stream(&url, "EXP", Duration::from_secs(2)));
-    let mut seen: HashMap<u32, u32> = HashMap::new();
-    for m in &got {
-        *seen.entry(common::key(m).1).or_default() += 1;
-    }
+    let seen = count_by_seq(got.iter().map(Vec::as_slice));
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(twice.is_empty(), "stored more than once: {twice:?}");
     assert_eq!(seen.len() as u64, total, "lost messages");

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{drain_stream_with_seq, export_args, message, runtime, Bridge, NatsServer};
+use common::{
+    count_by_seq, drain_stream_with_seq, export_args, message, runtime, wait_drained, Bridge,
+    NatsServer,
+};
 use shmq::{Options, Queue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -164,26 +167,10 @@ fn export_stores_every_message_exactly_once_across_server_sigkills() {
         }
     }
     assert_eq!(sent, total);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats = queue.stats();
-        let holding: u64 = stats
-            .participants
-            .iter()
-            .map(|p| u64::from(p.holding))
-            .sum();
-        if stats.len == 0 && holding == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "queue not drained: {stats:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_drained(&queue, Duration::from_secs(60));
     let counters = bridge.terminate();
     let stored = runtime().block_on(drain_stream_with_seq(&url, "CRASH", Duration::from_secs(2)));
-    let mut seen: HashMap<u32, u32> = HashMap::new();
-    for (_, m) in &stored {
-        *seen.entry(common::key(m).1).or_default() += 1;
-    }
+    let seen = count_by_seq(stored.iter().map(|(_, m)| m.as_slice()));
     let lost: Vec<u32> = (0..total).filter(|s| !seen.contains_key(s)).collect();
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     println!(

@@ -19,6 +19,9 @@
 //!   announces `p`: a live claimer always does.
 //! - `FULL(p)` or `SKIP(p)` with `p` below the head: likewise, a receive claimed and not yet
 //!   stamped; given back, or freed, if no live participant announces it.
+//! - `WITHHELD(p)` below the tail or `WITHHELD_SKIP(p)` below the head: likewise, a pass over a
+//!   withheld slot not yet made; made, if no live participant announces `p`. A withheld slot
+//!   whose holder is dead is given back.
 //!
 //! Every repair is one CAS from the exact word the scan read, so two survivors cannot both
 //! succeed, and a live claimer that finishes first makes the CAS fail.
@@ -138,35 +141,20 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
             continue;
         };
         let done = match state.phase {
-            Phase::Empty => {
-                if state.distance_from(tail) >= 0 {
-                    continue; // free: nobody claimed it
-                }
-                let pos = state.position_near(tail);
-                if queue.live_announces(pos, Side::Send) {
-                    outcome.all_resolved = false;
-                    continue;
-                }
-                abandon_send(queue, &ring, pos, word)
-            }
+            // A send claimed and never stamped.
+            Phase::Empty => match unannounced_below(queue, state, tail, Side::Send) {
+                Ok(pos) => abandon_send(queue, &ring, pos, word),
+                Err(done) => done,
+            },
             Phase::Writing | Phase::Reserved if queue.is_dead(state.owner) => {
                 abandon_send(queue, &ring, state.position_near(tail), word)
             }
-            Phase::Full | Phase::Skip => {
-                if state.distance_from(head) >= 0 {
-                    continue; // not claimed yet
-                }
-                let pos = state.position_near(head);
-                if queue.live_announces(pos, Side::Recv) {
-                    outcome.all_resolved = false;
-                    continue;
-                }
-                if state.phase == Phase::Skip {
-                    free_tombstone(queue, &ring, pos, word)
-                } else {
-                    resolve_message(queue, &ring, me, pos, word)
-                }
-            }
+            // A receive claimed and never stamped; of a tombstone (`SKIP`), never freed.
+            Phase::Full | Phase::Skip => match unannounced_below(queue, state, head, Side::Recv) {
+                Ok(pos) if state.phase == Phase::Skip => free_tombstone(queue, &ring, pos, word),
+                Ok(pos) => resolve_message(queue, &ring, me, pos, word),
+                Err(done) => done,
+            },
             Phase::Lent if queue.leases() && queue.is_dead(state.owner) => {
                 let pos = state.position_near(head);
                 resolve_lent(queue, &ring, me, pos, word, true, 0)
@@ -180,33 +168,24 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
                 ring.undetach(index, state.owner);
                 Some(ring.word_at(index) != word)
             }
-            Phase::Withheld => {
-                // Passed over by a producer (tail beyond it) that has not finished the pass?
-                if state.distance_from(tail) >= 0 {
-                    continue;
+            // A producer's pass over a withheld slot, never finished.
+            Phase::Withheld => match unannounced_below(queue, state, tail, Side::Send) {
+                Ok(pos) => {
+                    ring.pass_withheld(pos, word);
+                    Some(ring.word_at(index) != word)
                 }
-                let pos = state.position_near(tail);
-                if queue.live_announces(pos, Side::Send) {
-                    outcome.all_resolved = false;
-                    continue;
+                Err(done) => done,
+            },
+            // A consumer's pass over a withheld slot, never finished.
+            Phase::WithheldSkip => match unannounced_below(queue, state, head, Side::Recv) {
+                Ok(pos) => {
+                    if ring.pass_withheld(pos, word) {
+                        wait::wake_if_sleeping(queue.send_wait());
+                    }
+                    Some(ring.word_at(index) != word)
                 }
-                ring.pass_withheld(pos, word);
-                Some(ring.word_at(index) != word)
-            }
-            Phase::WithheldSkip => {
-                if state.distance_from(head) >= 0 {
-                    continue;
-                }
-                let pos = state.position_near(head);
-                if queue.live_announces(pos, Side::Recv) {
-                    outcome.all_resolved = false;
-                    continue;
-                }
-                if ring.pass_withheld(pos, word) {
-                    wait::wake_if_sleeping(queue.send_wait());
-                }
-                Some(ring.word_at(index) != word)
-            }
+                Err(done) => done,
+            },
         };
         match done {
             Some(changed) => outcome.changed |= changed,
@@ -214,6 +193,32 @@ pub fn resolve_dead<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>) -> Outco
         }
     }
     outcome
+}
+
+/// The position of an abandoned claim: a slot that still shows its unclaimed state on `side`
+/// (`state`: `EMPTY` or `WITHHELD` for the tail, `FULL`, `SKIP` or `WITHHELD_SKIP` for the
+/// head) although `cursor`, that side's cursor loaded before the slot, has passed its position,
+/// and whose position no live participant announces. Its claimer made the cursor CAS and died
+/// before its stamp or its pass, since a live claimer announces its position until then (see
+/// `ring`, "Attribution"); the caller repairs the slot with one CAS from the word it read.
+/// Otherwise there is nothing to repair, and the slot's outcome for [`resolve_dead`] is
+/// returned: `Err(Some(false))` if the cursor has not passed it (nobody claimed it),
+/// `Err(None)` if a live participant announces it (its claimer, which finishes it, or a loser
+/// of the race for it, which withdraws: a later call looks again).
+fn unannounced_below<Q: ClaimStore + ?Sized>(
+    queue: &Q,
+    state: SlotState,
+    cursor: u64,
+    side: Side,
+) -> Result<u64, Option<bool>> {
+    if state.distance_from(cursor) >= 0 {
+        return Err(Some(false));
+    }
+    let pos = state.position_near(cursor);
+    if queue.live_announces(pos, side) {
+        return Err(None);
+    }
+    Ok(pos)
 }
 
 /// Hands out again every message held in place past its deadline (`now_ms`, milliseconds of

@@ -15,6 +15,9 @@
 //!   `--ignored`. In a spawned child it runs the role, which reports with [`Role::report`] and
 //!   fails by panicking (the test harness then exits non-zero). Run by hand without a role
 //!   (`--ignored`), it fails, saying it is not a test.
+//! - **Roles every test binary plays**: besides its file's own roles, [`child_main`] runs the
+//!   child of [`paused_consumer`] (a consumer stopped holding a message, to be SIGKILLed), so a
+//!   test file spawns it without a role of its own.
 //!
 //! Children also die with the test thread that spawned them (`PR_SET_PDEATHSIG`).
 
@@ -74,6 +77,20 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// xorshift64: reproducible pseudo-random numbers from a seed that the test prints or fixes,
+/// so that a failure can be replayed. The seed must not be 0 (the sequence would stay 0).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number of the sequence.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
 }
 
@@ -278,7 +295,10 @@ pub fn child_main(run: impl FnOnce(&Role)) {
     };
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only and touches no memory of ours.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    run(&role);
+    match role.name() {
+        PAUSED_CONSUMER => consume_one(&role),
+        _ => run(&role),
+    }
 }
 
 /// Starts a child that runs `role` with `args` and stops at the crash-recovery pause point
@@ -317,4 +337,35 @@ pub fn spawn_paused(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// The role of [`paused_consumer`]'s child, which [`child_main`] plays in every test binary.
+const PAUSED_CONSUMER: &str = "paused-consumer";
+
+/// Starts a consumer child on the queue at `queue` and returns it stopped at the pause point
+/// `recv-claimed`, holding the next message claimed (delivered, not released); panics, quoting
+/// its log, if it is not there within `bound`. SIGKILLed there, it leaves a dead consumer's
+/// message for recovery (given back, dropped or dead-lettered). The claim is the same for a
+/// receive by copy or in place: both stop at that point before they read the message.
+pub fn paused_consumer(dir: &Path, queue: &Path, bound: Duration) -> Child {
+    spawn_paused(
+        dir,
+        PAUSED_CONSUMER,
+        &[
+            ("queue", &queue.display()),
+            ("timeout_ms", &bound.as_millis()),
+        ],
+        "recv-claimed",
+        bound,
+    )
+}
+
+/// The child of [`paused_consumer`]: receives one message in place, waiting at most
+/// `timeout_ms` for it. The pause point stops it inside the receive.
+fn consume_one(role: &Role) {
+    let queue = shmq::Queue::open(role.path("queue")).expect("open the queue");
+    let timeout = Duration::from_millis(role.arg("timeout_ms"));
+    queue
+        .recv_in_place_timeout(timeout)
+        .expect("a message to consume");
 }

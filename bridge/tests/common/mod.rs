@@ -4,6 +4,7 @@
 //! own test helpers do), and the built `shmq-bridge` binary. No mock of either.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::net::TcpListener;
@@ -354,6 +355,35 @@ pub fn key(msg: &[u8]) -> (u32, u32) {
         u32::from_le_bytes(msg[..4].try_into().unwrap()),
         u32::from_le_bytes(msg[4..8].try_into().unwrap()),
     )
+}
+
+/// How many times each sequence number (see [`key`]) occurs among the test messages
+/// `payloads`: a number missing was lost, one counted twice was stored twice.
+pub fn count_by_seq<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> HashMap<u32, u32> {
+    let mut seen: HashMap<u32, u32> = HashMap::new();
+    for m in payloads {
+        *seen.entry(key(m).1).or_default() += 1;
+    }
+    seen
+}
+
+/// Waits until `queue` is drained, panicking after `limit`: empty, and no message of it held
+/// (an export bridge holds each message until the server acknowledged it).
+pub fn wait_drained(queue: &shmq::Queue, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let stats = queue.stats();
+        let holding: u64 = stats
+            .participants
+            .iter()
+            .map(|p| u64::from(p.holding))
+            .sum();
+        if stats.len == 0 && holding == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "queue not drained: {stats:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A current-thread runtime for the tests' own NATS client calls.
