@@ -71,7 +71,7 @@ fn child() {
             } else {
                 (&ping, &pong)
             };
-            let mut random = Random::seeded(u64::from(std::process::id()));
+            let mut random = common::Rng(u64::from(std::process::id()) | 1);
             let mut buf = [0u8; MAX_MESSAGE as usize];
             for round in 0..rounds {
                 if role.name() == "ponger" {
@@ -81,7 +81,7 @@ fn child() {
                 // A pause from nothing to twice the blocked call's spin, so that the message
                 // lands before, inside and after the window where the peer counts itself as
                 // a sleeper, fences, looks again and sleeps.
-                let pause = Duration::from_micros(random.below(max_pause_us + 1));
+                let pause = Duration::from_micros(random.next() % (max_pause_us + 1));
                 let start = Instant::now();
                 while start.elapsed() < pause {
                     std::hint::spin_loop();
@@ -107,22 +107,6 @@ fn child() {
         }
         other => panic!("unknown role {other}"),
     });
-}
-
-/// xorshift64*: pauses that differ run to run and process to process.
-struct Random(u64);
-
-impl Random {
-    fn seeded(seed: u64) -> Random {
-        Random(seed | 1)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
-    }
 }
 
 /// A queue in a fresh directory.
