@@ -320,6 +320,8 @@ mod command {
     const RANDOM_KILLS: u32 = 40;
     /// Messages in the DLQ for the random kills.
     const RANDOM_MESSAGES: usize = 100_000;
+    /// The most one run moves (`--count`), so that the kills outlast the messages.
+    const PER_RUN: usize = 1_000;
 
     pub(super) fn shmq_redrive(dlq: &Path, to: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmq"));
@@ -352,7 +354,13 @@ mod command {
             if before == 0 {
                 break;
             }
-            let mut child = shmq_redrive(&s.dlq_path, &s.to_path).spawn().unwrap();
+            // At most `PER_RUN` a run: one that finishes before its kill (the command moves the
+            // whole queue in milliseconds) leaves the rest for the next kills.
+            let mut child = shmq_redrive(&s.dlq_path, &s.to_path)
+                .arg("--count")
+                .arg(PER_RUN.to_string())
+                .spawn()
+                .unwrap();
             std::thread::sleep(Duration::from_nanos(rng.next() % window.as_nanos() as u64));
             let _ = child.kill();
             let status = child.wait().unwrap();
