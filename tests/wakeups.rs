@@ -65,7 +65,7 @@ fn child() {
             let ping = Queue::open(role.path("ping")).unwrap();
             let pong = Queue::open(role.path("pong")).unwrap();
             let rounds: u32 = role.arg("rounds");
-            let max_pause_us: u64 = role.arg("max_pause_us");
+            let max_pause_us: f64 = role.arg("max_pause_us");
             let (inbox, outbox) = if role.name() == "pinger" {
                 (&pong, &ping)
             } else {
@@ -78,10 +78,13 @@ fn child() {
                     let n = inbox.recv(&mut buf).unwrap();
                     assert_eq!(&buf[..n], round.to_le_bytes());
                 }
-                // A pause from nothing to twice the blocked call's spin, so that the message
-                // lands before, inside and after the window where the peer counts itself as
-                // a sleeper, fences, looks again and sleeps.
-                let pause = Duration::from_micros(random.next() % (max_pause_us + 1));
+                // A pause from 1 µs to `max_pause_us`, spread evenly over the orders of
+                // magnitude, so that messages land before, inside and after the window where the
+                // peer counts itself as a sleeper, fences, looks again and sleeps, however long
+                // the peer's spin phase lasts in this build (a few µs optimised, milliseconds
+                // under a sanitizer).
+                let fraction = (random.next() % 1_000_000) as f64 / 1e6;
+                let pause = Duration::from_secs_f64(1e-6 * max_pause_us.powf(fraction));
                 let start = Instant::now();
                 while start.elapsed() < pause {
                     std::hint::spin_loop();
@@ -573,7 +576,7 @@ fn racing_wake_ups_between_two_processes_are_never_lost() {
     // through two queues with blocking calls, no sleep slices, and a random pause before each
     // send, so that sends land on every side of that window. The waker's fence is the light
     // half of an asymmetric pair (`sync::asymmetric`); a wake-up it loses hangs both players.
-    const ROUNDS: u32 = 4_000;
+    const ROUNDS: u32 = 2_000;
     let dir = common::tempdir();
     let ping = dir.path().join("ping");
     let pong = dir.path().join("pong");
@@ -584,16 +587,16 @@ fn racing_wake_ups_between_two_processes_are_never_lost() {
         ("ping", &ping_shown),
         ("pong", &pong_shown),
         ("rounds", &ROUNDS),
-        ("max_pause_us", &400),
+        ("max_pause_us", &20_000),
     ];
     let env = [(SLEEP_SLICE_VAR, "off")];
     let players = vec![
         Child::spawn_with_env(dir.path(), "ponger", &args, &env),
         Child::spawn_with_env(dir.path(), "pinger", &args, &env),
     ];
-    // About 0.4 ms a round on average: a minute is far beyond a loaded machine's slowness,
-    // and a lost wake-up never finishes.
-    let reports = common::wait_all(players, Duration::from_secs(60));
+    // About 4 ms a round on average (two pauses of 2 ms): two minutes are far beyond a loaded
+    // machine's slowness, and a lost wake-up never finishes.
+    let reports = common::wait_all(players, Duration::from_secs(120));
     assert_eq!(reports, ["done", "done"]);
     let slept = ping_q.stats().empty_waits + pong_q.stats().empty_waits;
     println!("{slept} of {} receives went to sleep", 2 * ROUNDS);
