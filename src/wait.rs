@@ -13,9 +13,11 @@
 //! the sleeper's retry sees the progress, or the waker's read sees the sleeper and wakes it.
 //! The pair is asymmetric (`sync::asymmetric`): the waker, on every message, pays a compiler
 //! fence; the sleeper, once per sleep, a `membarrier` system call that acts as a full fence in
-//! every waker's thread. Where that is not available, both are `SeqCst` fences. The waker bumps the epoch before `FUTEX_WAKE`, and the sleeper sleeps only while the
-//! epoch is the one it registered under, so a wake that lands between its retry and its
-//! `FUTEX_WAIT` makes the wait return at once (the kernel compares the word before sleeping).
+//! every waker's thread. Where that is not available, both are `SeqCst` fences.
+//!
+//! The waker bumps the epoch before `FUTEX_WAKE`, and the sleeper sleeps only while the epoch is
+//! the one it registered under, so a wake that lands between its retry and its `FUTEX_WAIT` makes
+//! the wait return at once (the kernel compares the word before sleeping).
 //!
 //! Waking is broadcast (`FUTEX_WAKE` of everyone): a sleeper that was woken but then timed out
 //! cannot swallow a wake-up meant for another.

@@ -45,7 +45,6 @@
 use std::time::Duration;
 
 /// How long a sleeper that could not run the heavy fence sleeps before looking again.
-#[cfg_attr(any(loom, miri), allow(dead_code))]
 pub(crate) const SHORT_SLICE: Duration = Duration::from_millis(1);
 
 /// The waker's fence, between making its progress visible and reading the sleeper count.
@@ -132,7 +131,7 @@ mod imp {
     pub(super) fn waker() {
         // A relaxed load of a process-local flag that never changes after the first open: it
         // stays in this core's cache, and the branch is always predicted.
-        if STATE.load(Ordering::Relaxed) == REGISTERED {
+        if waker_is_light() {
             // Orders the compiler only; the CPU's order comes from a sleeper's membarrier.
             compiler_fence(Ordering::SeqCst);
         } else {
@@ -159,7 +158,9 @@ mod imp {
             return;
         }
         let supported = membarrier(MEMBARRIER_CMD_QUERY);
-        let state = if supported >= 0 && supported & MEMBARRIER_CMD_GLOBAL_EXPEDITED as i64 == 0 {
+        let state = if supported >= 0
+            && supported & libc::c_long::from(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+        {
             UNSUPPORTED
         } else if membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0 {
             REGISTERED
