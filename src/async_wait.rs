@@ -35,7 +35,7 @@
 use crate::error::{Error, Result};
 use crate::queue::{Queue, RecvGuard};
 use crate::reactor::{self, Cell, Wake};
-use crate::sync::{spin_hint, Ordering};
+use crate::sync::{fence, spin_hint, Ordering};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -228,9 +228,7 @@ impl<'q> AsyncWait<'q> {
             }
             let waiter = self.queue.side_waiter(self.side);
             let registered = waiter.register();
-            // The sleeper's side of the handshake (see `wait`'s module doc). If it could not
-            // order a waker's light fence, the reactor's slice bounds the wait.
-            crate::sync::asymmetric::sleeper();
+            fence(Ordering::SeqCst);
             if let Some(done) = attempt() {
                 waiter.deregister();
                 return Poll::Ready(done);

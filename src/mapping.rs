@@ -106,8 +106,6 @@ impl Mapping {
     /// Maps the first `len` bytes of `file` (at least a `Header`, checked by the caller) and
     /// validates the header's identity against that length.
     pub(crate) fn open(file: &File, len: u64) -> Result<Mapping> {
-        // Before this process can wake anyone through the mapping (see `sync::asymmetric`).
-        crate::sync::asymmetric::register_process();
         let map = MmapOptions::new().len(len as usize).map_raw(file)?;
         // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked by the caller)
         // and page-aligned; `Identity` is plain integers and bytes, valid for any bit pattern.

@@ -36,7 +36,7 @@ use crate::async_wait::Side;
 use crate::error::{Error, Result};
 use crate::queue::Queue;
 use crate::reactor::{self, Wake};
-use crate::sync::spin_hint;
+use crate::sync::{fence, spin_hint, Ordering};
 use std::time::{Duration, Instant};
 
 /// How many times `Select` looks at every queue, with a CPU pause between looks, before it
@@ -155,9 +155,7 @@ impl<'a> Select<'a> {
                 .map(|&(queue, side)| queue.side_waiter(side))
                 .collect();
             let registered: Vec<u32> = waiters.iter().map(|w| w.register()).collect();
-            // The sleeper's side of the handshake (see `wait`'s module doc). If it could not
-            // order a waker's light fence, the reactor's slice bounds the wait.
-            crate::sync::asymmetric::sleeper();
+            fence(Ordering::SeqCst);
             if let Some(i) = self.try_ready() {
                 waiters.iter().for_each(|w| w.deregister());
                 return Ok(i);

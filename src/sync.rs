@@ -95,8 +95,6 @@ mod model_atomics {
     model_atomic!(AtomicU64, u64);
 }
 
-pub(crate) mod asymmetric;
-
 /// A hint to the CPU that we are busy-waiting (a `pause` on x86); under loom, a yield so that the
 /// model lets other threads run.
 #[inline]

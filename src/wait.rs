@@ -7,13 +7,18 @@
 //! the low 16 bits count sleepers, the high 16 bits are a wake epoch.
 //!
 //! # No lost wake-up
-//! The waker makes progress visible (publishes a message, frees a slot), then executes a fence
-//! and reads the word. The sleeper adds itself to the count, executes a fence, and tries its
-//! operation once more before sleeping. The two fences are ordered one way or the other: either
-//! the sleeper's retry sees the progress, or the waker's read sees the sleeper and wakes it.
-//! The pair is asymmetric (`sync::asymmetric`): the waker, on every message, pays a compiler
-//! fence; the sleeper, once per sleep, a `membarrier` system call that acts as a full fence in
-//! every waker's thread. Where that is not available, both are `SeqCst` fences.
+//! The waker makes progress visible (publishes a message, frees a slot), then executes a `SeqCst`
+//! fence and reads the word. The sleeper adds itself to the count, executes a `SeqCst` fence, and
+//! tries its operation once more before sleeping. The two fences are ordered one way or the
+//! other: either the sleeper's retry sees the progress, or the waker's read sees the sleeper and
+//! wakes it.
+//!
+//! The waker's fence does a second job: a send or receive returns only once its publish or
+//! release has left the store buffer, so that any call that starts after it returns sees it.
+//! `Empty` and `Full` rely on that (`ring`'s exact-`Empty` check reads slot stamps, not the other
+//! side's cursor). An asymmetric pair (a compiler fence here, `membarrier` in the sleeper) was
+//! tried and measured 10 % faster, but it let a completed send stay invisible to other threads
+//! for a moment: `tests/linearizable.rs` saw a false `Empty` under AddressSanitizer.
 //!
 //! The waker bumps the epoch before `FUTEX_WAKE`, and the sleeper sleeps only while the epoch is
 //! the one it registered under, so a wake that lands between its retry and its `FUTEX_WAIT` makes
@@ -22,8 +27,9 @@
 //! Waking is broadcast (`FUTEX_WAKE` of everyone): a sleeper that was woken but then timed out
 //! cannot swallow a wake-up meant for another.
 
-use crate::sync::asymmetric;
-use crate::sync::{futex_wait, futex_wake_all, spin_hint, yield_thread, AtomicU32, Ordering};
+use crate::sync::{
+    fence, futex_wait, futex_wake_all, spin_hint, yield_thread, AtomicU32, Ordering,
+};
 use std::time::{Duration, Instant};
 
 const SLEEPER_ONE: u32 = 1;
@@ -82,8 +88,9 @@ pub(crate) fn sleepers(word: &AtomicU32) -> u32 {
 #[inline]
 pub fn wake_if_sleeping(word: &AtomicU32) -> bool {
     // Order the caller's progress (a store) before the read of the sleeper count; pairs with the
-    // sleeper's fence in `wait_for` (see the module doc).
-    asymmetric::waker();
+    // sleeper's fence in `wait_for`, and makes the progress visible before the caller returns
+    // (see the module doc).
+    fence(Ordering::SeqCst);
     word.load(Ordering::Relaxed) & SLEEPERS_MASK != 0 && wake_all(word) == 0
 }
 
@@ -198,23 +205,13 @@ pub fn wait_for<T>(
         maintain();
         // Register as a sleeper, then look once more (see the module doc).
         let registered = waiter.register();
-        let ordered = asymmetric::sleeper();
+        fence(Ordering::SeqCst);
         if let Some(done) = attempt() {
             waiter.deregister();
             return Some(done);
         }
         let epoch = registered & !SLEEPERS_MASK;
-        let slice = if ordered {
-            waiter.slice
-        } else {
-            // A waker's light fence may have missed us: look again soon.
-            Some(
-                waiter
-                    .slice
-                    .map_or(asymmetric::SHORT_SLICE, |s| s.min(asymmetric::SHORT_SLICE)),
-            )
-        };
-        let slice_end = slice.map(|slice| Instant::now() + slice);
+        let slice_end = waiter.slice.map(|slice| Instant::now() + slice);
         let timed_out = loop {
             let now = Instant::now();
             let remaining = match until {

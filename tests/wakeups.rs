@@ -574,8 +574,8 @@ fn racing_wake_ups_between_two_processes_are_never_lost() {
     // The tests above wake a sleeper that is parked already. Here the wake races the sleeper's
     // own handshake (count itself, fence, look again, sleep): two processes play ping-pong
     // through two queues with blocking calls, no sleep slices, and a random pause before each
-    // send, so that sends land on every side of that window. The waker's fence is the light
-    // half of an asymmetric pair (`sync::asymmetric`); a wake-up it loses hangs both players.
+    // send, so that sends land on every side of that window. A lost wake-up hangs both
+    // players.
     const ROUNDS: u32 = 2_000;
     let dir = common::tempdir();
     let ping = dir.path().join("ping");
@@ -601,7 +601,9 @@ fn racing_wake_ups_between_two_processes_are_never_lost() {
     let slept = ping_q.stats().empty_waits + pong_q.stats().empty_waits;
     println!("{slept} of {} receives went to sleep", 2 * ROUNDS);
     assert!(
-        slept >= u64::from(ROUNDS) / 20,
+        // How many sleep depends on the spin phase's length, which a loaded machine stretches
+        // (the spin yields the CPU); 30 of 4,000 slept beside a CI run, 600-1,300 on a quiet one.
+        slept >= 10,
         "only {slept} receives slept: the race was not exercised"
     );
 }
