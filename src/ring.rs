@@ -393,6 +393,15 @@ pub const STOP_AFTER_ANNOUNCEMENT: u8 = 1;
 /// A claim that stops for good after its cursor CAS, before it stamps its slots.
 pub const STOP_AFTER_CAS: u8 = 2;
 
+/// How one CAS for a claim ended.
+enum Attempt {
+    Won(Claim),
+    /// Another claimer moved the cursor first; this is its new value.
+    Lost(u64),
+    /// A loom model's claimer "died" after its announcement (see [`STOP_AFTER_ANNOUNCEMENT`]).
+    Stopped,
+}
+
 /// The claim protocol over a ring's two cursors and its slots.
 pub struct Ring<'a, S> {
     pub(crate) tail: &'a AtomicU64,
@@ -475,32 +484,27 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         debug_assert!(max >= 1);
         let cap = self.capacity;
         let mut tail = self.tail.load(Ordering::Acquire);
+        // The common case first, outside the loop: a free slot at the tail, and a CAS that
+        // wins. The loop's preparations for the rare cases (values the compiler computes
+        // before entering it) are then paid by those cases alone.
+        if tail & CLOSED == 0 && self.slots.state(tail).load(Ordering::Acquire) == empty_state(tail)
+        {
+            match self.claim_free::<STOP>(me, max, tail) {
+                Attempt::Won(claim) => return Ok(claim),
+                Attempt::Lost(now) => tail = now,
+                Attempt::Stopped => return Err(ClaimError::WouldBlock),
+            }
+        }
         loop {
             if tail & CLOSED != 0 {
                 return Err(ClaimError::Closed);
             }
             let word = self.slots.state(tail).load(Ordering::Acquire);
             if word == empty_state(tail) {
-                let count = self.free_run(tail, max.min(cap));
-                self.slots.prepare_write(tail);
-                me.announcement.announce(tail, count, Side::Send);
-                if STOP == STOP_AFTER_ANNOUNCEMENT {
-                    return Err(ClaimError::WouldBlock);
-                }
-                match self.tail.compare_exchange(
-                    tail,
-                    tail.wrapping_add(count),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        let claim = Claim { first: tail, count };
-                        if STOP != STOP_AFTER_CAS {
-                            self.stamp_run(claim, me.token, Phase::Writing);
-                        }
-                        return Ok(claim);
-                    }
-                    Err(now) => tail = now,
+                match self.claim_free::<STOP>(me, max, tail) {
+                    Attempt::Won(claim) => return Ok(claim),
+                    Attempt::Lost(now) => tail = now,
+                    Attempt::Stopped => return Err(ClaimError::WouldBlock),
                 }
                 continue;
             }
@@ -554,13 +558,40 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         }
     }
 
+    /// Claims the run of free slots from `tail` (whose slot is `EMPTY(tail)`), up to `max`:
+    /// announce, CAS the tail, stamp.
+    #[inline(always)]
+    fn claim_free<const STOP: u8>(&self, me: Claimer<'_>, max: u64, tail: u64) -> Attempt {
+        let count = self.free_run(tail, max.min(self.capacity));
+        self.slots.prepare_write(tail);
+        me.announcement.announce(tail, count, Side::Send);
+        if STOP == STOP_AFTER_ANNOUNCEMENT {
+            return Attempt::Stopped;
+        }
+        match self.tail.compare_exchange(
+            tail,
+            tail.wrapping_add(count),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                let claim = Claim { first: tail, count };
+                if STOP != STOP_AFTER_CAS {
+                    self.stamp_run(claim, me.token, Phase::Writing);
+                }
+                Attempt::Won(claim)
+            }
+            Err(now) => Attempt::Lost(now),
+        }
+    }
+
     /// Whether some position after `pos`, within [`LOOK_AHEAD`] slots, is claimed on the side
     /// whose stamp is `stamp` (`Writing`: by a producer; `Reading`: by a consumer). Claims are
     /// made in order, so that proves `pos` claimed too: its claimer is between its CAS and its
     /// stamp. Reads slots whose lines the caller owns or will need anyway; never a cursor.
     /// (More claimers than that, all between CAS and stamp at once, still look unclaimed: see
     /// "Exact Empty and Full".)
-    #[inline]
+    #[inline(always)]
     fn later_claimed(&self, pos: u64, stamp: Phase) -> bool {
         let span = LOOK_AHEAD.min(self.capacity - 1);
         for ahead in 1..span + 1 {
@@ -786,15 +817,25 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// or `SKIP(pos)` and is the caller's: a producer's pass cancels it (a tombstone), a
     /// consumer's frees it for the next lap, and then this returns `true` (a slot given back to
     /// the producers, who may need waking).
+    #[inline]
     pub fn pass_withheld(&self, pos: u64, word: u64) -> bool {
+        pass_withheld(self.slots.state(pos), pos, word, self.capacity)
+    }
+}
+
+/// [`Ring::pass_withheld`], given the slot's state word and the ring's capacity. Out of line
+/// and without the ring: a call that took `&Ring` would make the claim loops keep the ring in
+/// memory and load its fields again after every atomic (measured with `.ci/callgrind`).
+#[inline(never)]
+fn pass_withheld(state: &AtomicU64, pos: u64, word: u64, capacity: u64) -> bool {
+    {
         let Some(seen) = SlotState::decode(word) else {
             return false;
         };
         let next = match seen.phase {
             Phase::Withheld => SlotState::new(pos, seen.owner, Phase::WithheldSkip),
-            _ => SlotState::new(pos.wrapping_add(self.capacity), seen.owner, Phase::Withheld),
+            _ => SlotState::new(pos.wrapping_add(capacity), seen.owner, Phase::Withheld),
         };
-        let state = self.slots.state(pos);
         if state
             .compare_exchange(word, next.encode(), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
@@ -817,14 +858,16 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             _ => state
                 .compare_exchange(
                     skip_state(pos),
-                    empty_state(pos.wrapping_add(self.capacity)),
+                    empty_state(pos.wrapping_add(capacity)),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
                 .is_ok(),
         }
     }
+}
 
+impl<'a, S: SlotStates> Ring<'a, S> {
     /// Claims up to `max` consecutive committed messages for reading.
     ///
     /// `accept(pos)` is asked about the first message before it is claimed (the caller checks
@@ -855,37 +898,51 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         debug_assert!(max >= 1);
         let cap = self.capacity;
         let mut head = self.head.load(Ordering::Acquire);
+        // The common cases first, outside the loop (as in `claim_send_inner`): a committed
+        // message at the head and a CAS that wins, or a plainly empty queue.
+        let word = self.slots.state(head).load(Ordering::Acquire);
+        if word == full_state(head) {
+            if !accept(head) {
+                return Err(ClaimError::Rejected(head));
+            }
+            match self.claim_full::<STOP>(me, max, head) {
+                Attempt::Won(claim) => return Ok(claim),
+                Attempt::Lost(now) => head = now,
+                Attempt::Stopped => return Err(ClaimError::WouldBlock),
+            }
+        } else if word == empty_state(head) {
+            // As the loop's `Empty` case below.
+            if self.later_claimed(head, Phase::Writing) {
+                return Err(ClaimError::Busy);
+            }
+            return Err(self.empty_or_closed(head));
+        }
         loop {
             let word = self.slots.state(head).load(Ordering::Acquire);
-            let full = word == full_state(head);
-            if full || word == skip_state(head) {
-                if full && !accept(head) {
+            if word == full_state(head) {
+                if !accept(head) {
                     return Err(ClaimError::Rejected(head));
                 }
-                let count = if full {
-                    self.full_run(head, max.min(cap))
-                } else {
-                    1
-                };
-                me.announcement.announce(head, count, Side::Recv);
+                match self.claim_full::<STOP>(me, max, head) {
+                    Attempt::Won(claim) => return Ok(claim),
+                    Attempt::Lost(now) => head = now,
+                    Attempt::Stopped => return Err(ClaimError::WouldBlock),
+                }
+                continue;
+            }
+            if word == skip_state(head) {
+                // A tombstone: claim it, free its slot for the next lap, and go on.
+                me.announcement.announce(head, 1, Side::Recv);
                 if STOP == STOP_AFTER_ANNOUNCEMENT {
                     return Err(ClaimError::WouldBlock);
                 }
                 match self.head.compare_exchange(
                     head,
-                    head.wrapping_add(count),
+                    head.wrapping_add(1),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) if full => {
-                        let claim = Claim { first: head, count };
-                        if STOP != STOP_AFTER_CAS {
-                            self.stamp_run(claim, me.token, Phase::Reading);
-                        }
-                        return Ok(claim);
-                    }
                     Ok(_) => {
-                        // A tombstone: free its slot for the next lap, and go on.
                         self.release(head);
                         self.recycled.set(self.recycled.get() + 1);
                         head = head.wrapping_add(1);
@@ -925,14 +982,14 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 if self.later_claimed(head, Phase::Writing) {
                     return Err(ClaimError::Busy);
                 }
-                return self.empty_or_closed(head);
+                return Err(self.empty_or_closed(head));
             } else if distance == 0 && state.phase == Phase::Reserved {
                 // A reservation held at the head: the messages behind it wait for its commit.
-                return self.empty_or_closed(head);
+                return Err(self.empty_or_closed(head));
             } else if distance < 0 && distance >= -(cap as i64) {
                 // The slot still serves the previous lap, so nobody can have claimed `head` to
                 // write it: the queue is empty.
-                return self.empty_or_closed(head);
+                return Err(self.empty_or_closed(head));
             } else if distance >= 0 && distance <= cap as i64 {
                 // Already claimed by a consumer (stamped), or the slot moved past our position:
                 // our reading of the head is stale.
@@ -945,6 +1002,32 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     "slot state is more than a lap away from the head",
                 )?;
             }
+        }
+    }
+
+    /// Claims the run of committed messages from `head` (whose slot is `FULL(head)`), up to
+    /// `max`: announce, CAS the head, stamp.
+    #[inline(always)]
+    fn claim_full<const STOP: u8>(&self, me: Claimer<'_>, max: u64, head: u64) -> Attempt {
+        let count = self.full_run(head, max.min(self.capacity));
+        me.announcement.announce(head, count, Side::Recv);
+        if STOP == STOP_AFTER_ANNOUNCEMENT {
+            return Attempt::Stopped;
+        }
+        match self.head.compare_exchange(
+            head,
+            head.wrapping_add(count),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                let claim = Claim { first: head, count };
+                if STOP != STOP_AFTER_CAS {
+                    self.stamp_run(claim, me.token, Phase::Reading);
+                }
+                Attempt::Won(claim)
+            }
+            Err(now) => Attempt::Lost(now),
         }
     }
 
@@ -964,14 +1047,15 @@ impl<'a, S: SlotStates> Ring<'a, S> {
 
     /// Nothing to claim at `head`: `Closed` if the queue is closed at or before it (read from
     /// the tail only once a close has begun, see "Closing"), else `WouldBlock`.
-    fn empty_or_closed(&self, head: u64) -> Result<Claim, ClaimError> {
+    #[inline]
+    fn empty_or_closed(&self, head: u64) -> ClaimError {
         if self.closing.load(Ordering::Acquire) != 0 {
             let tail = self.tail.load(Ordering::Acquire);
             if tail & CLOSED != 0 && tail & !CLOSED <= head {
-                return Err(ClaimError::Closed);
+                return ClaimError::Closed;
             }
         }
-        Err(ClaimError::WouldBlock)
+        ClaimError::WouldBlock
     }
 
     /// Frees a slot after its message was read: the producer one lap later may claim it.
