@@ -72,26 +72,81 @@ impl SlotIndex {
         } as usize;
         self.slots_at + index * self.slot_stride
     }
+
+    /// As [`slot_at`](Self::slot_at), for a capacity that is a power of two, which the caller
+    /// has checked (with any other, `index_mask` is `u64::MAX` and this would leave the
+    /// mapping): no test, no division, and a pure function of `pos`, so that the compiler
+    /// computes it once however many times one operation asks for the same slot.
+    #[inline]
+    fn masked_at(self, pos: u64) -> usize {
+        debug_assert!(self.index_mask != u64::MAX);
+        self.slots_at + (pos & self.index_mask) as usize * self.slot_stride
+    }
 }
 
-/// The slot state words of a mapped queue.
-pub(crate) struct MappedSlots<'a> {
+/// The slots of a mapped queue: their state words (for the claim protocol), and the messages
+/// in them.
+///
+/// With `BY_MASK`, the capacity is a power of two and a position's slot is found by a mask
+/// alone: only [`Mapping::ring_by_mask`] builds that kind, and only for such a capacity. The
+/// hot paths use it when they can: the test that `SlotIndex::slot_at` makes on every call
+/// keeps the compiler from reusing one computation of a slot's address within an operation,
+/// and an operation asks for its slot five to seven times.
+pub(crate) struct MappedSlots<'a, const BY_MASK: bool = false> {
     mapping: &'a Mapping,
     /// A copy of `mapping.slots` (see [`SlotIndex`]).
     slots: SlotIndex,
 }
 
-impl MappedSlots<'_> {
+impl<'a, const BY_MASK: bool> MappedSlots<'a, BY_MASK> {
     /// The slot header for position `pos` (as `Mapping::slot`, from the index in registers).
     #[inline]
-    pub(crate) fn slot(&self, pos: u64) -> &SlotHeader {
+    pub(crate) fn slot(&self, pos: u64) -> &'a SlotHeader {
+        let at = if BY_MASK {
+            self.slots.masked_at(pos)
+        } else {
+            self.slots.slot_at(pos)
+        };
         // SAFETY: as in `Mapping::slot`: `slots` is the mapping's own index, whose invariant puts
-        // the slot inside the mapping, which outlives the borrow `'a` that `self` holds.
-        unsafe { &*(self.slots.slot_at(pos) as *const SlotHeader) }
+        // the slot inside the mapping, which outlives the borrow `'a` that `self` holds (with
+        // `BY_MASK`, the capacity is a power of two: see the type's doc).
+        unsafe { &*(at as *const SlotHeader) }
+    }
+
+    /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).
+    #[inline]
+    fn payload(&self, pos: u64) -> *mut u8 {
+        (self.slot(pos) as *const SlotHeader as *mut u8).wrapping_add(SLOT_HEADER)
+    }
+
+    /// Writes `msg` into the claimed slot for `pos`, with a new message's metadata.
+    #[inline]
+    pub(crate) fn write(&self, pos: u64, msg: &[u8]) {
+        debug_assert!(msg.len() <= self.mapping.max_message_size());
+        // SAFETY: we own the claimed slot (see `ring`: between its claim and its publish only
+        // its claimer writes it), its payload area holds `max_message_size >= msg.len()` bytes
+        // inside the mapping, and `msg` cannot overlap the mapping's slot we exclusively own.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(pos), msg.len()) };
+        self.mapping.write_meta(self.slot(pos), pos, msg.len());
+    }
+
+    /// The message at a claimed position, after checking its length against the maximum; a
+    /// corrupt length is returned as the error (the caller decides what becomes of the slot).
+    #[inline]
+    pub(crate) fn message(&self, pos: u64) -> std::result::Result<&'a [u8], usize> {
+        let len = self.slot(pos).len.load(Ordering::Relaxed) as usize;
+        if len > self.mapping.max_message_size() {
+            return Err(len);
+        }
+        // SAFETY: we own the claimed slot (ring invariant 3); `len <= max_message_size`, so the
+        // bytes lie inside the slot's payload area, inside the mapping, which outlives the
+        // borrow of `self`. An honest peer does not write a slot it does not own; a hostile one
+        // can change the bytes' values, but `u8` has no invalid values.
+        Ok(unsafe { std::slice::from_raw_parts(self.payload(pos), len) })
     }
 }
 
-impl SlotStates for MappedSlots<'_> {
+impl<const BY_MASK: bool> SlotStates for MappedSlots<'_, BY_MASK> {
     #[inline]
     fn state(&self, pos: u64) -> &AtomicU64 {
         &self.slot(pos).state
@@ -213,15 +268,32 @@ impl Mapping {
     /// The claim protocol over this file's cursors and slots.
     #[inline]
     pub(crate) fn ring(&self) -> Ring<'_, MappedSlots<'_>> {
+        self.ring_over(MappedSlots {
+            mapping: self,
+            slots: self.slots,
+        })
+    }
+
+    /// As [`ring`](Self::ring), finding slots by mask alone, if the capacity is a power of two
+    /// (see [`MappedSlots`]).
+    #[inline]
+    pub(crate) fn ring_by_mask(&self) -> Option<Ring<'_, MappedSlots<'_, true>>> {
+        (self.slots.index_mask != u64::MAX).then(|| {
+            self.ring_over(MappedSlots {
+                mapping: self,
+                slots: self.slots,
+            })
+        })
+    }
+
+    #[inline]
+    fn ring_over<S: SlotStates>(&self, slots: S) -> Ring<'_, S> {
         let header = self.header();
         Ring::new(
             &header.tail.0,
             &header.head.0.head,
             &header.head.0.closing,
-            MappedSlots {
-                mapping: self,
-                slots: self.slots,
-            },
+            slots,
             u64::from(self.geometry.capacity),
         )
     }
@@ -302,7 +374,7 @@ impl Mapping {
     /// Pointer to the payload bytes of the slot for `pos` (`max_message_size` bytes).
     #[inline]
     pub(crate) fn payload(&self, pos: u64) -> *mut u8 {
-        (self.slot(pos) as *const SlotHeader as *mut u8).wrapping_add(SLOT_HEADER)
+        self.ring().slots.payload(pos)
     }
 
     /// `TooLarge` if a message of `len` bytes does not fit a slot.
@@ -320,13 +392,7 @@ impl Mapping {
     /// Writes `msg` into the claimed slot for `pos`, with a new message's metadata.
     #[inline]
     pub(crate) fn write(&self, pos: u64, msg: &[u8]) {
-        debug_assert!(msg.len() <= self.max_message_size());
-        let slot = self.slot(pos);
-        // SAFETY: we own the claimed slot (see `ring`: between its claim and its publish only
-        // its claimer writes it), its payload area holds `max_message_size >= msg.len()` bytes
-        // inside the mapping, and `msg` cannot overlap the mapping's slot we exclusively own.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(pos), msg.len()) };
-        self.write_meta(slot, pos, msg.len());
+        self.ring().slots.write(pos, msg)
     }
 
     /// The metadata of a new message at `pos`: its length, no failed deliveries, and its id.
@@ -343,16 +409,7 @@ impl Mapping {
     /// corrupt length is returned as the error (the caller decides what becomes of the slot).
     #[inline]
     pub(crate) fn message(&self, pos: u64) -> std::result::Result<&[u8], usize> {
-        let slot = self.slot(pos);
-        let len = slot.len.load(Ordering::Relaxed) as usize;
-        if len > self.max_message_size() {
-            return Err(len);
-        }
-        // SAFETY: we own the claimed slot (ring invariant 3); `len <= max_message_size`, so the
-        // bytes lie inside the slot's payload area, inside the mapping, which outlives the
-        // borrow of `self`. An honest peer does not write a slot it does not own; a hostile one
-        // can change the bytes' values, but `u8` has no invalid values.
-        Ok(unsafe { std::slice::from_raw_parts(self.payload(pos), len) })
+        self.ring().slots.message(pos)
     }
 
     /// How many times the message at position `pos` has been delivered to consumers that

@@ -21,7 +21,7 @@ use crate::mapping::{MappedSlots, Mapping};
 use crate::options::{OnConsumerDeath, Options, Received};
 use crate::participant::{self, Liveness, Registration};
 use crate::recovery::{self, Survivor};
-use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side};
+use crate::ring::{self, Claim, ClaimError, Claimer, Ring, Side, SlotStates};
 use crate::stats::{self, Stats};
 use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
 use crate::test_hooks::{pause_point, sleep_slice};
@@ -661,9 +661,20 @@ impl Queue {
     /// claim and the claimer (the calling thread's lane).
     #[inline(always)]
     fn claim_send(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
+        self.claim_send_on(&self.ring(), max, deadline)
+    }
+
+    /// As [`claim_send`](Self::claim_send), on `ring` (one of this queue's, see `send_with`).
+    #[inline(always)]
+    fn claim_send_on<S: SlotStates>(
+        &self,
+        ring: &Ring<'_, S>,
+        max: u64,
+        deadline: Deadline,
+    ) -> Result<(Claim, Claimer<'_>)> {
         let me = self.claimer_as(participant::ROLE_SENDER)?;
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        match self.ring().claim_send(me, max) {
+        match ring.claim_send(me, max) {
             Ok(claim) => {
                 pause_point("send-claimed");
                 Ok((claim, me))
@@ -723,10 +734,25 @@ impl Queue {
 
     #[inline(always)]
     fn send_with(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
+        // One ring for the whole send, so that the slot's address is computed once (see
+        // `MappedSlots`).
+        match self.mapping.ring_by_mask() {
+            Some(ring) => self.send_on(&ring, msg, deadline),
+            None => self.send_on(&self.ring(), msg, deadline),
+        }
+    }
+
+    #[inline(always)]
+    fn send_on<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        msg: &[u8],
+        deadline: Deadline,
+    ) -> Result<()> {
         self.mapping.check_len(msg.len())?;
-        let (claim, _) = self.claim_send(1, deadline)?;
-        self.mapping.write(claim.first, msg);
-        self.ring().publish(claim.first);
+        let (claim, _) = self.claim_send_on(ring, 1, deadline)?;
+        ring.slots.write(claim.first, msg);
+        ring.publish(claim.first);
         self.wake(&self.header().recv_wait.0);
         Ok(())
     }
@@ -828,8 +854,19 @@ impl Queue {
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'_>)> {
+        self.claim_recv_on(&self.ring(), max, deadline, accept)
+    }
+
+    /// As [`claim_recv`](Self::claim_recv), on `ring` (one of this queue's, see `recv_with`).
+    #[inline(always)]
+    fn claim_recv_on<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        max: u64,
+        deadline: Deadline,
+        accept: impl Fn(usize) -> bool,
+    ) -> Result<(Claim, Claimer<'_>)> {
         let me = self.claimer_as(participant::ROLE_RECEIVER)?;
-        let ring = self.ring();
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
         let first = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
         if ring.recycled.get() > 0 {
@@ -966,20 +1003,35 @@ impl Queue {
 
     #[inline(always)]
     fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
+        // One ring for the whole receive, as in `send_with`.
+        match self.mapping.ring_by_mask() {
+            Some(ring) => self.recv_on(&ring, buf, deadline),
+            None => self.recv_on(&self.ring(), buf, deadline),
+        }
+    }
+
+    #[inline(always)]
+    fn recv_on<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        buf: &mut [u8],
+        deadline: Deadline,
+    ) -> Result<Received> {
         let capacity = buf.len();
         let max = self.max_message_size();
         // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
         // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
-        let (claim, _) = self.claim_recv(1, deadline, move |len| len <= capacity || len > max)?;
-        // A claim of one position (at most `max` 1); saying so spares the release a loop.
+        let (claim, _) =
+            self.claim_recv_on(ring, 1, deadline, move |len| len <= capacity || len > max)?;
+        // A claim of one position (at most `max` 1).
         debug_assert_eq!(claim.count, 1);
-        let claim = Claim {
-            first: claim.first,
-            count: 1,
-        };
-        let msg = self.message(claim.first)?;
+        let pos = claim.first;
+        let msg = ring
+            .slots
+            .message(pos)
+            .map_err(|len| self.drop_corrupt(pos, len))?;
         let len = msg.len();
-        let slot = self.mapping.slot(claim.first);
+        let slot = ring.slots.slot(pos);
         let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
         let id = slot.id.load(Ordering::Relaxed);
         let origin = crate::options::Origin::from_words(
@@ -991,7 +1043,8 @@ impl Queue {
         if fits {
             buf[..len].copy_from_slice(msg);
         }
-        self.release(claim);
+        ring.release(pos);
+        self.wake(&self.header().send_wait.0);
         if fits {
             Ok(Received {
                 len,
