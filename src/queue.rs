@@ -1001,17 +1001,20 @@ impl Queue {
         self.wake(&self.header().send_wait.0);
     }
 
+    /// Receives one message into `buf`. With `META`, the result carries the message's delivery
+    /// count, id and origin; without, only its `len` is meaningful (the rest is zero), and the
+    /// receive reads nothing else from the slot.
     #[inline(always)]
-    fn recv_with(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
+    fn recv_with<const META: bool>(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
         // One ring for the whole receive, as in `send_with`.
         match self.mapping.ring_by_mask() {
-            Some(ring) => self.recv_on(&ring, buf, deadline),
-            None => self.recv_on(&self.ring(), buf, deadline),
+            Some(ring) => self.recv_on::<_, META>(&ring, buf, deadline),
+            None => self.recv_on::<_, META>(&self.ring(), buf, deadline),
         }
     }
 
     #[inline(always)]
-    fn recv_on<const BY_MASK: bool>(
+    fn recv_on<const BY_MASK: bool, const META: bool>(
         &self,
         ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
         buf: &mut [u8],
@@ -1031,13 +1034,19 @@ impl Queue {
             .message(pos)
             .map_err(|len| self.drop_corrupt(pos, len))?;
         let len = msg.len();
-        let slot = ring.slots.slot(pos);
-        let deliveries = slot.deliveries.load(Ordering::Relaxed).saturating_add(1);
-        let id = slot.id.load(Ordering::Relaxed);
-        let origin = crate::options::Origin::from_words(
-            slot.origin.load(Ordering::Relaxed),
-            slot.origin_id.load(Ordering::Relaxed),
-        );
+        let (deliveries, id, origin) = if META {
+            let slot = ring.slots.slot(pos);
+            (
+                slot.deliveries.load(Ordering::Relaxed).saturating_add(1),
+                slot.id.load(Ordering::Relaxed),
+                crate::options::Origin::from_words(
+                    slot.origin.load(Ordering::Relaxed),
+                    slot.origin_id.load(Ordering::Relaxed),
+                ),
+            )
+        } else {
+            Default::default()
+        };
         // `accept` saw a length that fits before the claim; only a hostile writer changes it.
         let fits = len <= buf.len();
         if fits {
@@ -1065,34 +1074,35 @@ impl Queue {
     /// Never blocks; makes no system call unless it must wake a sleeping sender, or finds the
     /// slot at the head held by the same claimer for over a millisecond (see [`recover`](Self::recover)).
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize> {
-        self.recv_with(buf, Deadline::Now).map(|r| r.len)
+        self.recv_with::<false>(buf, Deadline::Now).map(|r| r.len)
     }
 
     /// Receives the next message into `buf`, waiting while the queue is empty. Returns `Closed`
     /// once the queue is closed and drained.
     pub fn recv(&self, buf: &mut [u8]) -> Result<usize> {
-        self.recv_with(buf, Deadline::Never).map(|r| r.len)
+        self.recv_with::<false>(buf, Deadline::Never).map(|r| r.len)
     }
 
     /// Receives the next message into `buf`, waiting at most `timeout`.
     pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.recv_with(buf, Deadline::after(timeout)).map(|r| r.len)
+        self.recv_with::<false>(buf, Deadline::after(timeout))
+            .map(|r| r.len)
     }
 
     /// Like [`try_recv`](Self::try_recv), and also says how many times the message has been
     /// delivered (more than 1 when earlier consumers died holding it).
     pub fn try_recv_meta(&self, buf: &mut [u8]) -> Result<Received> {
-        self.recv_with(buf, Deadline::Now)
+        self.recv_with::<true>(buf, Deadline::Now)
     }
 
     /// Like [`recv`](Self::recv), with the message's delivery count.
     pub fn recv_meta(&self, buf: &mut [u8]) -> Result<Received> {
-        self.recv_with(buf, Deadline::Never)
+        self.recv_with::<true>(buf, Deadline::Never)
     }
 
     /// Like [`recv_timeout`](Self::recv_timeout), with the message's delivery count.
     pub fn recv_meta_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<Received> {
-        self.recv_with(buf, Deadline::after(timeout))
+        self.recv_with::<true>(buf, Deadline::after(timeout))
     }
 
     fn recv_in_place_with(&self, deadline: Deadline) -> Result<RecvGuard<'_>> {
