@@ -8,7 +8,9 @@
 //! ```
 //! Operations (64-byte messages, a queue of 1024 slots, one handle):
 //! - `send-recv`: `try_send` of a message, then `try_recv` of it into a buffer (a copy each way);
-//! - `try-recv-empty`: `try_recv` on an empty queue (what a polling consumer pays per poll).
+//! - `try-recv-empty`: `try_recv` on an empty queue (what a polling consumer pays per poll);
+//! - `batch32`: `try_send_batch` of 32 messages, then `try_recv_batch` of them, N / 32 times, so
+//!   that the count per operation is per message sent and received.
 //!
 //! It uses only the library (no dev-dependency), so that `.ci/callgrind` can build it as a
 //! library user would, without the test hooks the examples of this package are built with.
@@ -18,7 +20,8 @@ use std::hint::black_box;
 
 const SIZE: usize = 64;
 const CAPACITY: u32 = 1024;
-const USAGE: &str = "usage: callgrind send-recv|try-recv-empty N";
+const USAGE: &str = "usage: callgrind send-recv|try-recv-empty|batch32 N";
+const BATCH: usize = 32;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +43,7 @@ fn main() {
     let result = match operation.as_str() {
         "send-recv" => send_recv(&q, n),
         "try-recv-empty" => try_recv_empty(&q, n),
+        "batch32" => batch32(&q, n),
         _ => Err(USAGE.to_string()),
     };
     drop(q);
@@ -57,6 +61,25 @@ fn send_recv(q: &Queue, n: u64) -> Result<(), String> {
         q.try_send(black_box(&msg)).map_err(|e| e.to_string())?;
         let len = q.try_recv(black_box(&mut buf)).map_err(|e| e.to_string())?;
         black_box((len, &buf));
+    }
+    Ok(())
+}
+
+/// `n / 32` × (`try_send_batch` of 32 messages of 64 bytes, then `try_recv_batch` of them).
+fn batch32(q: &Queue, n: u64) -> Result<(), String> {
+    let msgs = [[7u8; SIZE]; BATCH];
+    for _ in 0..n / BATCH as u64 {
+        let sent = q
+            .try_send_batch(black_box(&msgs[..]))
+            .map_err(|e| e.to_string())?;
+        let received = q
+            .try_recv_batch(BATCH, |m| {
+                black_box(m);
+            })
+            .map_err(|e| e.to_string())?;
+        if (sent, received) != (BATCH, BATCH) {
+            return Err(format!("sent {sent} and received {received} of {BATCH}"));
+        }
     }
     Ok(())
 }

@@ -795,10 +795,23 @@ impl Queue {
         for msg in msgs {
             self.mapping.check_len(msg.as_ref().len())?;
         }
-        let (claim, _) = self.claim_send(msgs.len() as u64, deadline)?;
-        let ring = self.ring();
+        // One ring for the whole batch, as in `send_with`.
+        match self.mapping.ring_by_mask() {
+            Some(ring) => self.send_batch_on(&ring, msgs, deadline),
+            None => self.send_batch_on(&self.ring(), msgs, deadline),
+        }
+    }
+
+    #[inline(always)]
+    fn send_batch_on<M: AsRef<[u8]>, const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        msgs: &[M],
+        deadline: Deadline,
+    ) -> Result<usize> {
+        let (claim, _) = self.claim_send_on(ring, msgs.len() as u64, deadline)?;
         for (pos, msg) in claim.positions().zip(msgs) {
-            self.mapping.write(pos, msg.as_ref());
+            ring.slots.write(pos, msg.as_ref());
             ring.publish(pos);
         }
         self.wake(&self.header().recv_wait.0);
@@ -1156,23 +1169,38 @@ impl Queue {
         &self,
         max: usize,
         deadline: Deadline,
-        mut each: impl FnMut(&[u8]),
+        each: impl FnMut(&[u8]),
     ) -> Result<usize> {
         if max == 0 {
             return Ok(0);
         }
-        let (claim, _) = self.claim_recv(max as u64, deadline, |_| true)?;
+        // One ring for the whole batch, as in `send_with`.
+        match self.mapping.ring_by_mask() {
+            Some(ring) => self.recv_batch_on(&ring, max, deadline, each),
+            None => self.recv_batch_on(&self.ring(), max, deadline, each),
+        }
+    }
+
+    #[inline(always)]
+    fn recv_batch_on<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        max: usize,
+        deadline: Deadline,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        let (claim, _) = self.claim_recv_on(ring, max as u64, deadline, |_| true)?;
         let mut corrupt = None;
         for pos in claim.positions() {
-            match self.message(pos) {
+            match ring.slots.message(pos) {
                 Ok(msg) => each(msg),
-                Err(e) => {
-                    // `message` released this slot already; finish the rest, then report it.
-                    corrupt.get_or_insert(e);
+                Err(len) => {
+                    // Freed by `drop_corrupt`; finish the rest, then report it.
+                    corrupt.get_or_insert(self.drop_corrupt(pos, len));
                     continue;
                 }
             }
-            self.ring().release(pos);
+            ring.release(pos);
         }
         self.wake(&self.header().send_wait.0);
         match corrupt {
