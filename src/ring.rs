@@ -560,19 +560,33 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// stamp. Reads slots whose lines the caller owns or will need anyway; never a cursor.
     /// (More claimers than that, all between CAS and stamp at once, still look unclaimed: see
     /// "Exact Empty and Full".)
-    #[inline]
+    #[inline(always)]
     fn later_claimed(&self, pos: u64, stamp: Phase) -> bool {
+        // The state of slot `next` when nobody has claimed it: free for its producer, or
+        // holding its message for its consumer.
+        let unclaimed = |next: u64| match stamp {
+            Phase::Writing => empty_state(next),
+            _ => full_state(next.wrapping_sub(self.capacity)),
+        };
+        // The common answer first: every slot of the span unclaimed, found with one branch
+        // (an empty poll pays for this on every call). Anything else is looked at below, slot
+        // by slot, from loads made afresh.
+        if self.capacity > LOOK_AHEAD {
+            let mut differ = 0;
+            for ahead in 1..LOOK_AHEAD + 1 {
+                let next = pos.wrapping_add(ahead);
+                differ |= self.slots.state(next).load(Ordering::Acquire) ^ unclaimed(next);
+            }
+            if differ == 0 {
+                return false;
+            }
+        }
         let span = LOOK_AHEAD.min(self.capacity - 1);
         for ahead in 1..span + 1 {
             let next = pos.wrapping_add(ahead);
             let word = self.slots.state(next).load(Ordering::Acquire);
-            // The common answers first, without decoding: free for its producer (nobody has
-            // claimed it yet), or holding its message unclaimed.
-            let unclaimed = match stamp {
-                Phase::Writing => empty_state(next),
-                _ => full_state(next.wrapping_sub(self.capacity)),
-            };
-            if word == unclaimed {
+            // The common answers first, without decoding.
+            if word == unclaimed(next) {
                 continue;
             }
             let Some(state) = SlotState::decode(word) else {
