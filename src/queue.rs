@@ -495,10 +495,15 @@ impl Queue {
     /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head),
     /// or a claim in progress there (`claimed`): hands the state of the slot at that cursor to
     /// `recovery::stuck`, and sweeps if it says so. For the tail, the slot is the one a full
-    /// queue waits on.
+    /// queue waits on. Returns whether recovery changed anything.
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
-        let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
-        let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
+        self.unstick_at(self.word_at_cursor(cursor), claimed, watch)
+    }
+
+    /// As [`unstick`](Self::unstick), with the state `word` of the slot at the cursor as the
+    /// claim saw it (`Ring::blocked_by`): the fast path's `Full` and `Empty` load it only once.
+    #[inline(always)]
+    fn unstick_at(&self, word: u64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         if recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep() {
             return true;
         }
@@ -663,7 +668,8 @@ impl Queue {
     fn claim_send(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
         let me = self.claimer_as(participant::ROLE_SENDER)?;
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        match self.ring().claim_send(me, max) {
+        let ring = self.ring();
+        match ring.claim_send(me, max) {
             Ok(claim) => {
                 pause_point("send-claimed");
                 Ok((claim, me))
@@ -672,7 +678,7 @@ impl Queue {
             // again (the rest of the slow path).
             Err(ClaimError::WouldBlock)
                 if matches!(deadline, Deadline::Now)
-                    && !self.unstick(&self.header().tail.0, false, &self.send_watch) =>
+                    && !self.unstick_at(ring.blocked_by.get(), false, &self.send_watch) =>
             {
                 Err(Error::Full)
             }
@@ -845,7 +851,7 @@ impl Queue {
             // again (the rest of the slow path).
             Err(ClaimError::WouldBlock)
                 if matches!(deadline, Deadline::Now)
-                    && !self.unstick(&self.header().head.0.head, false, &self.recv_watch) =>
+                    && !self.unstick_at(ring.blocked_by.get(), false, &self.recv_watch) =>
             {
                 Err(Error::Empty)
             }

@@ -404,6 +404,10 @@ pub struct Ring<'a, S> {
     /// Counts the tombstones this ring value freed in `claim_recv`: each is a slot given back
     /// to the producers, who must be woken if they sleep on a full queue.
     pub(crate) recycled: Cell<u64>,
+    /// The state word of the slot at the cursor when a claim on this ring value last returned
+    /// `WouldBlock` (nothing to claim there, and no claim in progress to wait for): what the
+    /// caller hands to the stuck-claim watch (`recovery::stuck`), without loading it again.
+    pub(crate) blocked_by: Cell<u64>,
 }
 
 impl<'a, S: SlotStates> Ring<'a, S> {
@@ -422,6 +426,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             slots,
             capacity,
             recycled: Cell::new(0),
+            blocked_by: Cell::new(0),
         }
     }
 
@@ -536,6 +541,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 }
                 let now = self.tail.load(Ordering::Acquire);
                 if now == tail {
+                    self.blocked_by.set(word);
                     return Err(ClaimError::WouldBlock);
                 }
                 tail = now;
@@ -939,14 +945,14 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 if self.later_claimed(head, Phase::Writing) {
                     return Err(ClaimError::Busy);
                 }
-                return self.empty_or_closed(head);
+                return self.empty_or_closed(head, word);
             } else if distance == 0 && state.phase == Phase::Reserved {
                 // A reservation held at the head: the messages behind it wait for its commit.
-                return self.empty_or_closed(head);
+                return self.empty_or_closed(head, word);
             } else if distance < 0 && distance >= -(cap as i64) {
                 // The slot still serves the previous lap, so nobody can have claimed `head` to
                 // write it: the queue is empty.
-                return self.empty_or_closed(head);
+                return self.empty_or_closed(head, word);
             } else if distance >= 0 && distance <= cap as i64 {
                 // Already claimed by a consumer (stamped), or the slot moved past our position:
                 // our reading of the head is stale.
@@ -976,15 +982,18 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         count
     }
 
-    /// Nothing to claim at `head`: `Closed` if the queue is closed at or before it (read from
-    /// the tail only once a close has begun, see "Closing"), else `WouldBlock`.
-    fn empty_or_closed(&self, head: u64) -> Result<Claim, ClaimError> {
+    /// Nothing to claim at `head`, whose slot shows `word`: `Closed` if the queue is closed at
+    /// or before it (read from the tail only once a close has begun, see "Closing"), else
+    /// `WouldBlock`.
+    #[inline(always)]
+    fn empty_or_closed(&self, head: u64, word: u64) -> Result<Claim, ClaimError> {
         if self.closing.load(Ordering::Acquire) != 0 {
             let tail = self.tail.load(Ordering::Acquire);
             if tail & CLOSED != 0 && tail & !CLOSED <= head {
                 return Err(ClaimError::Closed);
             }
         }
+        self.blocked_by.set(word);
         Err(ClaimError::WouldBlock)
     }
 
