@@ -914,8 +914,13 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 }
                 continue;
             }
-            let state = Self::decode(word)?;
-            let distance = state.distance_from(head);
+            // The common empty poll without decoding: the slot free for the producer of `head`.
+            let (state, distance) = if word == empty_state(head) {
+                (SlotState::new(head, 0, Phase::Empty), 0)
+            } else {
+                let state = Self::decode(word)?;
+                (state, state.distance_from(head))
+            };
             if distance == 0 && state.phase == Phase::WithheldSkip {
                 // No message, and bytes still lent to a lapsed holder: claim the position and
                 // pass it over (see "Withheld slots").
