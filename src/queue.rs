@@ -517,13 +517,20 @@ impl Queue {
     fn claimer_as(&self, role: u32) -> Result<Claimer<'_>> {
         let lane = self.lane()?;
         let entry = &self.participants()[lane.index as usize];
-        if entry.roles.load(Ordering::Relaxed) & role == 0 {
-            entry.roles.fetch_or(role, Ordering::Relaxed);
-        }
+        record_role(entry, role);
         Ok(Claimer {
             token: lane.token,
             announcement: &entry.announcement,
         })
+    }
+
+    /// Records `role` for the calling thread's lane, as a claim does (see
+    /// [`claimer_as`](Self::claimer_as)), for a call that waits before it has claimed
+    /// anything: an empty poll looks no claimer up (see `claim_recv`).
+    pub(crate) fn record_role(&self, role: u32) {
+        if let Ok(lane) = self.lane() {
+            record_role(&self.participants()[lane.index as usize], role);
+        }
     }
 
     /// How a blocked call on `word` waits: with the calling thread's sleeper record (receivers
@@ -834,18 +841,31 @@ impl Queue {
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer_as(participant::ROLE_RECEIVER)?;
         let ring = self.ring();
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        let first = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
+        // An empty poll ends at the first look, before the calling thread's lane is looked up
+        // and its role recorded (a claim records it before it announces anything; a receive
+        // that waits, before it waits).
+        let mut found = None;
+        let first = match ring.look_recv() {
+            Ok(seen) => {
+                let me = self.claimer_as(participant::ROLE_RECEIVER)?;
+                found = Some(me);
+                ring.claim_recv_after(seen, me, max, |pos| {
+                    self.accept(ring.slots.slot(pos), &accept)
+                })
+                .map(|claim| (claim, me))
+            }
+            Err(e) => Err(e),
+        };
         if ring.recycled.get() > 0 {
             // Tombstones freed on the way: each is a slot given back to the producers.
             self.wake(&self.header().send_wait.0);
         }
         match first {
-            Ok(claim) => {
+            Ok(claimed) => {
                 pause_point("recv-claimed");
-                Ok((claim, me))
+                Ok(claimed)
             }
             // Empty, but perhaps because of the dead: only if recovery changed something, look
             // again (the rest of the slow path).
@@ -855,7 +875,7 @@ impl Queue {
             {
                 Err(Error::Empty)
             }
-            Err(e) => self.claim_recv_slow(e, max, deadline, me, &accept),
+            Err(e) => self.claim_recv_slow(e, max, deadline, found, &accept),
         }
     }
 
@@ -874,9 +894,15 @@ impl Queue {
         first: ClaimError,
         max: u64,
         deadline: Deadline,
-        me: Claimer<'q>,
+        found: Option<Claimer<'q>>,
         accept: &dyn Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'q>)> {
+        // The claimer for the attempts below, if the first look did not need one: a receive
+        // that waits records its role here, before it waits.
+        let me = match found {
+            Some(me) => me,
+            None => self.claimer_as(participant::ROLE_RECEIVER)?,
+        };
         let ring = self.ring();
         // Sweeps before `Closed`, at most `SETTLES` per call: a sweep that always changes
         // something (a hostile writer) must not keep a receive looping.
@@ -1320,6 +1346,14 @@ const BUSY_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Most sweeps one receive runs before it reports `Closed` (see `claim_recv_slow`).
 const SETTLES: u32 = 4;
+
+/// Records `role` in a participant entry, once (a load, when it is already recorded).
+#[inline]
+fn record_role(entry: &Participant, role: u32) {
+    if entry.roles.load(Ordering::Relaxed) & role == 0 {
+        entry.roles.fetch_or(role, Ordering::Relaxed);
+    }
+}
 
 fn claim_error(e: Option<ClaimError>) -> Error {
     match e {

@@ -468,7 +468,8 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         me: Claimer<'_>,
         max: u64,
     ) -> Result<Claim, ClaimError> {
-        self.claim_recv_inner::<STOP>(me, max, |_| true)
+        let seen = self.look_recv()?;
+        self.claim_recv_inner::<STOP>(seen, me, max, |_| true)
     }
 
     #[inline(always)]
@@ -858,7 +859,41 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         max: u64,
         accept: impl FnMut(u64) -> bool,
     ) -> Result<Claim, ClaimError> {
-        let result = self.claim_recv_inner::<RUN>(me, max, accept);
+        let seen = self.look_recv()?;
+        self.claim_recv_after(seen, me, max, accept)
+    }
+
+    /// A receive's first look: the head and the state word of its slot, unless those already
+    /// settle the receive without a claim, and so without a claimer (a caller looks its
+    /// claimer up only after this). They do when the slot is free for the producer of `head`
+    /// (the common empty poll): then the result is `WouldBlock` or `Closed`, or `Busy` if a
+    /// later slot shows a send in progress (see `later_claimed`).
+    #[inline(always)]
+    pub fn look_recv(&self) -> Result<(u64, u64), ClaimError> {
+        let head = self.head.load(Ordering::Acquire);
+        let word = self.slots.state(head).load(Ordering::Acquire);
+        if word == empty_state(head) {
+            // Nothing at the head. But if the next position is claimed, so is this one, by a
+            // producer between its CAS and its stamp: wait for it.
+            if self.later_claimed(head, Phase::Writing) {
+                return Err(ClaimError::Busy);
+            }
+            return self.empty_or_closed(head, word);
+        }
+        Ok((head, word))
+    }
+
+    /// [`claim_recv`](Self::claim_recv) after its first look (`seen`, from
+    /// [`look_recv`](Self::look_recv)).
+    #[inline(always)]
+    pub fn claim_recv_after(
+        &self,
+        seen: (u64, u64),
+        me: Claimer<'_>,
+        max: u64,
+        accept: impl FnMut(u64) -> bool,
+    ) -> Result<Claim, ClaimError> {
+        let result = self.claim_recv_inner::<RUN>(seen, me, max, accept);
         if result.is_err() {
             me.announcement.clear();
         }
@@ -868,15 +903,16 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     #[inline(always)]
     fn claim_recv_inner<const STOP: u8>(
         &self,
+        (mut head, mut word): (u64, u64),
         me: Claimer<'_>,
         max: u64,
         mut accept: impl FnMut(u64) -> bool,
     ) -> Result<Claim, ClaimError> {
         debug_assert!(max >= 1);
         let cap = self.capacity;
-        let mut head = self.head.load(Ordering::Acquire);
+        // The state word of the slot at `head`, looked at again once `head` has moved.
+        let look = |head: u64| self.slots.state(head).load(Ordering::Acquire);
         loop {
-            let word = self.slots.state(head).load(Ordering::Acquire);
             let full = word == full_state(head);
             if full || word == skip_state(head) {
                 if full && !accept(head) {
@@ -912,6 +948,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     }
                     Err(now) => head = now,
                 }
+                word = look(head);
                 continue;
             }
             // The common empty poll without decoding: the slot free for the producer of `head`.
@@ -939,6 +976,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     }
                     Err(now) => head = now,
                 }
+                word = look(head);
                 continue;
             }
             if distance == 0 && state.phase == Phase::Writing {
@@ -970,6 +1008,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     "slot state is more than a lap away from the head",
                 )?;
             }
+            word = look(head);
         }
     }
 
@@ -991,7 +1030,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// or before it (read from the tail only once a close has begun, see "Closing"), else
     /// `WouldBlock`.
     #[inline(always)]
-    fn empty_or_closed(&self, head: u64, word: u64) -> Result<Claim, ClaimError> {
+    fn empty_or_closed<T>(&self, head: u64, word: u64) -> Result<T, ClaimError> {
         if self.closing.load(Ordering::Acquire) != 0 {
             let tail = self.tail.load(Ordering::Acquire);
             if tail & CLOSED != 0 && tail & !CLOSED <= head {
