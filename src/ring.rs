@@ -297,6 +297,18 @@ pub trait SlotStates {
     fn prepare_write(&self, pos: u64) {
         let _ = pos;
     }
+
+    /// The state words of the slots of positions `pos + 1 ..= pos + N`, each loaded with
+    /// `Acquire`, in that order (for `Ring::later_claimed`). By default through
+    /// [`state`](Self::state); an implementation may find the slots faster in a row.
+    #[inline(always)]
+    fn states_after<const N: usize>(&self, pos: u64) -> [u64; N] {
+        let mut words = [0; N];
+        for (ahead, word) in (1..).zip(&mut words) {
+            *word = self.state(pos.wrapping_add(ahead)).load(Ordering::Acquire);
+        }
+        words
+    }
 }
 
 /// A claimer's record of the claim it is making: the run `first .. first + count` on one side.
@@ -579,10 +591,10 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         // (an empty poll pays for this on every call). Anything else is looked at below, slot
         // by slot, from loads made afresh.
         if self.capacity > LOOK_AHEAD {
+            let words = self.slots.states_after::<{ LOOK_AHEAD as usize }>(pos);
             let mut differ = 0;
-            for ahead in 1..LOOK_AHEAD + 1 {
-                let next = pos.wrapping_add(ahead);
-                differ |= self.slots.state(next).load(Ordering::Acquire) ^ unclaimed(next);
+            for (ahead, word) in (1..).zip(words) {
+                differ |= word ^ unclaimed(pos.wrapping_add(ahead));
             }
             if differ == 0 {
                 return false;
