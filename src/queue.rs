@@ -507,6 +507,14 @@ impl Queue {
         if recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep() {
             return true;
         }
+        self.idle_poll()
+    }
+
+    /// After a non-blocking call found nothing to do: in a queue with a visibility timeout,
+    /// counts the poll and hands out lapsed holds when due (see
+    /// [`poll_expiry`](Self::poll_expiry)). Returns whether that changed anything.
+    #[inline(always)]
+    fn idle_poll(&self) -> bool {
         self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry()
     }
 
@@ -1078,8 +1086,11 @@ impl Queue {
         if first == Err(ClaimError::WouldBlock) {
             // The common empty poll ends here, with nothing else looked up. (Returned here
             // rather than from `claim_recv_after_look`, the `Error` is not copied out of the
-            // value all the receive's failures share: measured, 25 instructions a poll.)
-            if !self.unstick_at(ring.blocked_by.get(), false, &self.recv_watch) {
+            // value all the receive's failures share: measured, 25 instructions a poll.) The
+            // slot at the head is `EMPTY(head)` (`look_recv` says `WouldBlock` for nothing
+            // else): it names no claimer, so the stuck-claim watch has nothing to look at
+            // (`recovery::stuck` would return false at once); only lapsed holds remain.
+            if !self.idle_poll() {
                 return Err(Error::Empty);
             }
             return self.try_recv_after_recovery(buf);

@@ -879,7 +879,8 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// settle the receive without a claim, and so without a claimer (a caller looks its
     /// claimer up only after this). They do when the slot is free for the producer of `head`
     /// (the common empty poll): then the result is `WouldBlock` or `Closed`, or `Busy` if a
-    /// later slot shows a send in progress (see `later_claimed`).
+    /// later slot shows a send in progress (see `later_claimed`). So `WouldBlock` from here
+    /// always means that the slot at the head shows `EMPTY(head)`, which names no claimer.
     #[inline(always)]
     pub fn look_recv(&self) -> Result<(u64, u64), ClaimError> {
         let head = self.head.load(Ordering::Acquire);
