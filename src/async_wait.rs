@@ -57,6 +57,11 @@ pub(crate) enum Side {
 impl Queue {
     /// The wait word of `side` and how a sleeper on it is counted.
     pub(crate) fn side_waiter(&self, side: Side) -> crate::wait::Waiter<'_> {
+        // A future that waits may have claimed nothing yet (an empty poll records no role).
+        self.record_role(match side {
+            Side::Recv => crate::participant::ROLE_RECEIVER,
+            Side::Send => crate::participant::ROLE_SENDER,
+        });
         let header = self.header();
         match side {
             Side::Recv => self.waiter(&header.recv_wait.0, 0),

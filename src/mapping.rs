@@ -62,15 +62,20 @@ struct SlotIndex {
 }
 
 impl SlotIndex {
-    /// The address of the slot for position `pos` (inside the mapping, by the invariant).
+    /// The index (`0..capacity`) of the slot for position `pos`.
     #[inline]
-    fn slot_at(self, pos: u64) -> usize {
-        let index = if self.index_mask != u64::MAX {
+    fn index(self, pos: u64) -> usize {
+        (if self.index_mask != u64::MAX {
             pos & self.index_mask
         } else {
             pos % self.capacity
-        } as usize;
-        self.slots_at + index * self.slot_stride
+        }) as usize
+    }
+
+    /// The address of the slot for position `pos` (inside the mapping, by the invariant).
+    #[inline]
+    fn slot_at(self, pos: u64) -> usize {
+        self.slots_at + self.index(pos) * self.slot_stride
     }
 
     /// As [`slot_at`](Self::slot_at), for a capacity that is a power of two, which the caller
@@ -158,6 +163,32 @@ impl<const BY_MASK: bool> SlotStates for MappedSlots<'_, BY_MASK> {
     #[inline]
     fn prepare_write(&self, pos: u64) {
         self.mapping.prefetch_for_write(self.slot(pos));
+    }
+
+    /// When the slots do not wrap round the end of the ring, they follow the one of `pos` in
+    /// memory: an add each, instead of a mask and a multiply.
+    #[inline(always)]
+    fn states_after<const N: usize>(&self, pos: u64) -> [u64; N] {
+        let slots = self.slots;
+        let index = slots.index(pos);
+        let mut words = [0; N];
+        if index + N < slots.capacity as usize {
+            let mut at = slots.slots_at + index * slots.slot_stride;
+            for word in &mut words {
+                at += slots.slot_stride;
+                // SAFETY: the loop visits slots `index + 1 ..= index + N`, all below
+                // `capacity`, so `at` is the address of one of them, inside the mapping by
+                // `SlotIndex`'s invariant (the mapping outlives the borrow `self` holds); it
+                // is 64-aligned and its fields are atomics, as in `slot`.
+                let slot = unsafe { &*(at as *const SlotHeader) };
+                *word = slot.state.load(Ordering::Acquire);
+            }
+        } else {
+            for (ahead, word) in (1..).zip(&mut words) {
+                *word = self.state(pos.wrapping_add(ahead)).load(Ordering::Acquire);
+            }
+        }
+        words
     }
 }
 

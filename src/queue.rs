@@ -495,13 +495,26 @@ impl Queue {
     /// After a non-blocking call found the queue full (`cursor` the tail) or empty (the head),
     /// or a claim in progress there (`claimed`): hands the state of the slot at that cursor to
     /// `recovery::stuck`, and sweeps if it says so. For the tail, the slot is the one a full
-    /// queue waits on.
+    /// queue waits on. Returns whether recovery changed anything.
     fn unstick(&self, cursor: &AtomicU64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
-        let pos = cursor.load(Ordering::Acquire) & !ring::CLOSED;
-        let word = self.mapping.slot(pos).state.load(Ordering::Acquire);
+        self.unstick_at(self.word_at_cursor(cursor), claimed, watch)
+    }
+
+    /// As [`unstick`](Self::unstick), with the state `word` of the slot at the cursor as the
+    /// claim saw it (`Ring::blocked_by`): the fast path's `Full` and `Empty` load it only once.
+    #[inline(always)]
+    fn unstick_at(&self, word: u64, claimed: bool, watch: &recovery::StuckWatch) -> bool {
         if recovery::stuck(self.survivor(), word, claimed, watch) && self.sweep() {
             return true;
         }
+        self.idle_poll()
+    }
+
+    /// After a non-blocking call found nothing to do: in a queue with a visibility timeout,
+    /// counts the poll and hands out lapsed holds when due (see
+    /// [`poll_expiry`](Self::poll_expiry)). Returns whether that changed anything.
+    #[inline(always)]
+    fn idle_poll(&self) -> bool {
         self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry()
     }
 
@@ -512,13 +525,20 @@ impl Queue {
     fn claimer_as(&self, role: u32) -> Result<Claimer<'_>> {
         let lane = self.lane()?;
         let entry = &self.participants()[lane.index as usize];
-        if entry.roles.load(Ordering::Relaxed) & role == 0 {
-            entry.roles.fetch_or(role, Ordering::Relaxed);
-        }
+        record_role(entry, role);
         Ok(Claimer {
             token: lane.token,
             announcement: &entry.announcement,
         })
+    }
+
+    /// Records `role` for the calling thread's lane, as a claim does (see
+    /// [`claimer_as`](Self::claimer_as)), for a call that waits before it has claimed
+    /// anything: an empty poll looks no claimer up (see `claim_recv`).
+    pub(crate) fn record_role(&self, role: u32) {
+        if let Ok(lane) = self.lane() {
+            record_role(&self.participants()[lane.index as usize], role);
+        }
     }
 
     /// How a blocked call on `word` waits: with the calling thread's sleeper record (receivers
@@ -683,7 +703,7 @@ impl Queue {
             // again (the rest of the slow path).
             Err(ClaimError::WouldBlock)
                 if matches!(deadline, Deadline::Now)
-                    && !self.unstick(&self.header().tail.0, false, &self.send_watch) =>
+                    && !self.unstick_at(ring.blocked_by.get(), false, &self.send_watch) =>
             {
                 Err(Error::Full)
             }
@@ -872,34 +892,63 @@ impl Queue {
 
     /// As [`claim_recv`](Self::claim_recv), on `ring` (one of this queue's, see `recv_with`).
     #[inline(always)]
-    fn claim_recv_on<const BY_MASK: bool>(
-        &self,
-        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+    fn claim_recv_on<'q, const BY_MASK: bool>(
+        &'q self,
+        ring: &Ring<'q, MappedSlots<'q, BY_MASK>>,
         max: u64,
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
-    ) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer_as(participant::ROLE_RECEIVER)?;
+    ) -> Result<(Claim, Claimer<'q>)> {
+        let first = ring.look_recv();
+        self.claim_recv_after_look(ring, first, max, deadline, accept)
+    }
+
+    /// [`claim_recv_on`](Self::claim_recv_on) after its first look at the head (`first`, from
+    /// `ring.look_recv()`).
+    #[inline(always)]
+    fn claim_recv_after_look<'q, const BY_MASK: bool>(
+        &'q self,
+        ring: &Ring<'q, MappedSlots<'q, BY_MASK>>,
+        first: std::result::Result<(u64, u64), ClaimError>,
+        max: u64,
+        deadline: Deadline,
+        accept: impl Fn(usize) -> bool,
+    ) -> Result<(Claim, Claimer<'q>)> {
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
-        let first = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
-        if ring.recycled.get() > 0 {
-            // Tombstones freed on the way: each is a slot given back to the producers.
-            self.wake(&self.header().send_wait.0);
-        }
-        match first {
-            Ok(claim) => {
-                pause_point("recv-claimed");
-                Ok((claim, me))
+        // An empty poll ends at the first look, before the calling thread's lane is looked up
+        // and its role recorded (a claim records it before it announces anything; a receive
+        // that waits, before it waits).
+        let (failure, found) = match first {
+            Ok(seen) => {
+                let me = self.claimer_as(participant::ROLE_RECEIVER)?;
+                let claimed = ring.claim_recv_after(seen, me, max, |pos| {
+                    self.accept(ring.slots.slot(pos), &accept)
+                });
+                if ring.recycled.get() > 0 {
+                    // Tombstones freed on the way: each is a slot given back to the producers.
+                    self.wake(&self.header().send_wait.0);
+                }
+                match claimed {
+                    Ok(claim) => {
+                        pause_point("recv-claimed");
+                        return Ok((claim, me));
+                    }
+                    Err(e) => (e, Some(me)),
+                }
             }
+            // The first look frees no tombstone: nothing to wake.
+            Err(e) => (e, None),
+        };
+        match failure {
             // Empty, but perhaps because of the dead: only if recovery changed something, look
             // again (the rest of the slow path).
-            Err(ClaimError::WouldBlock)
+            ClaimError::WouldBlock
                 if matches!(deadline, Deadline::Now)
-                    && !self.unstick(&self.header().head.0.head, false, &self.recv_watch) =>
+                    && !self.unstick_at(ring.blocked_by.get(), false, &self.recv_watch) =>
             {
                 Err(Error::Empty)
             }
-            Err(e) => self.claim_recv_slow(e, max, deadline, me, &accept),
+            e => self.claim_recv_slow(e, max, deadline, found, &accept),
         }
     }
 
@@ -918,9 +967,15 @@ impl Queue {
         first: ClaimError,
         max: u64,
         deadline: Deadline,
-        me: Claimer<'q>,
+        found: Option<Claimer<'q>>,
         accept: &dyn Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'q>)> {
+        // The claimer for the attempts below, if the first look did not need one: a receive
+        // that waits records its role here, before it waits.
+        let me = match found {
+            Some(me) => me,
+            None => self.claimer_as(participant::ROLE_RECEIVER)?,
+        };
         let ring = self.ring();
         // Sweeps before `Closed`, at most `SETTLES` per call: a sweep that always changes
         // something (a hostile writer) must not keep a receive looping.
@@ -1033,12 +1088,29 @@ impl Queue {
         buf: &mut [u8],
         deadline: Deadline,
     ) -> Result<Received> {
+        let (claim, _) = self.claim_recv_on(ring, 1, deadline, self.takes(buf))?;
+        self.recv_claimed::<BY_MASK, META>(ring, buf, claim)
+    }
+
+    /// Whether a message of a length fits `buf`, for a receive's `accept`. A length beyond the
+    /// maximum is corrupt, not a reason to keep the message queued (no buffer could take it):
+    /// it is claimed, so that `message` frees the slot and says `Corrupt`.
+    #[inline(always)]
+    fn takes(&self, buf: &[u8]) -> impl Fn(usize) -> bool {
         let capacity = buf.len();
         let max = self.max_message_size();
-        // A length beyond the maximum is corrupt, not a reason to keep the message queued (no
-        // buffer could take it): claim it, so that `message` frees the slot and says `Corrupt`.
-        let (claim, _) =
-            self.claim_recv_on(ring, 1, deadline, move |len| len <= capacity || len > max)?;
+        move |len| len <= capacity || len > max
+    }
+
+    /// The rest of a receive into `buf`, once it has claimed a message on `ring`: copies it out
+    /// and releases the slot. With `META`, see `recv_with`.
+    #[inline(always)]
+    fn recv_claimed<const BY_MASK: bool, const META: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        buf: &mut [u8],
+        claim: Claim,
+    ) -> Result<Received> {
         // A claim of one position (at most `max` 1).
         debug_assert_eq!(claim.count, 1);
         let pos = claim.first;
@@ -1087,7 +1159,47 @@ impl Queue {
     /// Never blocks; makes no system call unless it must wake a sleeping sender, or finds the
     /// slot at the head held by the same claimer for over a millisecond (see [`recover`](Self::recover)).
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize> {
-        self.recv_with::<false>(buf, Deadline::Now).map(|r| r.len)
+        // One ring for the whole receive, as in `send_with`.
+        match self.mapping.ring_by_mask() {
+            Some(ring) => self.try_recv_on(&ring, buf),
+            None => self.try_recv_on(&self.ring(), buf),
+        }
+    }
+
+    #[inline(always)]
+    fn try_recv_on<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let first = ring.look_recv();
+        if first == Err(ClaimError::WouldBlock) {
+            // The common empty poll ends here, with nothing else looked up. (Returned here
+            // rather than from `claim_recv_after_look`, the `Error` is not copied out of the
+            // value all the receive's failures share: measured, 25 instructions a poll.) The
+            // slot at the head is `EMPTY(head)` (`look_recv` says `WouldBlock` for nothing
+            // else): it names no claimer, so the stuck-claim watch has nothing to look at
+            // (`recovery::stuck` would return false at once); only lapsed holds remain.
+            if !self.idle_poll() {
+                return Err(Error::Empty);
+            }
+            return self.try_recv_after_recovery(buf);
+        }
+        let (claim, _) =
+            self.claim_recv_after_look(ring, first, 1, Deadline::Now, self.takes(buf))?;
+        self.recv_claimed::<BY_MASK, false>(ring, buf, claim)
+            .map(|r| r.len)
+    }
+
+    /// The rest of a `try_recv` that found the queue empty, but perhaps because of the dead,
+    /// after recovery changed something: looks again, as `claim_recv` does then.
+    #[cold]
+    fn try_recv_after_recovery(&self, buf: &mut [u8]) -> Result<usize> {
+        let accept = self.takes(buf);
+        let (claim, _) =
+            self.claim_recv_slow(ClaimError::WouldBlock, 1, Deadline::Now, None, &accept)?;
+        self.recv_claimed::<false, false>(&self.ring(), buf, claim)
+            .map(|r| r.len)
     }
 
     /// Receives the next message into `buf`, waiting while the queue is empty. Returns `Closed`
@@ -1405,6 +1517,14 @@ const BUSY_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Most sweeps one receive runs before it reports `Closed` (see `claim_recv_slow`).
 const SETTLES: u32 = 4;
+
+/// Records `role` in a participant entry, once (a load, when it is already recorded).
+#[inline]
+fn record_role(entry: &Participant, role: u32) {
+    if entry.roles.load(Ordering::Relaxed) & role == 0 {
+        entry.roles.fetch_or(role, Ordering::Relaxed);
+    }
+}
 
 fn claim_error(e: Option<ClaimError>) -> Error {
     match e {

@@ -297,6 +297,18 @@ pub trait SlotStates {
     fn prepare_write(&self, pos: u64) {
         let _ = pos;
     }
+
+    /// The state words of the slots of positions `pos + 1 ..= pos + N`, each loaded with
+    /// `Acquire`, in that order (for `Ring::later_claimed`). By default through
+    /// [`state`](Self::state); an implementation may find the slots faster in a row.
+    #[inline(always)]
+    fn states_after<const N: usize>(&self, pos: u64) -> [u64; N] {
+        let mut words = [0; N];
+        for (ahead, word) in (1..).zip(&mut words) {
+            *word = self.state(pos.wrapping_add(ahead)).load(Ordering::Acquire);
+        }
+        words
+    }
 }
 
 /// A claimer's record of the claim it is making: the run `first .. first + count` on one side.
@@ -413,6 +425,10 @@ pub struct Ring<'a, S> {
     /// Counts the tombstones this ring value freed in `claim_recv`: each is a slot given back
     /// to the producers, who must be woken if they sleep on a full queue.
     pub(crate) recycled: Cell<u64>,
+    /// The state word of the slot at the cursor when a claim on this ring value last returned
+    /// `WouldBlock` (nothing to claim there, and no claim in progress to wait for): what the
+    /// caller hands to the stuck-claim watch (`recovery::stuck`), without loading it again.
+    pub(crate) blocked_by: Cell<u64>,
 }
 
 impl<'a, S: SlotStates> Ring<'a, S> {
@@ -431,6 +447,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             slots,
             capacity,
             recycled: Cell::new(0),
+            blocked_by: Cell::new(0),
         }
     }
 
@@ -472,7 +489,8 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         me: Claimer<'_>,
         max: u64,
     ) -> Result<Claim, ClaimError> {
-        self.claim_recv_inner::<STOP>(me, max, |_| true)
+        let seen = self.look_recv()?;
+        self.claim_recv_inner::<STOP>(seen, me, max, |_| true)
     }
 
     #[inline(always)]
@@ -540,6 +558,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 }
                 let now = self.tail.load(Ordering::Acquire);
                 if now == tail {
+                    self.blocked_by.set(word);
                     return Err(ClaimError::WouldBlock);
                 }
                 tail = now;
@@ -593,17 +612,31 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// "Exact Empty and Full".)
     #[inline(always)]
     fn later_claimed(&self, pos: u64, stamp: Phase) -> bool {
+        // The state of slot `next` when nobody has claimed it: free for its producer, or
+        // holding its message for its consumer.
+        let unclaimed = |next: u64| match stamp {
+            Phase::Writing => empty_state(next),
+            _ => full_state(next.wrapping_sub(self.capacity)),
+        };
+        // The common answer first: every slot of the span unclaimed, found with one branch
+        // (an empty poll pays for this on every call). Anything else is looked at below, slot
+        // by slot, from loads made afresh.
+        if self.capacity > LOOK_AHEAD {
+            let words = self.slots.states_after::<{ LOOK_AHEAD as usize }>(pos);
+            let mut differ = 0;
+            for (ahead, word) in (1..).zip(words) {
+                differ |= word ^ unclaimed(pos.wrapping_add(ahead));
+            }
+            if differ == 0 {
+                return false;
+            }
+        }
         let span = LOOK_AHEAD.min(self.capacity - 1);
         for ahead in 1..span + 1 {
             let next = pos.wrapping_add(ahead);
             let word = self.slots.state(next).load(Ordering::Acquire);
-            // The common answers first, without decoding: free for its producer (nobody has
-            // claimed it yet), or holding its message unclaimed.
-            let unclaimed = match stamp {
-                Phase::Writing => empty_state(next),
-                _ => full_state(next.wrapping_sub(self.capacity)),
-            };
-            if word == unclaimed {
+            // The common answers first, without decoding.
+            if word == unclaimed(next) {
                 continue;
             }
             let Some(state) = SlotState::decode(word) else {
@@ -881,7 +914,42 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         max: u64,
         accept: impl FnMut(u64) -> bool,
     ) -> Result<Claim, ClaimError> {
-        let result = self.claim_recv_inner::<RUN>(me, max, accept);
+        let seen = self.look_recv()?;
+        self.claim_recv_after(seen, me, max, accept)
+    }
+
+    /// A receive's first look: the head and the state word of its slot, unless those already
+    /// settle the receive without a claim, and so without a claimer (a caller looks its
+    /// claimer up only after this). They do when the slot is free for the producer of `head`
+    /// (the common empty poll): then the result is `WouldBlock` or `Closed`, or `Busy` if a
+    /// later slot shows a send in progress (see `later_claimed`). So `WouldBlock` from here
+    /// always means that the slot at the head shows `EMPTY(head)`, which names no claimer.
+    #[inline(always)]
+    pub fn look_recv(&self) -> Result<(u64, u64), ClaimError> {
+        let head = self.head.load(Ordering::Acquire);
+        let word = self.slots.state(head).load(Ordering::Acquire);
+        if word == empty_state(head) {
+            // Nothing at the head. But if the next position is claimed, so is this one, by a
+            // producer between its CAS and its stamp: wait for it.
+            if self.later_claimed(head, Phase::Writing) {
+                return Err(ClaimError::Busy);
+            }
+            return self.empty_or_closed(head, word);
+        }
+        Ok((head, word))
+    }
+
+    /// [`claim_recv`](Self::claim_recv) after its first look (`seen`, from
+    /// [`look_recv`](Self::look_recv)).
+    #[inline(always)]
+    pub fn claim_recv_after(
+        &self,
+        seen: (u64, u64),
+        me: Claimer<'_>,
+        max: u64,
+        accept: impl FnMut(u64) -> bool,
+    ) -> Result<Claim, ClaimError> {
+        let result = self.claim_recv_inner::<RUN>(seen, me, max, accept);
         if result.is_err() {
             me.announcement.clear();
         }
@@ -891,16 +959,17 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     #[inline(always)]
     fn claim_recv_inner<const STOP: u8>(
         &self,
+        (mut head, mut word): (u64, u64),
         me: Claimer<'_>,
         max: u64,
         mut accept: impl FnMut(u64) -> bool,
     ) -> Result<Claim, ClaimError> {
         debug_assert!(max >= 1);
         let cap = self.capacity;
-        let mut head = self.head.load(Ordering::Acquire);
-        // The common cases first, outside the loop (as in `claim_send_inner`): a committed
-        // message at the head and a CAS that wins, or a plainly empty queue.
-        let word = self.slots.state(head).load(Ordering::Acquire);
+        // The state word of the slot at `head`, looked at again once `head` has moved.
+        let look = |head: u64| self.slots.state(head).load(Ordering::Acquire);
+        // The common case first, outside the loop (as in `claim_send_inner`): a committed
+        // message at the head, and a CAS that wins.
         if word == full_state(head) {
             if !accept(head) {
                 return Err(ClaimError::Rejected(head));
@@ -910,15 +979,9 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 Attempt::Lost(now) => head = now,
                 Attempt::Stopped => return Err(ClaimError::WouldBlock),
             }
-        } else if word == empty_state(head) {
-            // As the loop's `Empty` case below.
-            if self.later_claimed(head, Phase::Writing) {
-                return Err(ClaimError::Busy);
-            }
-            return Err(self.empty_or_closed(head));
+            word = look(head);
         }
         loop {
-            let word = self.slots.state(head).load(Ordering::Acquire);
             if word == full_state(head) {
                 if !accept(head) {
                     return Err(ClaimError::Rejected(head));
@@ -928,6 +991,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     Attempt::Lost(now) => head = now,
                     Attempt::Stopped => return Err(ClaimError::WouldBlock),
                 }
+                word = look(head);
                 continue;
             }
             if word == skip_state(head) {
@@ -949,10 +1013,16 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     }
                     Err(now) => head = now,
                 }
+                word = look(head);
                 continue;
             }
-            let state = Self::decode(word)?;
-            let distance = state.distance_from(head);
+            // The common empty poll without decoding: the slot free for the producer of `head`.
+            let (state, distance) = if word == empty_state(head) {
+                (SlotState::new(head, 0, Phase::Empty), 0)
+            } else {
+                let state = Self::decode(word)?;
+                (state, state.distance_from(head))
+            };
             if distance == 0 && state.phase == Phase::WithheldSkip {
                 // No message, and bytes still lent to a lapsed holder: claim the position and
                 // pass it over (see "Withheld slots").
@@ -971,6 +1041,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     }
                     Err(now) => head = now,
                 }
+                word = look(head);
                 continue;
             }
             if distance == 0 && state.phase == Phase::Writing {
@@ -982,14 +1053,14 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 if self.later_claimed(head, Phase::Writing) {
                     return Err(ClaimError::Busy);
                 }
-                return Err(self.empty_or_closed(head));
+                return self.empty_or_closed(head, word);
             } else if distance == 0 && state.phase == Phase::Reserved {
                 // A reservation held at the head: the messages behind it wait for its commit.
-                return Err(self.empty_or_closed(head));
+                return self.empty_or_closed(head, word);
             } else if distance < 0 && distance >= -(cap as i64) {
                 // The slot still serves the previous lap, so nobody can have claimed `head` to
                 // write it: the queue is empty.
-                return Err(self.empty_or_closed(head));
+                return self.empty_or_closed(head, word);
             } else if distance >= 0 && distance <= cap as i64 {
                 // Already claimed by a consumer (stamped), or the slot moved past our position:
                 // our reading of the head is stale.
@@ -1002,6 +1073,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                     "slot state is more than a lap away from the head",
                 )?;
             }
+            word = look(head);
         }
     }
 
@@ -1045,17 +1117,19 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         count
     }
 
-    /// Nothing to claim at `head`: `Closed` if the queue is closed at or before it (read from
-    /// the tail only once a close has begun, see "Closing"), else `WouldBlock`.
-    #[inline]
-    fn empty_or_closed(&self, head: u64) -> ClaimError {
+    /// Nothing to claim at `head`, whose slot shows `word`: `Closed` if the queue is closed at
+    /// or before it (read from the tail only once a close has begun, see "Closing"), else
+    /// `WouldBlock`.
+    #[inline(always)]
+    fn empty_or_closed<T>(&self, head: u64, word: u64) -> Result<T, ClaimError> {
         if self.closing.load(Ordering::Acquire) != 0 {
             let tail = self.tail.load(Ordering::Acquire);
             if tail & CLOSED != 0 && tail & !CLOSED <= head {
-                return ClaimError::Closed;
+                return Err(ClaimError::Closed);
             }
         }
-        ClaimError::WouldBlock
+        self.blocked_by.set(word);
+        Err(ClaimError::WouldBlock)
     }
 
     /// Frees a slot after its message was read: the producer one lap later may claim it.
