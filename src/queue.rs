@@ -1076,8 +1076,8 @@ impl Queue {
     fn recv_with<const META: bool>(&self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
         // One ring for the whole receive, as in `send_with`.
         match self.mapping.ring_by_mask() {
-            Some(ring) => self.recv_on::<_, META>(&ring, buf, deadline),
-            None => self.recv_on::<_, META>(&self.ring(), buf, deadline),
+            Some(ring) => self.recv_on::<true, META>(&ring, buf, deadline),
+            None => self.recv_on::<false, META>(&self.ring(), buf, deadline),
         }
     }
 
