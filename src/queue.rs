@@ -830,8 +830,13 @@ impl Queue {
         deadline: Deadline,
     ) -> Result<usize> {
         let (claim, _) = self.claim_send_on(ring, msgs.len() as u64, deadline)?;
+        // Every message first, then every publish: a consumer that arrives meanwhile waits
+        // for the run (the head stamped `WRITING`) and then claims it whole, rather than
+        // chasing the writes one slot at a time, one cursor CAS per message.
         for (pos, msg) in claim.positions().zip(msgs) {
             ring.slots.write(pos, msg.as_ref());
+        }
+        for pos in claim.positions() {
             ring.publish(pos);
         }
         self.wake(&self.header().recv_wait.0);
