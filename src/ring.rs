@@ -410,8 +410,9 @@ enum Attempt {
     Won(Claim),
     /// Another claimer moved the cursor first; this is its new value.
     Lost(u64),
-    /// A loom model's claimer "died" after its announcement (see [`STOP_AFTER_ANNOUNCEMENT`]).
-    Stopped,
+    /// No claim: the receive's `accept` refused the message (`Rejected`), or a loom model's
+    /// claimer "died" after its announcement (`WouldBlock`, see [`STOP_AFTER_ANNOUNCEMENT`]).
+    Failed(ClaimError),
 }
 
 /// The claim protocol over a ring's two cursors and its slots.
@@ -510,7 +511,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
             match self.claim_free::<STOP>(me, max, tail) {
                 Attempt::Won(claim) => return Ok(claim),
                 Attempt::Lost(now) => tail = now,
-                Attempt::Stopped => return Err(ClaimError::WouldBlock),
+                Attempt::Failed(e) => return Err(e),
             }
         }
         loop {
@@ -522,7 +523,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
                 match self.claim_free::<STOP>(me, max, tail) {
                     Attempt::Won(claim) => return Ok(claim),
                     Attempt::Lost(now) => tail = now,
-                    Attempt::Stopped => return Err(ClaimError::WouldBlock),
+                    Attempt::Failed(e) => return Err(e),
                 }
                 continue;
             }
@@ -577,26 +578,42 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         }
     }
 
-    /// Claims the run of free slots from `tail` (whose slot is `EMPTY(tail)`), up to `max`:
-    /// announce, CAS the tail, stamp.
+    /// Claims the run of free slots from `tail` (whose slot is `EMPTY(tail)`), up to `max`.
     #[inline(always)]
     fn claim_free<const STOP: u8>(&self, me: Claimer<'_>, max: u64, tail: u64) -> Attempt {
         let count = self.free_run(tail, max.min(self.capacity));
         self.slots.prepare_write(tail);
-        me.announcement.announce(tail, count, Side::Send);
+        self.claim_run::<STOP>(me, Side::Send, tail, count)
+    }
+
+    /// Claims `first .. first + count` on `side`'s cursor, which the caller read as `first`:
+    /// announce, CAS the cursor, stamp (`WRITING` or `READING`).
+    #[inline(always)]
+    fn claim_run<const STOP: u8>(
+        &self,
+        me: Claimer<'_>,
+        side: Side,
+        first: u64,
+        count: u64,
+    ) -> Attempt {
+        let (cursor, phase) = match side {
+            Side::Send => (self.tail, Phase::Writing),
+            Side::Recv => (self.head, Phase::Reading),
+        };
+        me.announcement.announce(first, count, side);
         if STOP == STOP_AFTER_ANNOUNCEMENT {
-            return Attempt::Stopped;
+            return Attempt::Failed(ClaimError::WouldBlock);
         }
-        match self.tail.compare_exchange(
-            tail,
-            tail.wrapping_add(count),
+        match cursor.compare_exchange(
+            first,
+            first.wrapping_add(count),
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                let claim = Claim { first: tail, count };
+                let claim = Claim { first, count };
                 if STOP != STOP_AFTER_CAS {
-                    self.stamp_run(claim, me.token, Phase::Writing);
+                    self.stamp_run(claim, me.token, phase);
                 }
                 Attempt::Won(claim)
             }
@@ -971,25 +988,19 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         // The common case first, outside the loop (as in `claim_send_inner`): a committed
         // message at the head, and a CAS that wins.
         if word == full_state(head) {
-            if !accept(head) {
-                return Err(ClaimError::Rejected(head));
-            }
-            match self.claim_full::<STOP>(me, max, head) {
+            match self.claim_full::<STOP>(me, max, head, &mut accept) {
                 Attempt::Won(claim) => return Ok(claim),
                 Attempt::Lost(now) => head = now,
-                Attempt::Stopped => return Err(ClaimError::WouldBlock),
+                Attempt::Failed(e) => return Err(e),
             }
             word = look(head);
         }
         loop {
             if word == full_state(head) {
-                if !accept(head) {
-                    return Err(ClaimError::Rejected(head));
-                }
-                match self.claim_full::<STOP>(me, max, head) {
+                match self.claim_full::<STOP>(me, max, head, &mut accept) {
                     Attempt::Won(claim) => return Ok(claim),
                     Attempt::Lost(now) => head = now,
-                    Attempt::Stopped => return Err(ClaimError::WouldBlock),
+                    Attempt::Failed(e) => return Err(e),
                 }
                 word = look(head);
                 continue;
@@ -1078,29 +1089,20 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     }
 
     /// Claims the run of committed messages from `head` (whose slot is `FULL(head)`), up to
-    /// `max`: announce, CAS the head, stamp.
+    /// `max`, if `accept` takes the first.
     #[inline(always)]
-    fn claim_full<const STOP: u8>(&self, me: Claimer<'_>, max: u64, head: u64) -> Attempt {
+    fn claim_full<const STOP: u8>(
+        &self,
+        me: Claimer<'_>,
+        max: u64,
+        head: u64,
+        accept: &mut impl FnMut(u64) -> bool,
+    ) -> Attempt {
+        if !accept(head) {
+            return Attempt::Failed(ClaimError::Rejected(head));
+        }
         let count = self.full_run(head, max.min(self.capacity));
-        me.announcement.announce(head, count, Side::Recv);
-        if STOP == STOP_AFTER_ANNOUNCEMENT {
-            return Attempt::Stopped;
-        }
-        match self.head.compare_exchange(
-            head,
-            head.wrapping_add(count),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => {
-                let claim = Claim { first: head, count };
-                if STOP != STOP_AFTER_CAS {
-                    self.stamp_run(claim, me.token, Phase::Reading);
-                }
-                Attempt::Won(claim)
-            }
-            Err(now) => Attempt::Lost(now),
-        }
+        self.claim_run::<STOP>(me, Side::Recv, head, count)
     }
 
     /// How many consecutive slots from `first` (which holds a message) hold committed messages,
