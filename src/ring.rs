@@ -871,53 +871,6 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     pub fn pass_withheld(&self, pos: u64, word: u64) -> bool {
         pass_withheld(self.slots.state(pos), pos, word, self.capacity)
     }
-}
-
-/// [`Ring::pass_withheld`], given the slot's state word and the ring's capacity. Out of line
-/// and without the ring: a call that took `&Ring` would make the claim loops keep the ring in
-/// memory and load its fields again after every atomic (measured with `.ci/callgrind`).
-#[inline(never)]
-fn pass_withheld(state: &AtomicU64, pos: u64, word: u64, capacity: u64) -> bool {
-    {
-        let Some(seen) = SlotState::decode(word) else {
-            return false;
-        };
-        let next = match seen.phase {
-            Phase::Withheld => SlotState::new(pos, seen.owner, Phase::WithheldSkip),
-            _ => SlotState::new(pos.wrapping_add(capacity), seen.owner, Phase::Withheld),
-        };
-        if state
-            .compare_exchange(word, next.encode(), Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            return false;
-        }
-        // Given back meanwhile (`undetach`): an ordinary claim of ours now. Each repair is a CAS
-        // from the exact word `undetach` leaves, so a survivor finishing the same pass for a
-        // dead passer cannot both succeed with us.
-        match seen.phase {
-            Phase::Withheld => {
-                let _ = state.compare_exchange(
-                    empty_state(pos),
-                    skip_state(pos),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-                false
-            }
-            _ => state
-                .compare_exchange(
-                    skip_state(pos),
-                    empty_state(pos.wrapping_add(capacity)),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok(),
-        }
-    }
-}
-
-impl<'a, S: SlotStates> Ring<'a, S> {
     /// Claims up to `max` consecutive committed messages for reading.
     ///
     /// `accept(pos)` is asked about the first message before it is claimed (the caller checks
@@ -1324,6 +1277,48 @@ impl<'a, S: SlotStates> Ring<'a, S> {
     /// Whether the ring is closed.
     pub fn is_closed(&self) -> bool {
         self.tail.load(Ordering::Acquire) & CLOSED != 0
+    }
+}
+
+/// [`Ring::pass_withheld`], given the slot's state word and the ring's capacity. Out of line
+/// and without the ring: a call that took `&Ring` would make the claim loops keep the ring in
+/// memory and load its fields again after every atomic (measured with `.ci/callgrind`).
+#[inline(never)]
+fn pass_withheld(state: &AtomicU64, pos: u64, word: u64, capacity: u64) -> bool {
+    let Some(seen) = SlotState::decode(word) else {
+        return false;
+    };
+    let next = match seen.phase {
+        Phase::Withheld => SlotState::new(pos, seen.owner, Phase::WithheldSkip),
+        _ => SlotState::new(pos.wrapping_add(capacity), seen.owner, Phase::Withheld),
+    };
+    if state
+        .compare_exchange(word, next.encode(), Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        return false;
+    }
+    // Given back meanwhile (`undetach`): an ordinary claim of ours now. Each repair is a CAS
+    // from the exact word `undetach` leaves, so a survivor finishing the same pass for a
+    // dead passer cannot both succeed with us.
+    match seen.phase {
+        Phase::Withheld => {
+            let _ = state.compare_exchange(
+                empty_state(pos),
+                skip_state(pos),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            false
+        }
+        _ => state
+            .compare_exchange(
+                skip_state(pos),
+                empty_state(pos.wrapping_add(capacity)),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok(),
     }
 }
 
