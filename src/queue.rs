@@ -1067,7 +1067,12 @@ impl Queue {
     /// Releases a claimed position and wakes senders that wait for room.
     #[inline]
     fn release(&self, claim: Claim) {
-        let ring = self.ring();
+        self.release_on(&self.ring(), claim)
+    }
+
+    /// As [`release`](Self::release), on `ring` (one of this queue's, see `recv_with`).
+    #[inline(always)]
+    fn release_on<S: SlotStates>(&self, ring: &Ring<'_, S>, claim: Claim) {
         for pos in claim.positions() {
             ring.release(pos);
         }
@@ -1116,7 +1121,7 @@ impl Queue {
         buf: &mut [u8],
         claim: Claim,
     ) -> Result<Received> {
-        // A claim of one position (at most `max` 1).
+        // A claim of one position (at most `max` 1); saying so spares the release a loop.
         debug_assert_eq!(claim.count, 1);
         let pos = claim.first;
         let msg = ring
@@ -1142,8 +1147,13 @@ impl Queue {
         if fits {
             buf[..len].copy_from_slice(msg);
         }
-        ring.release(pos);
-        self.wake(&self.header().send_wait.0);
+        self.release_on(
+            ring,
+            Claim {
+                first: pos,
+                count: 1,
+            },
+        );
         if fits {
             Ok(Received {
                 len,
