@@ -532,6 +532,20 @@ impl Queue {
         })
     }
 
+    /// The calling thread as a claimer in `role`, if that needs no call: its lane is cached
+    /// (see [`Lanes`]) and already has `role` recorded. The fast paths look their claimer up
+    /// with this and leave the rest to a cold path (`None`), so that nothing they hold must
+    /// survive a call on the way: measured, such a call kept `try_recv`'s values on the stack.
+    #[inline(always)]
+    fn cached_claimer(&self, role: u32) -> Option<Claimer<'_>> {
+        let lane = self.lanes.cached()?;
+        let entry = self.participants().get(lane.index as usize)?;
+        (entry.roles.load(Ordering::Relaxed) & role != 0).then_some(Claimer {
+            token: lane.token,
+            announcement: &entry.announcement,
+        })
+    }
+
     /// Records `role` for the calling thread's lane, as a claim does (see
     /// [`claimer_as`](Self::claimer_as)), for a call that waits before it has claimed
     /// anything: an empty poll looks no claimer up (see `claim_recv`).
@@ -692,7 +706,9 @@ impl Queue {
         max: u64,
         deadline: Deadline,
     ) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer_as(participant::ROLE_SENDER)?;
+        let Some(me) = self.cached_claimer(participant::ROLE_SENDER) else {
+            return self.claim_send_uncached(max, deadline);
+        };
         // The non-blocking call pays for one attempt and nothing else (no waiter, no clock).
         match ring.claim_send(me, max) {
             Ok(claim) => {
@@ -711,6 +727,22 @@ impl Queue {
         }
     }
 
+    /// [`claim_send_on`](Self::claim_send_on) for a thread whose claimer is not at hand (see
+    /// [`cached_claimer`](Self::cached_claimer)): the same attempt, after the lookup.
+    #[cold]
+    #[inline(never)]
+    fn claim_send_uncached(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
+        let me = self.claimer_as(participant::ROLE_SENDER)?;
+        match self.ring().claim_send(me, max) {
+            Ok(claim) => {
+                pause_point("send-claimed");
+                Ok((claim, me))
+            }
+            Err(e) => self.claim_send_slow(e, max, deadline, me),
+        }
+    }
+
+    /// The rest of a send's claim after its first attempt failed with `first`.
     #[cold]
     fn claim_send_slow<'q>(
         &'q self,
@@ -925,7 +957,9 @@ impl Queue {
         // that waits, before it waits).
         let (failure, found) = match first {
             Ok(seen) => {
-                let me = self.claimer_as(participant::ROLE_RECEIVER)?;
+                let Some(me) = self.cached_claimer(participant::ROLE_RECEIVER) else {
+                    return self.claim_recv_uncached(max, deadline, accept);
+                };
                 let claimed = ring.claim_recv_after(seen, me, max, |pos| {
                     self.accept(ring.slots.slot(pos), &accept)
                 });
@@ -953,7 +987,49 @@ impl Queue {
             {
                 Err(Error::Empty)
             }
-            e => self.claim_recv_slow(e, max, deadline, found, &accept),
+            e => self.claim_recv_cold(e, max, deadline, found, accept),
+        }
+    }
+
+    /// [`claim_recv_slow`](Self::claim_recv_slow) with `accept` taken by value: the fast path
+    /// hands over what the closure holds in registers, where a reference would make it build
+    /// the closure on its stack before every claim.
+    #[cold]
+    #[inline(never)]
+    fn claim_recv_cold<'q>(
+        &'q self,
+        first: ClaimError,
+        max: u64,
+        deadline: Deadline,
+        found: Option<Claimer<'q>>,
+        accept: impl Fn(usize) -> bool,
+    ) -> Result<(Claim, Claimer<'q>)> {
+        self.claim_recv_slow(first, max, deadline, found, &accept)
+    }
+
+    /// [`claim_recv_after_look`](Self::claim_recv_after_look) for a thread whose claimer is
+    /// not at hand (see [`cached_claimer`](Self::cached_claimer)): the same claim, after the
+    /// lookup, from a fresh look (the first is stale by now).
+    #[cold]
+    #[inline(never)]
+    fn claim_recv_uncached(
+        &self,
+        max: u64,
+        deadline: Deadline,
+        accept: impl Fn(usize) -> bool,
+    ) -> Result<(Claim, Claimer<'_>)> {
+        let me = self.claimer_as(participant::ROLE_RECEIVER)?;
+        let ring = self.ring();
+        let claimed = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
+        if ring.recycled.get() > 0 {
+            self.wake(&self.header().send_wait.0);
+        }
+        match claimed {
+            Ok(claim) => {
+                pause_point("recv-claimed");
+                Ok((claim, me))
+            }
+            Err(e) => self.claim_recv_slow(e, max, deadline, Some(me), &accept),
         }
     }
 
