@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `shmq-peers`: iceoryx2 beside shmq and the floor, measured in one run exactly the way
+//! `shmq-peers`: iceoryx2 beside shmq, the floor and the SPSC ring (the ceiling any queue
+//! between two processes approaches), measured in one run exactly the way
 //! `shmq bench` measures (the same harness: `src/bin/shmq/bench/`, included by path), and
 //! printed in the same table or JSON.
 //!
@@ -16,7 +17,7 @@ mod iceoryx2_rtt;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// iceoryx2 publish-subscribe round trips beside shmq busy-poll and the floor.
+/// iceoryx2 publish-subscribe round trips beside shmq busy-poll, the floor and the SPSC ring.
 #[derive(Parser)]
 #[command(name = "shmq-peers", version)]
 struct Cli {
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     let rows = [
         row("floor"),
         row("shmq_busy"),
+        row("spsc_ring"),
         bench::Measurement {
             name: "iceoryx2",
             kind: bench::Kind::Rtt,
@@ -44,13 +46,17 @@ fn main() -> ExitCode {
     match bench::run_measurements(&cli.bench, &rows) {
         Ok(results) => {
             let p50 = |name| results.iter().find(|r| r.name == name)?.p50();
-            if let (false, Some(shmq), Some(iceoryx2)) =
-                (cli.bench.json, p50("shmq_busy"), p50("iceoryx2"))
-            {
-                println!(
-                    "\nshmq_busy p50 / iceoryx2 p50 = {:.2}",
-                    shmq as f64 / iceoryx2 as f64
-                );
+            if let (false, Some(iceoryx2)) = (cli.bench.json, p50("iceoryx2")) {
+                println!();
+                // The ring's ratio is the lowest any queue between two processes reaches here.
+                for name in ["shmq_busy", "spsc_ring"] {
+                    if let Some(p50) = p50(name) {
+                        println!(
+                            "{name} p50 / iceoryx2 p50 = {:.2}",
+                            p50 as f64 / iceoryx2 as f64
+                        );
+                    }
+                }
             }
             ExitCode::SUCCESS
         }
