@@ -379,7 +379,8 @@ impl Mapping {
 
     /// Asks the CPU to start fetching the payload of the message in `slot`, one of this
     /// mapping's (the 64-byte lines after the one holding the state word, up to its length
-    /// `len`), when a receive has seen it committed and is about to claim it. The claim is a locked CAS, and a locked
+    /// `len`), when a receive has seen it committed and is about to claim it. The claim is a
+    /// locked CAS, and a locked
     /// instruction lets no later load start before it completes: without this hint the
     /// payload's lines would start their trip from the sender's core only after the CAS, one
     /// transfer after another. (Measured with `shmq bench`, five interleaved rounds: about 5 %
@@ -391,13 +392,16 @@ impl Mapping {
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let slot = slot as *const SlotHeader as *const i8;
-            // At most three lines: beyond that the copy streams anyway.
-            let end = (SLOT_HEADER + len).min(self.write_prefetch_end);
+            // At most three lines: beyond that the copy streams anyway. `len` is not checked
+            // yet (the claim comes first): a corrupt one only sends the hint past the slot.
+            let end = SLOT_HEADER.saturating_add(len);
             for offset in [64, 2 * 64, 3 * 64] {
                 if offset < end {
-                    // SAFETY: `offset < SLOT_HEADER + max_message_size <= slot_stride`, so the
-                    // address lies inside this slot, inside the mapping (see `slot`);
-                    // `_mm_prefetch` is a hint that never faults (SSE, x86-64 baseline).
+                    // SAFETY: `_mm_prefetch` is a hint (SSE, x86-64 baseline) that loads
+                    // nothing into the program and never faults, whatever the address; the
+                    // address is computed with `wrapping_add`, which is defined for any
+                    // offset. For a length the receive will accept (at most
+                    // `max_message_size`) it lies inside this slot.
                     unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(offset)) };
                 }
             }

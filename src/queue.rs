@@ -803,16 +803,62 @@ impl Queue {
     ) -> Result<()> {
         self.mapping.check_len(msg.len())?;
         let (claim, _) = self.claim_send_on(ring, 1, deadline)?;
-        ring.slots.write(claim.first, msg);
-        ring.publish(claim.first);
-        self.wake(&self.header().recv_wait.0);
+        self.send_claimed(ring, claim.first, msg);
         Ok(())
+    }
+
+    /// The rest of a send of `msg` once it has claimed `pos` on `ring`: writes the message,
+    /// publishes it and wakes a sleeping receiver.
+    #[inline(always)]
+    fn send_claimed<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        pos: u64,
+        msg: &[u8],
+    ) {
+        ring.slots.write(pos, msg);
+        ring.publish(pos);
+        self.wake(&self.header().recv_wait.0);
     }
 
     /// Sends `msg` if there is room now; `Full` otherwise. Never blocks; makes no system call
     /// unless it must wake a sleeping receiver, or finds the slot at the tail held by the same
     /// claimer for over a millisecond (then it asks the kernel whether that claimer died).
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
+        // One ring for the whole send, as in `send_with`.
+        match self.mapping.ring_by_mask() {
+            Some(ring) => self.try_send_on(&ring, msg),
+            None => self.try_send_on(&self.ring(), msg),
+        }
+    }
+
+    /// The common `try_send` inline: the calling thread's claimer at hand, a free slot at the
+    /// tail and a CAS that wins ([`Ring::claim_send_one`]). Anything else starts the send over
+    /// out of line ([`try_send_slow`](Self::try_send_slow)), so that the values the rare cases
+    /// need cost this one nothing (callgrind: 288 instructions a send and receive with the
+    /// claim loop inline, 253 without).
+    #[inline(always)]
+    fn try_send_on<const BY_MASK: bool>(
+        &self,
+        ring: &Ring<'_, MappedSlots<'_, BY_MASK>>,
+        msg: &[u8],
+    ) -> Result<()> {
+        self.mapping.check_len(msg.len())?;
+        let claimed = self
+            .cached_claimer(participant::ROLE_SENDER)
+            .and_then(|me| ring.claim_send_one(me));
+        let Some(pos) = claimed else {
+            return self.try_send_slow(msg);
+        };
+        pause_point("send-claimed");
+        self.send_claimed(ring, pos, msg);
+        Ok(())
+    }
+
+    /// A `try_send` whose common case did not apply: the whole send, from a fresh look.
+    #[cold]
+    #[inline(never)]
+    fn try_send_slow(&self, msg: &[u8]) -> Result<()> {
         self.send_with(msg, Deadline::Now)
     }
 
@@ -1276,10 +1322,34 @@ impl Queue {
             }
             return self.try_recv_after_recovery(buf);
         }
-        let (claim, _) =
-            self.claim_recv_after_look(ring, first, 1, Deadline::Now, self.takes(buf))?;
+        // The common receive inline, as in `try_send_on`: the calling thread's claimer at
+        // hand, a committed message at the head that fits `buf`, and a CAS that wins.
+        let claimed = match first {
+            Ok(seen) => self
+                .cached_claimer(participant::ROLE_RECEIVER)
+                .and_then(|me| {
+                    let accept = self.takes(buf);
+                    ring.claim_recv_one(seen, me, |pos| self.accept(ring.slots.slot(pos), &accept))
+                }),
+            Err(_) => None,
+        };
+        let Some(pos) = claimed else {
+            return self.try_recv_slow(buf);
+        };
+        pause_point("recv-claimed");
+        let claim = Claim {
+            first: pos,
+            count: 1,
+        };
         self.recv_claimed::<BY_MASK, false>(ring, buf, claim)
             .map(|r| r.len)
+    }
+
+    /// A `try_recv` whose common case did not apply: the whole receive, from a fresh look.
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_with::<false>(buf, Deadline::Now).map(|r| r.len)
     }
 
     /// The rest of a `try_recv` that found the queue empty, but perhaps because of the dead,

@@ -471,6 +471,59 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         result
     }
 
+    /// The common send claim alone: one free slot at the tail, and a CAS that wins. Returns
+    /// the claimed position, or `None` when the tail shows anything else or the CAS loses;
+    /// then nothing is claimed, no announcement is left live, and the caller makes the whole
+    /// claim ([`claim_send`](Self::claim_send)) from a fresh look.
+    ///
+    /// Apart from the claim loop so that a caller can run this inline and the loop out of
+    /// line: the values the compiler prepares for the loop's rare cases (and keeps on the
+    /// stack for lack of registers) then cost the common claim nothing.
+    #[inline(always)]
+    pub fn claim_send_one(&self, me: Claimer<'_>) -> Option<u64> {
+        let tail = self.tail.load(Ordering::Acquire);
+        if !self.free_at(tail) {
+            return None;
+        }
+        match self.claim_free::<RUN>(me, 1, tail) {
+            Attempt::Won(claim) => Some(claim.first),
+            Attempt::Lost(_) | Attempt::Failed(_) => {
+                me.announcement.clear();
+                None
+            }
+        }
+    }
+
+    /// The common receive claim alone, after the first look (`seen`, from
+    /// [`look_recv`](Self::look_recv)): a committed message at the head that `accept` takes,
+    /// and a CAS that wins. As [`claim_send_one`](Self::claim_send_one): `None` for anything
+    /// else, with nothing claimed, and the caller makes the whole claim from a fresh look.
+    #[inline(always)]
+    pub fn claim_recv_one(
+        &self,
+        (head, word): (u64, u64),
+        me: Claimer<'_>,
+        mut accept: impl FnMut(u64) -> bool,
+    ) -> Option<u64> {
+        if word != full_state(head) {
+            return None;
+        }
+        match self.claim_full::<RUN>(me, 1, head, &mut accept) {
+            Attempt::Won(claim) => Some(claim.first),
+            Attempt::Lost(_) | Attempt::Failed(_) => {
+                me.announcement.clear();
+                None
+            }
+        }
+    }
+
+    /// Whether the slot at `tail` (a value read from the tail cursor) is free for the
+    /// producer of `tail`, in an open queue.
+    #[inline(always)]
+    fn free_at(&self, tail: u64) -> bool {
+        tail & CLOSED == 0 && self.slots.state(tail).load(Ordering::Acquire) == empty_state(tail)
+    }
+
     /// A claim that stops for good after step `STOP` (see [`STOP_AFTER_CAS`]) when a loom
     /// model says so: the claimer "dies" there, leaving what it wrote. In every other build
     /// `STOP` is [`RUN`] and the checks compile to nothing.
@@ -506,8 +559,7 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         // The common case first, outside the loop: a free slot at the tail, and a CAS that
         // wins. The loop's preparations for the rare cases (values the compiler computes
         // before entering it) are then paid by those cases alone.
-        if tail & CLOSED == 0 && self.slots.state(tail).load(Ordering::Acquire) == empty_state(tail)
-        {
+        if self.free_at(tail) {
             match self.claim_free::<STOP>(me, max, tail) {
                 Attempt::Won(claim) => return Ok(claim),
                 Attempt::Lost(now) => tail = now,

@@ -116,27 +116,42 @@ impl Model {
         (pos % self.states.len() as u64) as usize
     }
 
-    /// One attempt to send `value`: claim, write the payload, publish, wake.
+    /// One attempt to send `value`: claim, write the payload, publish, wake. The claim is
+    /// made as `Queue::try_send` makes it: the common claim alone first, and if that did not
+    /// apply, the whole claim from a fresh look.
     fn try_send(&self, owner: u32, value: u32) -> Result<(), ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_send(self.claimer(owner), 1)?;
+        let pos = match ring.claim_send_one(self.claimer(owner)) {
+            Some(pos) => pos,
+            None => ring.claim_send(self.claimer(owner), 1)?.first,
+        };
         // SAFETY: we own the claimed slot (only its claimer writes it until it publishes);
         // loom checks the access.
-        self.payload[self.index(claim.first)].with_mut(|p| unsafe { *p = value });
+        self.payload[self.index(pos)].with_mut(|p| unsafe { *p = value });
         // A new message: no delivery of it has failed (as `Queue::write`).
-        self.failed[self.index(claim.first)].store(0, Ordering::Relaxed);
-        ring.publish(claim.first);
+        self.failed[self.index(pos)].store(0, Ordering::Relaxed);
+        ring.publish(pos);
         wake_if_sleeping(&self.recv_wait);
         Ok(())
     }
 
-    /// One attempt to receive: claim, read the payload, release, wake.
+    /// One attempt to receive: claim, read the payload, release, wake. The claim is made as
+    /// `Queue::try_recv` makes it: a first look (which settles an empty queue), the common
+    /// claim alone, and if that did not apply, the whole claim from a fresh look.
     fn try_recv(&self, owner: u32) -> Result<u32, ClaimError> {
         let ring = self.ring();
-        let claim = ring.claim_recv(self.claimer(owner), 1, |_| true)?;
+        let common = match ring.look_recv() {
+            Ok(seen) => ring.claim_recv_one(seen, self.claimer(owner), |_| true),
+            Err(ClaimError::WouldBlock) => return Err(ClaimError::WouldBlock),
+            Err(_) => None,
+        };
+        let pos = match common {
+            Some(pos) => pos,
+            None => ring.claim_recv(self.claimer(owner), 1, |_| true)?.first,
+        };
         // SAFETY: we own the claimed slot until `release`; loom checks the access.
-        let value = self.payload[self.index(claim.first)].with(|p| unsafe { *p });
-        ring.release(claim.first);
+        let value = self.payload[self.index(pos)].with(|p| unsafe { *p });
+        ring.release(pos);
         wake_if_sleeping(&self.send_wait);
         Ok(value)
     }
