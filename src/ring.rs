@@ -471,33 +471,15 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         result
     }
 
-    /// The common send claim alone: one free slot at the tail, and a CAS that wins. Returns
-    /// the claimed position, or `None` when the tail shows anything else or the CAS loses;
-    /// then nothing is claimed, no announcement is left live, and the caller makes the whole
-    /// claim ([`claim_send`](Self::claim_send)) from a fresh look.
+    /// The common receive claim alone, after the first look (`seen`, from
+    /// [`look_recv`](Self::look_recv)): a committed message at the head that `accept` takes,
+    /// and a CAS that wins. Returns the claimed position, or `None` for anything else; then
+    /// nothing is claimed, no announcement is left live, and the caller makes the whole claim
+    /// ([`claim_recv`](Self::claim_recv)) from a fresh look.
     ///
     /// Apart from the claim loop so that a caller can run this inline and the loop out of
     /// line: the values the compiler prepares for the loop's rare cases (and keeps on the
     /// stack for lack of registers) then cost the common claim nothing.
-    #[inline(always)]
-    pub fn claim_send_one(&self, me: Claimer<'_>) -> Option<u64> {
-        let tail = self.tail.load(Ordering::Acquire);
-        if !self.free_at(tail) {
-            return None;
-        }
-        match self.claim_free::<RUN>(me, 1, tail) {
-            Attempt::Won(claim) => Some(claim.first),
-            Attempt::Lost(_) | Attempt::Failed(_) => {
-                me.announcement.clear();
-                None
-            }
-        }
-    }
-
-    /// The common receive claim alone, after the first look (`seen`, from
-    /// [`look_recv`](Self::look_recv)): a committed message at the head that `accept` takes,
-    /// and a CAS that wins. As [`claim_send_one`](Self::claim_send_one): `None` for anything
-    /// else, with nothing claimed, and the caller makes the whole claim from a fresh look.
     #[inline(always)]
     pub fn claim_recv_one(
         &self,

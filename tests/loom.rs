@@ -116,15 +116,10 @@ impl Model {
         (pos % self.states.len() as u64) as usize
     }
 
-    /// One attempt to send `value`: claim, write the payload, publish, wake. The claim is
-    /// made as `Queue::try_send` makes it: the common claim alone first, and if that did not
-    /// apply, the whole claim from a fresh look.
+    /// One attempt to send `value`: claim, write the payload, publish, wake.
     fn try_send(&self, owner: u32, value: u32) -> Result<(), ClaimError> {
         let ring = self.ring();
-        let pos = match ring.claim_send_one(self.claimer(owner)) {
-            Some(pos) => pos,
-            None => ring.claim_send(self.claimer(owner), 1)?.first,
-        };
+        let pos = ring.claim_send(self.claimer(owner), 1)?.first;
         // SAFETY: we own the claimed slot (only its claimer writes it until it publishes);
         // loom checks the access.
         self.payload[self.index(pos)].with_mut(|p| unsafe { *p = value });
