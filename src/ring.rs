@@ -499,13 +499,6 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         }
     }
 
-    /// Whether the slot at `tail` (a value read from the tail cursor) is free for the
-    /// producer of `tail`, in an open queue.
-    #[inline(always)]
-    fn free_at(&self, tail: u64) -> bool {
-        tail & CLOSED == 0 && self.slots.state(tail).load(Ordering::Acquire) == empty_state(tail)
-    }
-
     /// A claim that stops for good after step `STOP` (see [`STOP_AFTER_CAS`]) when a loom
     /// model says so: the claimer "dies" there, leaving what it wrote. In every other build
     /// `STOP` is [`RUN`] and the checks compile to nothing.
@@ -541,7 +534,8 @@ impl<'a, S: SlotStates> Ring<'a, S> {
         // The common case first, outside the loop: a free slot at the tail, and a CAS that
         // wins. The loop's preparations for the rare cases (values the compiler computes
         // before entering it) are then paid by those cases alone.
-        if self.free_at(tail) {
+        if tail & CLOSED == 0 && self.slots.state(tail).load(Ordering::Acquire) == empty_state(tail)
+        {
             match self.claim_free::<STOP>(me, max, tail) {
                 Attempt::Won(claim) => return Ok(claim),
                 Attempt::Lost(now) => tail = now,
