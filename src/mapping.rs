@@ -382,9 +382,9 @@ impl Mapping {
     /// `len`), when a receive has seen it committed and is about to claim it. The claim is a
     /// locked CAS, and a locked instruction lets no later load start before it completes:
     /// without this hint the payload's lines would start their trip from the sender's core
-    /// only after the CAS, one transfer after another. (Measured with `shmq bench`, five interleaved rounds: about 5 %
-    /// off the 64-byte busy round trip in quiet phases, 13 % in noisy ones.) A hint only: it
-    /// reads nothing into the program and cannot fault.
+    /// only after the CAS, one transfer after another. (Measured with `shmq bench`, five
+    /// interleaved rounds: about 5 % off the 64-byte busy round trip in quiet phases, 13 % in
+    /// noisy ones.) A hint only: it reads nothing into the program and cannot fault.
     #[inline]
     pub(crate) fn prefetch_payload(&self, slot: &SlotHeader, len: usize) {
         #[cfg(target_arch = "x86_64")]
