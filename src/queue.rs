@@ -723,30 +723,25 @@ impl Queue {
             {
                 Err(Error::Full)
             }
-            Err(e) => self.claim_send_slow(e, max, deadline, me),
+            Err(e) => self.claim_send_slow(Some(e), max, deadline, me),
         }
     }
 
     /// [`claim_send_on`](Self::claim_send_on) for a thread whose claimer is not at hand (see
-    /// [`cached_claimer`](Self::cached_claimer)): the same attempt, after the lookup.
+    /// [`cached_claimer`](Self::cached_claimer)): the same claim, after the lookup.
     #[cold]
     #[inline(never)]
     fn claim_send_uncached(&self, max: u64, deadline: Deadline) -> Result<(Claim, Claimer<'_>)> {
         let me = self.claimer_as(participant::ROLE_SENDER)?;
-        match self.ring().claim_send(me, max) {
-            Ok(claim) => {
-                pause_point("send-claimed");
-                Ok((claim, me))
-            }
-            Err(e) => self.claim_send_slow(e, max, deadline, me),
-        }
+        self.claim_send_slow(None, max, deadline, me)
     }
 
-    /// The rest of a send's claim after its first attempt failed with `first`.
+    /// The rest of a send's claim after its first attempt failed with `first`, or the whole
+    /// claim (its first attempt too) if `first` is `None`.
     #[cold]
     fn claim_send_slow<'q>(
         &'q self,
-        first: ClaimError,
+        first: Option<ClaimError>,
         max: u64,
         deadline: Deadline,
         me: Claimer<'q>,
@@ -755,7 +750,10 @@ impl Queue {
         let attempt = &mut || ring.claim_send(me, max);
         let header = self.header();
         let tail = &header.tail.0;
-        let mut result = Err(first);
+        let mut result = match first {
+            Some(failure) => Err(failure),
+            None => attempt(),
+        };
         if result == Err(ClaimError::Busy) && matches!(deadline, Deadline::Now) {
             result = self.wait_out_busy(tail, &self.send_watch, attempt);
         }
@@ -1008,11 +1006,11 @@ impl Queue {
         found: Option<Claimer<'q>>,
         accept: impl Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'q>)> {
-        self.claim_recv_slow(first, max, deadline, found, &accept)
+        self.claim_recv_slow(Some(first), max, deadline, found, &accept)
     }
 
     /// [`claim_recv_after_look`](Self::claim_recv_after_look) for a thread whose claimer is
-    /// not at hand (see [`cached_claimer`](Self::cached_claimer)): the same claim, after the
+    /// not at hand (see [`cached_claimer`](Self::cached_claimer)): the whole claim, after the
     /// lookup, from a fresh look (the first is stale by now).
     #[cold]
     #[inline(never)]
@@ -1022,19 +1020,7 @@ impl Queue {
         deadline: Deadline,
         accept: impl Fn(usize) -> bool,
     ) -> Result<(Claim, Claimer<'_>)> {
-        let me = self.claimer_as(participant::ROLE_RECEIVER)?;
-        let ring = self.ring();
-        let claimed = ring.claim_recv(me, max, |pos| self.accept(ring.slots.slot(pos), &accept));
-        if ring.recycled.get() > 0 {
-            self.wake(&self.header().send_wait.0);
-        }
-        match claimed {
-            Ok(claim) => {
-                pause_point("recv-claimed");
-                Ok((claim, me))
-            }
-            Err(e) => self.claim_recv_slow(e, max, deadline, Some(me), &accept),
-        }
+        self.claim_recv_slow(None, max, deadline, None, &accept)
     }
 
     /// Whether a receive takes the message in `slot`, asked before claiming it: `accept` sees
@@ -1046,10 +1032,13 @@ impl Queue {
         accept(len)
     }
 
+    /// The rest of a receive's claim after its first attempt failed with `first`, or the whole
+    /// claim if `first` is `None`. `found` is the claimer the first attempt used, if it needed
+    /// one.
     #[cold]
     fn claim_recv_slow<'q>(
         &'q self,
-        first: ClaimError,
+        first: Option<ClaimError>,
         max: u64,
         deadline: Deadline,
         found: Option<Claimer<'q>>,
@@ -1082,10 +1071,10 @@ impl Queue {
             }
             return result;
         };
-        let first = if first == ClaimError::Closed && self.settle_before_closed() {
-            attempt()
-        } else {
-            Err(first)
+        let first = match first {
+            None => attempt(),
+            Some(ClaimError::Closed) if self.settle_before_closed() => attempt(),
+            Some(failure) => Err(failure),
         };
         let attempt = &mut attempt;
         let header = self.header();
@@ -1327,8 +1316,13 @@ impl Queue {
     #[cold]
     fn try_recv_after_recovery(&self, buf: &mut [u8]) -> Result<usize> {
         let accept = self.takes(buf);
-        let (claim, _) =
-            self.claim_recv_slow(ClaimError::WouldBlock, 1, Deadline::Now, None, &accept)?;
+        let (claim, _) = self.claim_recv_slow(
+            Some(ClaimError::WouldBlock),
+            1,
+            Deadline::Now,
+            None,
+            &accept,
+        )?;
         self.recv_claimed::<false, false>(&self.ring(), buf, claim)
             .map(|r| r.len)
     }
