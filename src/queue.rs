@@ -759,6 +759,8 @@ impl Queue {
         }
         let result = match result {
             // The fast path found the queue full, and recovery changed something: look again.
+            // (From `claim_send_uncached`, the first attempt above found it full; this second
+            // look is the one that path has always made, with no stuck-claim check before it.)
             Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => attempt(),
             Err(ClaimError::WouldBlock | ClaimError::Busy) => self.wait_for_claim(
                 &header.send_wait.0,
@@ -1085,6 +1087,8 @@ impl Queue {
         }
         let result = match result {
             // The fast path found the queue empty, and recovery changed something: look again.
+            // (From `claim_recv_uncached`, the first attempt above found it empty; this second
+            // look is the one that path has always made, with no stuck-claim check before it.)
             Err(ClaimError::WouldBlock) if matches!(deadline, Deadline::Now) => attempt(),
             Err(ClaimError::WouldBlock | ClaimError::Busy) => self.wait_for_claim(
                 &header.recv_wait.0,
