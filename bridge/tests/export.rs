@@ -97,3 +97,47 @@ fn export_publishes_every_message_exactly_once_across_kill_9_and_a_server_restar
     assert_eq!(seen.len() as u64, total, "lost messages");
     assert_eq!(got.len() as u64, total);
 }
+
+#[test]
+fn export_of_a_queue_deleted_and_created_again_at_the_same_path_stores_both_queues_messages() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a");
+    let url = server.url();
+    let args = export_args(&path, &url, "EXPR", "exp.r", 64);
+    let total = 200u32;
+    // Two incarnations of the queue, within the stream's duplicate window: the second one's
+    // message ids start from 0 again, as the first one's did.
+    for incarnation in 0..2u32 {
+        let queue = Queue::create(&path, Options::new(256, 64)).unwrap();
+        for seq in 0..total {
+            queue.send(&message(incarnation, seq, 64)).unwrap();
+        }
+        let bridge = Bridge::spawn(dir.path(), &format!("export-{incarnation}"), &args);
+        wait_drained(&queue, Duration::from_secs(60));
+        let counters = bridge.terminate();
+        assert_eq!(
+            counters["duplicates"], 0,
+            "incarnation {incarnation}: messages taken for the other queue's: {counters}"
+        );
+        drop(queue);
+        std::fs::remove_file(&path).unwrap();
+    }
+    let got = runtime().block_on(drain_stream(&url, "EXPR", Duration::from_secs(2)));
+    let mut seen = std::collections::HashMap::new();
+    for m in &got {
+        *seen.entry(common::key(m)).or_insert(0u32) += 1;
+    }
+    for incarnation in 0..2 {
+        let stored = (0..total)
+            .filter(|seq| seen.get(&(incarnation, *seq)) == Some(&1))
+            .count();
+        assert_eq!(
+            stored, total as usize,
+            "incarnation {incarnation}: {stored} of {total} messages stored once"
+        );
+    }
+    assert_eq!(got.len(), 2 * total as usize);
+}
