@@ -27,7 +27,8 @@ fn fails(args: &[String]) -> String {
 }
 
 #[test]
-fn unreachable_server_missing_stream_and_oversized_message_are_clear_errors() {
+fn unreachable_server_missing_stream_and_a_park_subject_without_a_stream_of_its_own_are_clear_errors(
+) {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -50,12 +51,13 @@ fn unreachable_server_missing_stream_and_oversized_message_are_clear_errors() {
     let err = fails(&export_args(&missing, &url, "S", "s", 256));
     assert!(err.contains("no shmq queue"), "{err}");
 
-    // A stream message longer than the queue's maximum stays in the stream.
+    // A park subject that no stream stores, or that the imported stream itself stores (parked
+    // messages would come back): refused at start, with the message left in the stream.
     runtime().block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
         js.create_stream(Config {
             name: "BIG".into(),
-            subjects: vec!["big".into()],
+            subjects: vec!["big".into(), "big.parked".into()],
             retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
             ..Default::default()
@@ -68,9 +70,20 @@ fn unreachable_server_missing_stream_and_oversized_message_are_clear_errors() {
             .await
             .unwrap();
     });
-    let err = fails(&import_args(&url, "BIG", "c", 256, None, &path));
+    let with_park = |subject: &str| {
+        let mut args = import_args(&url, "BIG", "c", 256, None, &path);
+        let queue = args.pop().unwrap();
+        args.extend(["--park-subject".to_owned(), subject.to_owned(), queue]);
+        args
+    };
+    let err = fails(&with_park("nowhere"));
     assert!(
-        err.contains("100 bytes, more than the queue's maximum of 64"),
+        err.contains("no stream stores the park subject nowhere"),
+        "{err}"
+    );
+    let err = fails(&with_park("big.parked"));
+    assert!(
+        err.contains("stored by the imported stream BIG itself"),
         "{err}"
     );
     assert_eq!(runtime().block_on(stream_len(&url, "BIG")), 1);
