@@ -20,7 +20,8 @@
 //!   and is closed after [`CONNECTION_LIFETIME`]: gracefully (the request in progress is
 //!   answered), or dropped if its answer cannot be written within [`CLOSE_GRACE`] more.
 //! - **Bounded connections.** Beyond `--max-connections` open at once, a new one is answered
-//!   503 without waiting and closed; accepting never waits for a connection to end.
+//!   503 and closed (the first [`REFUSALS`] of them; any more at the same time are closed
+//!   without an answer); accepting never waits for a connection to end.
 //! - **Scrapes off the network thread.** Reading the queue files is blocking work: it runs on
 //!   tokio's blocking pool, one scrape at a time, and a request that gets no text within
 //!   [`SCRAPE_TIMEOUT`] is answered 503 (a scrape that never ends holds one thread, not the
@@ -66,6 +67,11 @@ pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// See [`ACCEPT_BACKOFF_MIN`].
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Connections beyond `--max-connections` that are answered 503 at once; more are closed
+/// without an answer.
+const REFUSALS: usize = 16;
+/// How long a refused connection is read from before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// The answer to a connection beyond `--max-connections`, written without waiting.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
 Content-Length: 34\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many connections; retry later\n";
@@ -105,6 +111,7 @@ async fn serve(
     max_connections: usize,
 ) -> Result<(), Failure> {
     let connections = Arc::new(Semaphore::new(max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
     let mut backoff = Duration::ZERO;
     let mut failures = AcceptFailures::default();
     loop {
@@ -127,16 +134,35 @@ async fn serve(
                 continue;
             }
         };
-        match connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(connection(stream, permit, scraper.clone()));
-            }
-            Err(_) => {
-                // Best effort: the answer fits in an empty socket buffer; never wait for it.
-                let _ = stream.try_write(BUSY);
+        if let Ok(permit) = connections.clone().try_acquire_owned() {
+            tokio::spawn(connection(stream, permit, scraper.clone()));
+        } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
+            tokio::spawn(refuse(stream, permit));
+        }
+        // Else dropped at once: closed (reset) without an answer.
+    }
+}
+
+/// Answers a connection beyond `--max-connections` 503 and closes it. The request is read (and
+/// dropped) for a moment first: closing a socket with unread bytes would reset the connection,
+/// and the client might lose the answer. `_permit` counts it among [`REFUSALS`].
+async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The answer fits in an empty socket buffer: never wait to write it.
+    if stream.try_write(BUSY).is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = MAX_REQUEST_HEAD;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
             }
         }
-    }
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
 }
 
 /// Whether an error of `accept` means the listening socket itself is unusable. Every other one
