@@ -59,8 +59,20 @@ fn shmq_within(bound: Duration, args: &[&std::ffi::OsStr]) -> (Output, Duration)
         stdout: Vec::new(),
         stderr: Vec::new(),
     };
-    child.0.stdout.take().unwrap().read_to_end(&mut out.stdout).unwrap();
-    child.0.stderr.take().unwrap().read_to_end(&mut out.stderr).unwrap();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out.stdout)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut out.stderr)
+        .unwrap();
     (out, took)
 }
 
@@ -87,7 +99,11 @@ fn stat_of_a_fifo_fails_at_once_saying_it_is_a_fifo() {
     let dir = common::tempdir();
     let fifo = dir.path().join("jobs");
     mkfifo(&fifo);
-    for extra in [&[][..], &["--json"][..], &["--watch", "--interval", "10ms"][..]] {
+    for extra in [
+        &[][..],
+        &["--json"][..],
+        &["--watch", "--interval", "10ms"][..],
+    ] {
         let mut args = vec![std::ffi::OsStr::new("stat"), fifo.as_os_str()];
         args.extend(extra.iter().map(std::ffi::OsStr::new));
         let (out, _) = shmq_within(PROMPT, &args);
@@ -101,8 +117,14 @@ fn stat_of_a_fifo_fails_at_once_saying_it_is_a_fifo() {
         args!["stat", &real, &fifo, "--format", "prometheus"],
     );
     let text = String::from_utf8(out.stdout.clone()).unwrap();
-    assert!(text.contains(&format!("shmq_up{{queue=\"{}\"}} 1", real.display())), "{text}");
-    assert!(text.contains(&format!("shmq_up{{queue=\"{}\"}} 0", fifo.display())), "{text}");
+    assert!(
+        text.contains(&format!("shmq_up{{queue=\"{}\"}} 1", real.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("shmq_up{{queue=\"{}\"}} 0", fifo.display())),
+        "{text}"
+    );
     assert_refused_as_fifo(&out, &fifo);
 }
 
@@ -112,9 +134,7 @@ fn stat_of_a_topic_whose_queue_was_replaced_by_a_fifo_answers_at_once() {
     let topic_path = dir.path().join("orders");
     let queue = dir.path().join("billing");
     let topic = Topic::create(&topic_path, TopicOptions::new(64)).unwrap();
-    topic
-        .subscribe(&queue, Subscription::new(8, 64))
-        .unwrap();
+    topic.subscribe(&queue, Subscription::new(8, 64)).unwrap();
     drop(topic);
     std::fs::remove_file(&queue).unwrap();
     mkfifo(&queue);
@@ -203,7 +223,11 @@ fn exporter_scrapes_are_not_hung_by_a_fifo_among_its_queues() {
     let (mut exporter, addr) = exporter(&[&real, &fifo], &[], None);
     let (status, body) = scrape(&addr).expect("a scrape answered within the bound");
     assert_eq!(status, 200, "{body}");
-    assert_eq!((up(&body, &real), up(&body, &fifo)), (Some(1), Some(0)), "{body}");
+    assert_eq!(
+        (up(&body, &real), up(&body, &fifo)),
+        (Some(1), Some(0)),
+        "{body}"
+    );
     assert!(exporter.0.try_wait().unwrap().is_none());
 }
 
@@ -309,7 +333,10 @@ fn exporter_survives_running_out_of_descriptors_and_serves_again() {
         line.contains("cannot accept a connection") && line.contains("still serving"),
         "{line:?}"
     );
-    assert!(exporter.0.try_wait().unwrap().is_none(), "the exporter exited");
+    assert!(
+        exporter.0.try_wait().unwrap().is_none(),
+        "the exporter exited"
+    );
     drop(idle);
     // Once the connections are gone, a scrape is answered (the exporter may need a few
     // backoffs to drain the listen backlog of closed connections).
@@ -322,7 +349,10 @@ fn exporter_survives_running_out_of_descriptors_and_serves_again() {
         }
     };
     assert!(answered, "no scrape answered after the connections closed");
-    assert!(exporter.0.try_wait().unwrap().is_none(), "the exporter exited");
+    assert!(
+        exporter.0.try_wait().unwrap().is_none(),
+        "the exporter exited"
+    );
 }
 
 #[test]
@@ -346,10 +376,7 @@ fn exporter_closes_an_endless_request_line_with_bounded_memory() {
             Ok(()) => sent += chunk.len(),
             Err(e) => {
                 assert!(
-                    matches!(
-                        e.kind(),
-                        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
-                    ),
+                    matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
                     "{e}"
                 );
                 break true;
@@ -361,8 +388,12 @@ fn exporter_closes_an_endless_request_line_with_bounded_memory() {
         }
     };
     peak = peak.max(rss_kib(pid));
-    assert!(closed, "{sent} bytes of request line accepted without closing");
+    assert!(
+        closed,
+        "{sent} bytes of request line accepted without closing"
+    );
     let grown = peak.saturating_sub(before);
+    eprintln!("closed after {sent} bytes sent; VmRSS {before} KiB before, peak {peak} KiB");
     assert!(
         grown < 16 << 10,
         "the exporter grew by {grown} KiB while reading {sent} bytes of request line"
@@ -400,7 +431,10 @@ fn exporter_refuses_connections_beyond_max_connections_without_stopping() {
     drop(idle);
     let deadline = Instant::now() + PROMPT;
     while !matches!(scrape(&addr), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "no scrape once the idle ones closed");
+        assert!(
+            Instant::now() < deadline,
+            "no scrape once the idle ones closed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(exporter.0.try_wait().unwrap().is_none());
