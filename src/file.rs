@@ -6,6 +6,10 @@
 //! - **No symbolic links.** A link planted by another user in a shared directory (`/dev/shm` is
 //!   world-writable) would redirect a queue to a file of the planter's choosing. Links are
 //!   refused with their own wording (`PermissionDenied`), never followed.
+//! - **Regular files only, and no blocking open.** Opening a FIFO for reading waits for a
+//!   writer: a FIFO planted at a queue's path would hang `stat` and every scrape. Files are
+//!   opened with `O_NONBLOCK`, and anything but a regular file is refused after the open, from
+//!   the descriptor's own metadata (so nothing can be swapped in between a check and the open).
 //! - **Owner, for `open_or_create`.** A caller that would have created the queue must not adopt a
 //!   file that another user created first at the same path: that user could read everything
 //!   sent to it. Plain `open` attaches to another user's queue on purpose and skips this check.
@@ -26,7 +30,7 @@ use crate::layout::{Header, FLAG_ALLOW_OTHER_ACCESS};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Whose file an open accepts.
@@ -39,12 +43,15 @@ pub(crate) enum Trust {
 }
 
 /// Opens the queue file at `path` for reading (and writing if `write`), close-on-exec, never
-/// following a symbolic link.
+/// following a symbolic link, and never blocking: opening a FIFO for reading waits for a writer,
+/// so a FIFO planted at a queue's path would hang every monitor that looks at it. With
+/// `O_NONBLOCK` the open returns at once and [`check_metadata`] refuses what is not a regular
+/// file; on a regular file the flag changes nothing (reads, mappings and locks ignore it).
 pub(crate) fn open(path: &Path, write: bool) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => Error::permission_denied(
@@ -71,8 +78,20 @@ pub(crate) fn check_metadata(path: &Path, meta: &Metadata, trust: Trust) -> Resu
         )));
     }
     if !meta.is_file() {
+        let file_type = meta.file_type();
+        let kind = if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
         return Err(Error::corrupt(format!(
-            "{} is not a regular file",
+            "not a queue file: {} is {kind}",
             path.display()
         )));
     }

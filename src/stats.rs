@@ -193,15 +193,33 @@ pub(crate) fn snapshot(sources: Sources<'_>) -> Stats {
     }
 }
 
+/// What of the file [`inspect`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Header, participant table and every slot's state word.
+    Slots,
+    /// Header and participant table only: a bounded read whatever capacity the header claims.
+    Header,
+}
+
 /// A snapshot of the queue file at `path`, with read permission only (see the module doc).
 pub(crate) fn inspect(path: &Path) -> Result<Stats> {
+    inspect_reaching(path, Reach::Slots)
+}
+
+/// As [`inspect`], reading what `reach` says. With [`Reach::Header`], no slot is read: the fields counted from the slots' states
+/// (`in_flight`, `unattributed_holds`, `oldest_hold_ns`, each participant's `holding`) are 0.
+fn inspect_reaching(path: &Path, reach: Reach) -> Result<Stats> {
     let file = file::open(path, false)?;
     let meta = file.metadata()?;
     let actual_len = file::check_metadata(path, &meta, Trust::AnyOwner)?;
     let header = read_header(&file)?;
     let geometry = Geometry::validate(&header.identity.0, actual_len)?;
     let participants = read_participants(&file, &geometry)?;
-    let states = read_states(&file, &geometry)?;
+    let states = match reach {
+        Reach::Slots => read_states(&file, &geometry)?,
+        Reach::Header => Vec::new(),
+    };
     Ok(snapshot(Sources {
         geometry,
         flags: header.identity.0.flags,
@@ -212,6 +230,31 @@ pub(crate) fn inspect(path: &Path) -> Result<Stats> {
         probe: &file,
         is_mine: &|_| false,
     }))
+}
+
+impl crate::Queue {
+    /// As [`Queue::inspect`](crate::Queue::inspect), but from the header and the participant
+    /// table alone, without reading a slot: its cost is bounded whatever capacity the header
+    /// claims, for listing files found in a shared directory (`shmq ls`), where a planted file
+    /// may describe 2^24 slots in a few sparse kilobytes. `len` comes from the cursors as in
+    /// `inspect`; the fields counted from the slots' states (`in_flight`,
+    /// `unattributed_holds`, `oldest_hold_ns`, each participant's `holding`) are 0.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("q");
+    /// use shmq::{Options, Queue};
+    /// let q = Queue::create(&path, Options::new(8, 64))?;
+    /// q.send(b"job")?;
+    /// let _held = q.try_recv_in_place()?;
+    /// let summary = Queue::inspect_header(&path)?;
+    /// assert_eq!((summary.capacity, summary.sent, summary.received), (8, 1, 1));
+    /// assert_eq!((summary.participants.len(), summary.in_flight), (1, 0)); // slots not read
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn inspect_header(path: impl AsRef<Path>) -> Result<Stats> {
+        inspect_reaching(path.as_ref(), Reach::Header)
+    }
 }
 
 /// Reads `buf.len()` bytes at `offset`; a file that ended early (truncated under us) is

@@ -3,8 +3,9 @@
 
 use crate::failure::Failure;
 use shmq::{OnConsumerDeath, Options, Queue};
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// `--on-consumer-death`: the command-line names of [`OnConsumerDeath`].
@@ -58,7 +59,11 @@ pub fn rm(path: &Path) -> Result<(), Failure> {
         return Err(not_a_queue().into());
     }
     let mut magic = [0u8; shmq::MAGIC.len()];
-    File::open(path)
+    // Without blocking: a FIFO put there since the check above cannot hang us.
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
         .and_then(|mut file| file.read_exact(&mut magic))
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => not_a_queue(),

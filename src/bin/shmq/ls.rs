@@ -6,7 +6,10 @@
 //! symlinks, FIFOs, other programs' files, files this user may not read) is skipped without a
 //! word: `/dev/shm` is shared by everyone. A file with the magic that does not inspect cleanly
 //! (corrupt, truncated, another layout version) is a broken queue, and is listed with why.
-//! Every queue is read with [`Queue::inspect`]: read permission only, nothing registered.
+//! Every queue is read with [`Queue::inspect_header`]: read permission only, nothing
+//! registered, and only the header and the participant table, never the slots, so that a file
+//! whose header claims millions of slots (a few sparse kilobytes on disk) costs one listing no
+//! more than a small queue does. The depth comes from the cursors.
 
 use crate::failure::Failure;
 use serde_json::json;
@@ -33,7 +36,7 @@ pub fn ls(dir: &Path, json: bool) -> Result<(), Failure> {
     let queues: Vec<(PathBuf, Result<Stats, shmq::Error>)> = paths
         .into_iter()
         .map(|path| {
-            let stats = Queue::inspect(&path);
+            let stats = Queue::inspect_header(&path);
             (path, stats)
         })
         .collect();

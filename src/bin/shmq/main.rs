@@ -199,6 +199,12 @@ enum Command {
         /// Where to listen: ADDR:PORT, or :PORT / PORT for loopback (127.0.0.1)
         #[arg(long, value_name = "ADDR:PORT", default_value = exporter::DEFAULT_LISTEN)]
         listen: String,
+        /// Connections served at once; a connection beyond them is answered 503 and closed
+        /// (each connection must send a request head of at most 16 KiB within 10 s, and is
+        /// closed after 60 s; a scrape that takes over 10 s is answered 503)
+        #[arg(long, value_name = "N", default_value_t = exporter::DEFAULT_MAX_CONNECTIONS,
+              value_parser = clap::value_parser!(u32).range(1..=65536))]
+        max_connections: u32,
         /// The queues
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
@@ -352,7 +358,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Exporter { listen, paths } => exporter::exporter(&listen, &paths),
+        Command::Exporter {
+            listen,
+            max_connections,
+            paths,
+        } => exporter::exporter(&listen, &paths, max_connections),
         Command::Ls { dir, json } => ls::ls(&dir, json),
         Command::Completions { shell } => generated::completions(Cli::command(), shell),
         Command::Man { dir } => generated::man(Cli::command(), &dir),

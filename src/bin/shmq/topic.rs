@@ -106,10 +106,15 @@ pub fn run(command: TopicCommand) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Whether the file at `path` starts with the topic magic (anything unreadable: no).
+/// Whether the file at `path` starts with the topic magic (anything unreadable: no). Opened
+/// without blocking, so that a FIFO there cannot hang `stat`.
 pub fn is_topic(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut magic = [0u8; 8];
-    std::fs::File::open(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok_and(|()| magic == shmq::TOPIC_MAGIC)
 }
