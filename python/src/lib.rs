@@ -335,6 +335,14 @@ fn release_view(py: Python<'_>, view: &PyObject) -> PyResult<()> {
 // ---------------------------------------------------------------------------------------------
 // Timeouts and blocking
 
+/// Refuses a negative or non-finite timeout before anything is sent or received.
+fn check_timeout(timeout: Option<f64>) -> PyResult<()> {
+    match timeout {
+        Some(t) => duration(t, "timeout").map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 fn duration(seconds: f64, what: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| PyValueError::new_err(format!("{what} must be a finite number >= 0 of seconds")))
@@ -499,6 +507,7 @@ fn try_recv_bytes(py: Python<'_>, q: &shmq::Queue) -> Result<Py<PyBytes>, Error>
 }
 
 fn recv_bytes(py: Python<'_>, q: &shmq::Queue, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
+    check_timeout(timeout)?;
     match try_recv_bytes(py, q) {
         Err(Error::Empty) if timeout != Some(0.0) => {}
         other => return other.map_err(|e| to_py_in(py, e)),
@@ -509,6 +518,7 @@ fn recv_bytes(py: Python<'_>, q: &shmq::Queue, timeout: Option<f64>) -> PyResult
 }
 
 fn send_bytes(py: Python<'_>, q: &shmq::Queue, msg: &[u8], timeout: Option<f64>) -> PyResult<()> {
+    check_timeout(timeout)?;
     match q.try_send(msg) {
         Err(Error::Full) if timeout != Some(0.0) => {}
         other => return other.map_err(|e| to_py_in(py, e)),
@@ -676,6 +686,7 @@ impl Queue {
     /// Receives up to `max` messages, waiting while the queue is empty; a list of `bytes`.
     #[pyo3(signature = (max, timeout=None))]
     fn recv_batch(&self, py: Python<'_>, max: usize, timeout: Option<f64>) -> PyResult<Py<PyList>> {
+        check_timeout(timeout)?;
         self.handle.with(|q| {
             let mut got: Vec<Vec<u8>> = Vec::new();
             let first = q.try_recv_batch(max, |m| got.push(m.to_vec()));
@@ -700,6 +711,7 @@ impl Queue {
     /// leaving the block releases the slot), waiting while the queue is empty.
     #[pyo3(signature = (timeout=None))]
     fn recv_in_place(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Message> {
+        check_timeout(timeout)?;
         let q = self.handle.arc()?;
         let queue: &'static shmq::Queue = erase(&q);
         let guard = match queue.try_recv_in_place() {
@@ -715,6 +727,7 @@ impl Queue {
     /// `.commit(n)`), waiting while the queue is full.
     #[pyo3(signature = (timeout=None))]
     fn reserve(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Reservation> {
+        check_timeout(timeout)?;
         let q = self.handle.arc()?;
         let queue: &'static shmq::Queue = erase(&q);
         let guard = match queue.try_reserve() {
@@ -1352,6 +1365,7 @@ impl Topic {
     /// Publishes `data` to every subscription, waiting for room in blocking ones.
     #[pyo3(signature = (data, timeout=None))]
     fn publish(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        check_timeout(timeout)?;
         self.handle.with(|t| {
             with_bytes(data, |msg| {
                 // Not in the `match`: its temporaries (the lock) would live through the wait.
