@@ -837,6 +837,9 @@ impl Queue {
             .unbind())
     }
 
+    /// Does nothing: the bench's measure of the interpreter's cost of a method call.
+    fn _nop(&self, _data: &Bound<'_, PyAny>) {}
+
     /// An asynchronous receive (see `recv_async` in `shmq`).
     fn _recv_op(&self) -> PyResult<AsyncOp> {
         let q = self.handle.arc()?;

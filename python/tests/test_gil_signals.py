@@ -14,28 +14,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def test_blocking_recv_releases_the_gil(path):
     q = shmq.Queue.create(path, 8, 16)
-    counted = []
+    counter = [0]
     stop = threading.Event()
 
     def count():
-        n = 0
         while not stop.is_set():
-            n += 1
-        counted.append(n)
+            counter[0] += 1
 
     t = threading.Thread(target=count)
     t.start()
-    # Holding the GIL for the whole wait would leave the counter thread a few switch
-    # intervals at most; released, it runs the whole time.
-    before = time.monotonic()
     try:
-        q.recv(timeout=0.5)
-    except shmq.Timeout:
-        pass
-    assert time.monotonic() - before >= 0.5
-    stop.set()
-    t.join()
-    assert counted[0] > 100_000
+        # The counter's progress while this thread sleeps 0.1 s with the GIL released...
+        before = counter[0]
+        time.sleep(0.1)
+        reference = counter[0] - before
+        # ...and while it waits 0.5 s in recv: held, the GIL would let the counter run for a
+        # switch interval or two (5 ms each) at most.
+        before = counter[0]
+        try:
+            q.recv(timeout=0.5)
+        except shmq.Timeout:
+            pass
+        during = counter[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > reference, (during, reference)
 
 
 def test_sigint_interrupts_a_blocking_recv_promptly(path):
@@ -48,10 +52,16 @@ def test_sigint_interrupts_a_blocking_recv_promptly(path):
     time.sleep(0.2)  # inside recv
     sent = time.monotonic()
     child.send_signal(signal.SIGINT)
-    assert child.stdout.readline().strip() == "interrupted"
+    try:
+        out, _ = child.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise AssertionError("SIGINT did not interrupt the blocking recv")
+    assert out.strip() == "interrupted"
     # Generous: the bound is 50 ms plus a loaded machine's scheduling.
     assert time.monotonic() - sent < 2.0
-    assert child.wait(10) == 3
+    assert child.returncode == 3
 
 
 def test_signal_handler_runs_during_a_blocking_send(path):
