@@ -17,6 +17,10 @@
 //!   Views of slots are `memoryview`s made with `PyMemoryView_FromMemory` (stable ABI), released
 //!   by shmq when the slot goes back, so that a use after that raises `ValueError`.
 
+// PyO3 0.22's `#[pymethods]` expansion converts each `PyResult` into itself, which newer clippy
+// reports at the method's signature.
+#![allow(clippy::useless_conversion)]
+
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -239,11 +243,13 @@ mod buffer {
     pub const PYBUF_WRITE: c_int = 0x200;
 
     extern "C" {
-        pub fn PyObject_GetBuffer(obj: *mut PyObject, view: *mut RawBuffer, flags: c_int)
-            -> c_int;
+        pub fn PyObject_GetBuffer(obj: *mut PyObject, view: *mut RawBuffer, flags: c_int) -> c_int;
         pub fn PyBuffer_Release(view: *mut RawBuffer);
-        pub fn PyMemoryView_FromMemory(mem: *mut c_char, size: isize, flags: c_int)
-            -> *mut PyObject;
+        pub fn PyMemoryView_FromMemory(
+            mem: *mut c_char,
+            size: isize,
+            flags: c_int,
+        ) -> *mut PyObject;
     }
 }
 
@@ -275,9 +281,8 @@ impl Data {
         // SAFETY: `obj` is a live object (we hold the GIL through `Bound`); `raw` is a
         // `Py_buffer` to fill. PyBUF_SIMPLE asks for one contiguous run of bytes and refuses
         // anything else (a non-contiguous numpy view: `BufferError`).
-        let rc = unsafe {
-            buffer::PyObject_GetBuffer(obj.as_ptr(), &mut *raw, buffer::PYBUF_SIMPLE)
-        };
+        let rc =
+            unsafe { buffer::PyObject_GetBuffer(obj.as_ptr(), &mut *raw, buffer::PYBUF_SIMPLE) };
         if rc != 0 {
             return Err(PyErr::fetch(obj.py()));
         }
@@ -344,8 +349,9 @@ fn check_timeout(timeout: Option<f64>) -> PyResult<()> {
 }
 
 fn duration(seconds: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| PyValueError::new_err(format!("{what} must be a finite number >= 0 of seconds")))
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        PyValueError::new_err(format!("{what} must be a finite number >= 0 of seconds"))
+    })
 }
 
 /// Runs the waiting call `f` (given at most one slice of the remaining time) with the GIL
@@ -362,7 +368,9 @@ fn blocking<T: Send>(
     };
     loop {
         let slice = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE),
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_SLICE),
             None => SIGNAL_SLICE,
         };
         match py.allow_threads(|| f(slice)) {
@@ -759,7 +767,8 @@ impl Queue {
 
     /// A snapshot of the queue's configuration and counters, as a `dict`.
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
-        self.handle.with(|q| Ok(stats_dict(py, &q.stats())?.unbind()))
+        self.handle
+            .with(|q| Ok(stats_dict(py, &q.stats())?.unbind()))
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -822,7 +831,12 @@ impl Queue {
 
     /// Sends `pickle.dumps(obj)` (a convenience: shmq itself never pickles).
     #[pyo3(signature = (obj, timeout=None))]
-    fn send_obj(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn send_obj(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         let data = PyModule::import_bound(py, "pickle")?.call_method1("dumps", (obj,))?;
         self.send(py, &data, timeout)
     }
@@ -1020,7 +1034,10 @@ impl Message {
     }
 
     fn __bytes__(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.view.bind(py).call_method0("tobytes").map(|b| b.unbind())
+        self.view
+            .bind(py)
+            .call_method0("tobytes")
+            .map(|b| b.unbind())
     }
 
     fn __len__(&self) -> usize {
@@ -1237,7 +1254,13 @@ impl AsyncOp {
     fn poll(&self, py: Python<'_>) -> PyResult<(bool, PyObject)> {
         let mut drain = 0u64;
         // SAFETY: reads at most 8 bytes into a live u64 from our non-blocking eventfd.
-        unsafe { libc::read(self.waker.fd.as_raw_fd(), (&mut drain as *mut u64).cast(), 8) };
+        unsafe {
+            libc::read(
+                self.waker.fd.as_raw_fd(),
+                (&mut drain as *mut u64).cast(),
+                8,
+            )
+        };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let Some(st) = state.as_mut() else {
             return Err(PyValueError::new_err("the call was cancelled"));
@@ -1367,7 +1390,12 @@ impl Topic {
 
     /// Publishes `data` to every subscription, waiting for room in blocking ones.
     #[pyo3(signature = (data, timeout=None))]
-    fn publish(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn publish(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         check_timeout(timeout)?;
         self.handle.with(|t| {
             with_bytes(data, |msg| {
@@ -1385,8 +1413,11 @@ impl Topic {
 
     /// Publishes `data` if every blocking subscription has room now, else raises `shmq.Full`.
     fn try_publish(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.handle
-            .with(|t| with_bytes(data, |msg| lock(t).try_publish(msg).map_err(|e| to_py_in(py, e)))?)
+        self.handle.with(|t| {
+            with_bytes(data, |msg| {
+                lock(t).try_publish(msg).map_err(|e| to_py_in(py, e))
+            })?
+        })
     }
 
     /// Largest message the topic accepts.
@@ -1423,7 +1454,10 @@ impl Topic {
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(PyObject, (String,))> {
         let open = slf.get_type().getattr("open")?.unbind();
-        Ok((open, (slf.get().handle.path.to_string_lossy().into_owned(),)))
+        Ok((
+            open,
+            (slf.get().handle.path.to_string_lossy().into_owned(),),
+        ))
     }
 }
 
