@@ -514,23 +514,29 @@ fn try_recv_bytes(py: Python<'_>, q: &shmq::Queue) -> Result<Py<PyBytes>, Error>
     })
 }
 
-fn recv_bytes(py: Python<'_>, q: &shmq::Queue, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
+/// A receive by copy: the non-blocking attempt under the handle's lock, then (the queue
+/// empty) the wait on a clone of the handle, so that a wait never holds the lock that
+/// `release` takes.
+fn recv_bytes(py: Python<'_>, h: &QueueHandle, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
     check_timeout(timeout)?;
-    match try_recv_bytes(py, q) {
+    match h.with(|q| Ok(try_recv_bytes(py, q)))? {
         Err(Error::Empty) if timeout != Some(0.0) => {}
         other => return other.map_err(|e| to_py_in(py, e)),
     }
+    let q = h.arc()?;
     let mut buf = vec![0u8; q.max_message_size()];
     let n = blocking(py, timeout, |slice| q.recv_timeout(&mut buf, slice))?;
     Ok(PyBytes::new_bound(py, &buf[..n]).unbind())
 }
 
-fn send_bytes(py: Python<'_>, q: &shmq::Queue, msg: &[u8], timeout: Option<f64>) -> PyResult<()> {
+/// A send: as `recv_bytes`.
+fn send_bytes(py: Python<'_>, h: &QueueHandle, msg: &[u8], timeout: Option<f64>) -> PyResult<()> {
     check_timeout(timeout)?;
-    match q.try_send(msg) {
+    match h.with(|q| Ok(q.try_send(msg)))? {
         Err(Error::Full) if timeout != Some(0.0) => {}
         other => return other.map_err(|e| to_py_in(py, e)),
     }
+    let q = h.arc()?;
     blocking(py, timeout, |slice| q.send_timeout(msg, slice))
 }
 
@@ -644,8 +650,7 @@ impl Queue {
     /// seconds (`None`: forever; `shmq.Timeout` when it passes).
     #[pyo3(signature = (data, timeout=None))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
-        self.handle
-            .with(|q| with_bytes(data, |msg| send_bytes(py, q, msg, timeout))?)
+        with_bytes(data, |msg| send_bytes(py, &self.handle, msg, timeout))?
     }
 
     /// Sends `data` if there is room now, else raises `shmq.Full`.
@@ -657,7 +662,7 @@ impl Queue {
     /// Receives the next message as `bytes`, waiting while the queue is empty.
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
-        self.handle.with(|q| recv_bytes(py, q, timeout))
+        recv_bytes(py, &self.handle, timeout)
     }
 
     /// Receives the next message if there is one now, else raises `shmq.Empty`.
@@ -673,7 +678,8 @@ impl Queue {
         for item in messages.iter()? {
             datas.push(Data::get(&item?)?);
         }
-        self.handle.with(|q| {
+        let q = self.handle.arc()?;
+        {
             let slices: Vec<&[u8]> = datas.iter().map(|d| d.bytes()).collect();
             let mut sent = 0;
             while sent < slices.len() {
@@ -688,14 +694,15 @@ impl Queue {
                 }
             }
             Ok(sent)
-        })
+        }
     }
 
     /// Receives up to `max` messages, waiting while the queue is empty; a list of `bytes`.
     #[pyo3(signature = (max, timeout=None))]
     fn recv_batch(&self, py: Python<'_>, max: usize, timeout: Option<f64>) -> PyResult<Py<PyList>> {
         check_timeout(timeout)?;
-        self.handle.with(|q| {
+        let q = self.handle.arc()?;
+        {
             let mut got: Vec<Vec<u8>> = Vec::new();
             let first = q.try_recv_batch(max, |m| got.push(m.to_vec()));
             match first {
@@ -712,7 +719,7 @@ impl Queue {
                 list.append(PyBytes::new_bound(py, m))?;
             }
             Ok(list.unbind())
-        })
+        }
     }
 
     /// Claims the next message and lends it in place: a `Message` (use it in a `with` block;
@@ -780,7 +787,7 @@ impl Queue {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
-        match self.handle.with(|q| recv_bytes(py, q, None)) {
+        match recv_bytes(py, &self.handle, None) {
             Ok(m) => Ok(Some(m)),
             Err(e) if e.is_instance_of::<PyClosedMarker>(py) => Ok(None),
             Err(e) => Err(e),
@@ -1180,8 +1187,8 @@ enum Pending {
 }
 
 struct OpState {
-    /// Dropped first: the future borrows `data` and the queue.
-    fut: Pin<Box<Pending>>,
+    /// Dropped first (by `drop`): the future borrows `data` and the queue.
+    fut: std::mem::ManuallyDrop<Pin<Box<Pending>>>,
     data: Box<[u8]>,
     queue: Arc<shmq::Queue>,
     gen: u64,
@@ -1190,14 +1197,13 @@ struct OpState {
 impl Drop for OpState {
     fn drop(&mut self) {
         if self.gen != generation() {
-            // SAFETY-free leak: the parent's registration is not ours to take back.
-            let fut = std::mem::replace(
-                &mut self.fut,
-                Box::pin(Pending::Send(erase(&self.queue).send_async(&[]))),
-            );
-            std::mem::forget(fut);
+            // Inherited across fork: the parent's registration is not ours to take back; the
+            // future and its queue are leaked.
             std::mem::forget(Arc::clone(&self.queue));
+            return;
         }
+        // SAFETY: dropped once, here; `fut` is not used after.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.fut) };
     }
 }
 
@@ -1231,7 +1237,7 @@ impl AsyncOp {
         });
         Ok(AsyncOp {
             state: Mutex::new(Some(OpState {
-                fut,
+                fut: std::mem::ManuallyDrop::new(fut),
                 data,
                 queue,
                 gen: generation(),
@@ -1397,7 +1403,9 @@ impl Topic {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         check_timeout(timeout)?;
-        self.handle.with(|t| {
+        let t = self.handle.arc()?;
+        {
+            let t = &*t;
             with_bytes(data, |msg| {
                 // Not in the `match`: its temporaries (the lock) would live through the wait.
                 let first = lock(t).try_publish(msg);
@@ -1408,7 +1416,7 @@ impl Topic {
                     other => other.map_err(|e| to_py_in(py, e)),
                 }
             })?
-        })
+        }
     }
 
     /// Publishes `data` if every blocking subscription has room now, else raises `shmq.Full`.

@@ -262,3 +262,21 @@ def test_handles_are_usable_from_several_threads(path):
     for t in threads:
         t.join()
     assert sorted(struct.unpack("<I", m)[0] for m in got) == list(range(3000))
+
+
+def test_release_does_not_wait_for_a_blocked_receiver(path):
+    import threading
+    import time
+
+    q = shmq.Queue.create(path, 4, 8)
+    other = shmq.Queue.open(path)
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.recv(timeout=30)))
+    t.start()
+    time.sleep(0.1)  # blocked in recv
+    q.release()  # the blocked call keeps its own reference; release returns at once
+    with pytest.raises(ValueError):
+        q.try_send(b"x")
+    other.send(b"still")
+    t.join(30)
+    assert got == [b"still"]
