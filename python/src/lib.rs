@@ -980,7 +980,9 @@ impl Message {
         release_view(py, &self.view)?;
         let mut h = held.take().expect("checked above");
         let guard = h.guard.take().expect("a held message has its guard");
-        let result = py.allow_threads(|| guard.ack());
+        // With the GIL held: releasing it while `held` is locked could deadlock with a thread
+        // that holds the GIL and waits for `held` (`extend`). `ack` never waits.
+        let result = guard.ack();
         drop(h);
         match result {
             Err(e) if report => Err(to_py_in(py, e)),
