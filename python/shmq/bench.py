@@ -5,7 +5,9 @@ faster-fifo (when installed):
 
 - one-way throughput: one producer process sends, one consumer process receives;
 - round trip: a ping process and an echo process, p50 and p99 of one message there and back
-  ("busy": both sides poll without sleeping where the library has a non-blocking receive);
+  ("busy": both shmq sides poll with ``try_recv`` and never sleep, which needs a core each;
+  "blocking": ``recv``, which spins briefly and then sleeps on the queue's futex; the other
+  libraries use their blocking receives);
 
 printed as ratios to ``multiprocessing.Queue`` (a table, or ``--json``); and the Python
 layer's own cost: a ``try_send`` + ``try_recv`` pair called from Python against the same pair
