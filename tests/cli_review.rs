@@ -173,15 +173,7 @@ fn exporter(paths: &[&Path], extra: &[&str], nofile: Option<u64>) -> (Running, S
         }
     }
     let mut child = Running(command.spawn().unwrap());
-    let mut first_line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
-    let addr = first_line
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.trim_end().strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-        .to_string();
+    let addr = common::exporter_address(child.0.stdout.take().unwrap());
     (child, addr)
 }
 

@@ -580,15 +580,7 @@ fn exporter_serves_the_metrics_over_loopback_and_nothing_else() {
             .spawn()
             .unwrap(),
     );
-    let mut first_line = String::new();
-    BufReader::new(exporter.0.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
-    let addr = first_line
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.trim_end().strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-        .to_string();
+    let addr = common::exporter_address(exporter.0.stdout.take().unwrap());
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
 
     let (status, head, body) = http(&addr, "GET", "/metrics");

@@ -369,3 +369,18 @@ fn consume_one(role: &Role) {
         .recv_in_place_timeout(timeout)
         .expect("a message to consume");
 }
+
+/// The address `shmq exporter` listens on, read from its first line of output
+/// (`listening on http://ADDR/metrics`, the contract the README documents).
+pub fn exporter_address(stdout: std::process::ChildStdout) -> String {
+    use std::io::BufRead;
+    let mut first_line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first_line)
+        .unwrap();
+    first_line
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.trim_end().strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .to_string()
+}
