@@ -18,6 +18,7 @@ Pickled (``multiprocessing`` with spawn), a ``Queue`` or ``Topic`` travels as it
 opens the queue again in the receiving process.
 """
 
+from shmq import _errors
 from shmq._errors import (
     Closed,
     Corrupt,
@@ -32,19 +33,4 @@ from shmq._errors import (
 )
 from shmq._shmq import Message, Queue, Reservation, Topic
 
-__all__ = [
-    "Queue",
-    "Message",
-    "Reservation",
-    "Topic",
-    "Error",
-    "Full",
-    "Empty",
-    "Closed",
-    "Timeout",
-    "Expired",
-    "Corrupt",
-    "Incompatible",
-    "MessageTooLarge",
-    "TooManyHandles",
-]
+__all__ = ["Queue", "Message", "Reservation", "Topic", *_errors.__all__]
