@@ -1258,18 +1258,15 @@ impl Topic {
                 std::io::ErrorKind::UnexpectedEof => Error::corrupt("the topic file was truncated"),
                 _ => Error::Io(e),
             })?;
-        // SAFETY (each `copy_at`): the types are integers, atomics and byte arrays of atomics,
-        // valid for any bits, and `copy_at` checks the bounds.
+        // SAFETY (each `copy_at` and `copy_table`): the types are integers, atomics and byte
+        // arrays of atomics, valid for any bits, and `copy_at` checks the bounds.
         let control: Control = unsafe { copy_at(&bytes, 128) };
-        let entries: Vec<SubscriptionEntry> = (0..MAX_SUBSCRIPTIONS as usize)
-            .map(|i| unsafe { copy_at(&bytes, SUBSCRIPTIONS_OFFSET as usize + i * 512) })
-            .collect();
-        let publishers: Vec<Participant> = (0..PARTICIPANTS as usize)
-            .map(|i| unsafe { copy_at(&bytes, PUBLISHERS_OFFSET as usize + i * 32) })
-            .collect();
-        let publishing: Vec<Publishing> = (0..PARTICIPANTS as usize)
-            .map(|i| unsafe { copy_at(&bytes, PUBLISHING_OFFSET as usize + i * 64) })
-            .collect();
+        let entries: Vec<SubscriptionEntry> =
+            unsafe { copy_table(&bytes, SUBSCRIPTIONS_OFFSET, MAX_SUBSCRIPTIONS) };
+        let publishers: Vec<Participant> =
+            unsafe { copy_table(&bytes, PUBLISHERS_OFFSET, PARTICIPANTS) };
+        let publishing: Vec<Publishing> =
+            unsafe { copy_table(&bytes, PUBLISHING_OFFSET, PARTICIPANTS) };
         snapshot(
             &identity,
             &control,
@@ -1291,6 +1288,20 @@ unsafe fn copy_at<T>(bytes: &[u8], offset: usize) -> T {
     // SAFETY: in bounds (checked above); any bits are a valid `T` (the caller's promise);
     // `read_unaligned` needs no alignment.
     unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(offset) as *const T) }
+}
+
+/// Copies of the `count` entries of a table of `T` that starts at `offset` of `bytes`, at the
+/// stride of `T` itself (the file's layout: see the offsets above), so a table read here can
+/// never disagree with the mapped one.
+///
+/// # Safety
+/// As [`copy_at`]: `T` must be valid for any bit pattern.
+unsafe fn copy_table<T>(bytes: &[u8], offset: u64, count: u32) -> Vec<T> {
+    let stride = std::mem::size_of::<T>();
+    (0..count as usize)
+        // SAFETY: the caller's promise; `copy_at` checks the bounds.
+        .map(|i| unsafe { copy_at(bytes, offset as usize + i * stride) })
+        .collect()
 }
 
 /// Reads the identity block with `pread` (the file may be shorter than one: then `Corrupt`).

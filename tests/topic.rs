@@ -584,6 +584,48 @@ fn a_publisher_killed_holding_a_reservation_wedges_nothing_and_is_counted() {
     );
 }
 
+/// `Topic::inspect` (what `shmq stat TOPIC` prints) reads the publisher table at the stride of
+/// its entries: it counts every open publisher, and a publisher killed mid-publish in an entry
+/// other than the first, before any sweep has counted it.
+#[test]
+fn inspect_counts_every_open_publisher_and_one_killed_mid_publish_in_any_entry() {
+    let dir = common::tempdir();
+    let topic_path = dir.path().join("t");
+    let topic = Topic::create(&topic_path, TopicOptions::new(MAX_MESSAGE)).unwrap();
+    topic
+        .subscribe(dir.path().join("q"), Subscription::new(8, MAX_MESSAGE))
+        .unwrap();
+    let others: Vec<Topic> = (0..2).map(|_| Topic::open(&topic_path).unwrap()).collect();
+    assert_eq!(Topic::inspect(&topic_path).unwrap().publishers, 3);
+    let pause_file = dir.path().join("paused");
+    let pause_text = pause_file.display().to_string();
+    let child = Child::spawn_with_env(
+        dir.path(),
+        "publisher",
+        &[
+            ("topic", &topic_path.display()),
+            ("id", &7),
+            ("count", &1),
+            ("mode", &"publish"),
+        ],
+        &[
+            ("SHMQ_TEST_PAUSE", "send-claimed"),
+            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
+        ],
+    );
+    common::wait_until(TIMEOUT, "the publisher to pause", || pause_file.exists());
+    assert_eq!(Topic::inspect(&topic_path).unwrap().publishers, 4);
+    child.kill();
+    let seen = Topic::inspect(&topic_path).unwrap();
+    assert_eq!(seen.publishers, 3);
+    assert_eq!(
+        seen.interrupted_publishes, 1,
+        "the publisher in entry 3 died publishing"
+    );
+    drop(others);
+    assert_eq!(Topic::inspect(&topic_path).unwrap().publishers, 1);
+}
+
 /// A publisher SIGKILLed at an arbitrary instant of a stream into three subscriptions: every
 /// subscription holds a gap-free prefix of its messages, the prefixes differ by at most the one
 /// interrupted publish, nothing wedges (a second publisher's messages all arrive), and
