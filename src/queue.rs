@@ -514,7 +514,7 @@ impl Queue {
     /// counts the poll and hands out lapsed holds when due (see
     /// [`poll_expiry`](Self::poll_expiry)). Returns whether that changed anything.
     #[inline(always)]
-    fn idle_poll(&self) -> bool {
+    pub(crate) fn idle_poll(&self) -> bool {
         self.mapping.visibility_timeout_ns() != 0 && self.poll_expiry()
     }
 

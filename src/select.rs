@@ -82,7 +82,26 @@ impl<'a> Select<'a> {
     }
 
     /// The index of an operation that is ready now, if any; never waits.
+    ///
+    /// When none is, it runs what a fruitless `try_recv` runs on each queue it receives from
+    /// (the rate-limited scan for lapsed holds, see [`Queue::try_recv`]), so that a poller that
+    /// only asks this still gets a hung consumer's message back within the visibility timeout
+    /// plus 100 ms; and looks once more if that handed something out.
     pub fn try_ready(&self) -> Option<usize> {
+        self.look().or_else(|| {
+            let expired = self.ops.iter().fold(false, |expired, &(queue, side)| {
+                expired | (side == Side::Recv && queue.idle_poll())
+            });
+            if expired {
+                self.look()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The index of an operation that is ready now, if any: one look at each queue's ring.
+    fn look(&self) -> Option<usize> {
         let n = self.ops.len();
         let start = self.next.get();
         (0..n).map(|k| (start + k) % n).find(|&i| {
