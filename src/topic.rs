@@ -390,6 +390,10 @@ struct Cache {
     /// The `Block` subscription last found full: reserved first, so that a retried
     /// `try_publish` fails there before it reserves (and cancels) anything elsewhere.
     hint: Option<usize>,
+    /// The positions in `subs` of `Drop` subscriptions whose queue file was found replaced
+    /// (`rm` + `create`, to resize it) while a message was offered to them: reopened before
+    /// the next publish.
+    replaced: Cell<u64>,
 }
 
 /// A subscription this publisher has open.
@@ -710,6 +714,7 @@ impl Topic {
                 generation: u64::MAX,
                 subs: Vec::new(),
                 hint: None,
+                replaced: Cell::new(0),
             }),
         };
         let (me, displaced) = participant::register(&topic.file, topic.publishers())?;
@@ -1069,10 +1074,14 @@ impl Topic {
         let mut targets = Targets::of(&cache.subs, msg);
         let mut first = cache.hint.filter(|&i| targets.block & 1 << i != 0);
         loop {
-            let outcome = self.deliver_once(&cache.subs, msg, first, wait, targets);
+            let outcome =
+                self.deliver_once(&cache.subs, &cache.replaced, msg, first, wait, targets);
             let index = match outcome {
                 Ok(()) => {
                     cache.hint = first;
+                    if cache.replaced.get() != 0 {
+                        self.forget_replaced(cache)?;
+                    }
                     return Ok(());
                 }
                 Err(Blocked::Failed(e)) => return Err(e),
@@ -1130,10 +1139,28 @@ impl Topic {
         }
     }
 
-    /// One attempt: reserve everywhere or nowhere, then commit.
+    /// Lets go of the `Drop` subscriptions whose queue file was replaced (flushing their
+    /// counts), so that the next publish rereads the table and opens the new file.
+    fn forget_replaced(&self, cache: &mut Cache) -> Result<()> {
+        let replaced = cache.replaced.replace(0);
+        let _lock = TableLock::take(&self.file)?;
+        // Highest position first, so that `swap_remove` moves only positions already handled.
+        let positions: Vec<usize> = bits(replaced).collect();
+        for &i in positions.iter().rev() {
+            let old = cache.subs.swap_remove(i);
+            self.flush_one(&old);
+        }
+        cache.hint = None;
+        cache.generation = u64::MAX;
+        Ok(())
+    }
+
+    /// One attempt: reserve everywhere or nowhere, then commit. A `Drop` subscription whose
+    /// queue file turns out replaced is marked in `replaced`.
     fn deliver_once(
         &self,
         subs: &[Sub],
+        replaced: &Cell<u64>,
         msg: &[u8],
         first: Option<usize>,
         wait: Wait,
@@ -1178,12 +1205,17 @@ impl Topic {
                 Ok(()) => self.delivered(sub),
                 Err(_) => {
                     missed |= 1 << i;
-                    // Full for good if its file is gone: end it (looked at most every
-                    // REMOVAL_CHECK), so that nobody keeps filling an orphan.
-                    if sub.file_fate() == FileFate::Removed {
-                        if let Ok(_lock) = TableLock::take(&self.file) {
-                            self.end_subscription(sub.index, sub.seq);
+                    // Full for good if its file is gone: end it, or reopen it if it was
+                    // replaced (looked at most every REMOVAL_CHECK), so that nobody keeps
+                    // offering to an orphan.
+                    match sub.file_fate() {
+                        FileFate::Same => {}
+                        FileFate::Removed => {
+                            if let Ok(_lock) = TableLock::take(&self.file) {
+                                self.end_subscription(sub.index, sub.seq);
+                            }
                         }
+                        FileFate::Replaced => replaced.set(replaced.get() | 1 << i),
                     }
                 }
             }

@@ -525,6 +525,52 @@ fn a_removed_subscription_queue_ends_its_subscription() {
     assert_eq!(other.subscriptions().unwrap().len(), 1);
 }
 
+/// A `Drop` subscription whose queue is replaced (`rm` + `create`, to resize it) while a
+/// publisher has the old one open and full: the publisher notices within `REMOVAL_CHECK` of a
+/// failed offer, reopens the path, and from then on every message goes into the new queue
+/// instead of being counted dropped against the unlinked file.
+#[test]
+fn a_drop_subscription_whose_queue_is_replaced_is_reopened_by_a_running_publisher() {
+    let dir = common::tempdir();
+    let topic_path = dir.path().join("t");
+    let topic = Topic::create(&topic_path, TopicOptions::new(MAX_MESSAGE)).unwrap();
+    let path = dir.path().join("d");
+    topic
+        .subscribe(
+            &path,
+            Subscription::new(2, MAX_MESSAGE).when_full(WhenFull::Drop),
+        )
+        .unwrap();
+    topic.publish(b"old 1").unwrap();
+    topic.publish(b"old 2").unwrap();
+    topic.publish(b"old 3").unwrap(); // the old queue is full: dropped
+    Queue::unlink(&path).unwrap();
+    let resized = Queue::create(&path, Options::new(64, MAX_MESSAGE)).unwrap();
+    let start = Instant::now();
+    let mut published = 0u32;
+    while drain(&resized).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the publisher never reopened the replaced queue ({published} published)"
+        );
+        topic.publish(b"probe").unwrap();
+        published += 1;
+        std::thread::sleep(shmq::topic::REMOVAL_CHECK / 4);
+    }
+    for i in 0..10u32 {
+        topic.publish(&key(1, i)).unwrap();
+    }
+    assert_eq!(
+        drain(&resized),
+        (0..10u32).map(|i| key(1, i).to_vec()).collect::<Vec<_>>(),
+        "every message after the reopening reaches the new queue"
+    );
+    let dropped_before = topic.subscriptions().unwrap()[0].dropped;
+    topic.publish(b"last").unwrap();
+    assert_eq!(topic.subscriptions().unwrap()[0].dropped, dropped_before);
+    assert_eq!(drain(&resized), [b"last".to_vec()]);
+}
+
 /// A publisher process SIGKILLed while it holds a reservation in one subscription (paused by
 /// the `send-claimed` test hook inside its first publish) wedges nothing: the reservation
 /// becomes a tombstone (`abandoned_sends` of that queue), the topic counts one interrupted
