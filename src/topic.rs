@@ -75,7 +75,7 @@
 //! # The file
 //! ```text
 //! offset 0       identity (128 B): magic "SHMQTOPC", version, platform, sizes and offsets
-//! offset 128     control (128 B): generation, interrupted_publishes
+//! offset 128     control (128 B): generation, interrupted_publishes, the table lock word
 //! offset 256     SubscriptionEntry × MAX_SUBSCRIPTIONS (512 B each)
 //! then           Participant × PARTICIPANTS (128 B each): the publisher table (as in a queue)
 //! then           Publishing × PARTICIPANTS (64 B each): each publisher's "publishing now" mark
@@ -85,9 +85,10 @@
 //! Everything else is shared memory that any process with write access can scribble on: every
 //! subscription entry is validated as it is read (state, policy, lengths, an absolute path),
 //! and bad bytes are `Corrupt`, never an out-of-bounds access or a panic. Changes to the
-//! subscription table are made under an open-file-description lock on one byte of the file
-//! (the kernel drops it if its holder dies), and publishers read the table under the same lock,
-//! only when the generation changed.
+//! subscription table are made under a lock word in the control block that holds its owner's
+//! publisher token (so only a process that can write the topic can hold it, and a holder the
+//! kernel's lock table shows dead is taken over), and publishers read the table under the same
+//! lock, only when the generation changed.
 
 use crate::error::{Error, Result};
 use crate::file::{self, Trust};
@@ -100,7 +101,6 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -110,7 +110,7 @@ use std::time::{Duration, Instant};
 /// The first eight bytes of every topic file.
 pub const TOPIC_MAGIC: [u8; 8] = *b"SHMQTOPC";
 /// The topic layout version this build reads and writes.
-pub const TOPIC_VERSION: u32 = 2;
+pub const TOPIC_VERSION: u32 = 3;
 /// Most subscriptions a topic holds.
 pub const MAX_SUBSCRIPTIONS: u32 = 64;
 /// Longest queue path a subscription may have, in bytes (stored absolute).
@@ -127,9 +127,10 @@ pub const REMOVAL_CHECK: Duration = Duration::from_millis(10);
 /// A publisher waiting for room in a `Block` subscription wakes this often to see whether the
 /// subscriptions changed or the queue file was removed.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
-/// Byte of the file whose lock serialises changes to the subscription table: below the
-/// participant lock bytes (which start at 2^40), beyond any real file data.
-const TABLE_LOCK_BYTE: i64 = (1 << 40) - 1;
+/// How long a process waiting for the table lock sleeps between looks, at most.
+const TABLE_LOCK_BACKOFF: Duration = Duration::from_millis(1);
+/// The table lock word's value while its owner (a publisher token, in the low 32 bits) holds it.
+const TABLE_LOCK_HELD: u64 = 1 << 32;
 
 /// Subscription entry states.
 const FREE: u32 = 0;
@@ -176,6 +177,9 @@ struct Control {
     generation: AtomicU64,
     /// Publishes whose publisher died between marking its entry and clearing it.
     interrupted_publishes: AtomicU64,
+    /// The subscription table's lock: 0 when free, [`TABLE_LOCK_HELD`] | the owner's publisher
+    /// token while held (see [`TableLock`]).
+    table_lock: AtomicU64,
 }
 
 #[repr(C)]
@@ -573,40 +577,72 @@ fn validate(id: &TopicIdentity, path: &Path, actual_len: u64) -> Result<()> {
     Ok(())
 }
 
-/// The lock on the subscription table, released on drop (or by the kernel if we die).
-struct TableLock<'a>(&'a File);
-
-fn table_lock_op(file: &File, cmd: libc::c_int, kind: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: all-zero bytes are a valid `struct flock`.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = TABLE_LOCK_BYTE;
-    fl.l_len = 1;
-    loop {
-        // SAFETY: the descriptor is open for the lifetime of `file`; `fl` is a valid, exclusively
-        // borrowed `struct flock` (l_pid 0, as OFD locks require).
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+/// The lock on the subscription table, released on drop.
+///
+/// A word in the mapping, not an `fcntl` lock on the file: any process that can *read* the file
+/// could take a read lock on a byte of it and so hold every writer back for ever (a monitor of a
+/// mode-640 topic would stop every publish, subscribe and unsubscribe). Only a process that can
+/// write the topic can set this word. It holds the owner's publisher token; a waiter that finds
+/// the owner dead by the kernel's lock table (its publisher entry's lock gone, see
+/// [`participant::is_dead`]), or a word no honest owner writes, takes the lock over, so a
+/// holder killed mid-change wedges nothing (the table's entry states tell a half-written entry).
+///
+/// Orderings: the taking CAS is `Acquire` and the release store `Release`, so everything a
+/// holder wrote to the table happens before what the next holder reads of it. A takeover CAS is
+/// `Acquire` too: what the dead holder wrote reached the mapping (the same pages) before it
+/// died, and the entry states say what is complete.
+struct TableLock<'a> {
+    word: &'a AtomicU64,
+    mine: u64,
 }
 
 impl<'a> TableLock<'a> {
-    fn take(file: &'a File) -> Result<Self> {
-        table_lock_op(file, libc::F_OFD_SETLKW, libc::F_WRLCK)?;
-        Ok(TableLock(file))
+    fn take(topic: &'a Topic) -> Result<Self> {
+        let word = &topic.header().control.0.table_lock;
+        let mine = TABLE_LOCK_HELD | u64::from(topic.me.token);
+        let mut backoff = Duration::from_micros(20);
+        loop {
+            let held = match word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(held) => held,
+            };
+            if held == mine {
+                // Only this handle writes its token, and it never takes the lock twice.
+                return Err(Error::corrupt(
+                    "the topic's table lock names this handle, which does not hold it",
+                ));
+            }
+            let owner = held as u32;
+            let abandoned = held & !u64::from(u32::MAX) != TABLE_LOCK_HELD
+                || participant::is_dead(
+                    &topic.file,
+                    topic.publishers(),
+                    |index| index == topic.me.index,
+                    owner,
+                );
+            if abandoned {
+                if word
+                    .compare_exchange(held, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    break;
+                }
+                continue;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(TABLE_LOCK_BACKOFF);
+        }
+        crate::test_hooks::pause_point("topic-table-locked");
+        Ok(TableLock { word, mine })
     }
 }
 
 impl Drop for TableLock<'_> {
     fn drop(&mut self) {
-        let _ = table_lock_op(self.0, libc::F_OFD_SETLK, libc::F_UNLCK);
+        // Ours unless a waiter wrongly found us dead and took it over: then it is not ours to free.
+        let _ = self
+            .word
+            .compare_exchange(self.mine, 0, Ordering::Release, Ordering::Relaxed);
     }
 }
 
@@ -848,7 +884,7 @@ impl Topic {
                 subscription.prefix.len()
             )));
         }
-        let _lock = TableLock::take(&self.file)?;
+        let _lock = TableLock::take(self)?;
         let mut free = None;
         for (index, e) in self.entries().iter().enumerate() {
             match read_entry(index, e)? {
@@ -924,7 +960,7 @@ impl Topic {
     /// `InvalidOptions` if the queue is not subscribed.
     pub fn unsubscribe(&self, queue_path: impl AsRef<Path>) -> Result<()> {
         let path = std::path::absolute(queue_path.as_ref())?;
-        let _lock = TableLock::take(&self.file)?;
+        let _lock = TableLock::take(self)?;
         for (index, e) in self.entries().iter().enumerate() {
             if read_entry(index, e)?.is_some_and(|data| data.path == path) {
                 self.bump_generation();
@@ -959,7 +995,7 @@ impl Topic {
 
     /// Rereads the subscription table under its lock, keeping the queues already open.
     fn refresh(&self, cache: &mut Cache) -> Result<()> {
-        let _lock = TableLock::take(&self.file)?;
+        let _lock = TableLock::take(self)?;
         self.flush(cache);
         let mut old = std::mem::take(&mut cache.subs);
         cache.hint = None;
@@ -1098,14 +1134,14 @@ impl Topic {
             let changed = match fate {
                 FileFate::Same => false,
                 FileFate::Removed => {
-                    let _lock = TableLock::take(&self.file)?;
+                    let _lock = TableLock::take(self)?;
                     self.end_subscription(entry, seq);
                     true
                 }
                 FileFate::Replaced => {
                     // Reopen it: drop our handle on the old file and reread the table.
                     let old = cache.subs.swap_remove(index);
-                    let _lock = TableLock::take(&self.file)?;
+                    let _lock = TableLock::take(self)?;
                     self.flush_one(&old);
                     true
                 }
@@ -1143,7 +1179,7 @@ impl Topic {
     /// counts), so that the next publish rereads the table and opens the new file.
     fn forget_replaced(&self, cache: &mut Cache) -> Result<()> {
         let replaced = cache.replaced.replace(0);
-        let _lock = TableLock::take(&self.file)?;
+        let _lock = TableLock::take(self)?;
         // Highest position first, so that `swap_remove` moves only positions already handled.
         let positions: Vec<usize> = bits(replaced).collect();
         for &i in positions.iter().rev() {
@@ -1211,7 +1247,7 @@ impl Topic {
                     match sub.file_fate() {
                         FileFate::Same => {}
                         FileFate::Removed => {
-                            if let Ok(_lock) = TableLock::take(&self.file) {
+                            if let Ok(_lock) = TableLock::take(self) {
                                 self.end_subscription(sub.index, sub.seq);
                             }
                         }
@@ -1257,7 +1293,7 @@ impl Topic {
     /// queue (with [`Queue::inspect`]).
     pub fn stats(&self) -> Result<TopicStats> {
         {
-            let _lock = TableLock::take(&self.file)?;
+            let _lock = TableLock::take(self)?;
             self.flush(&self.cache.borrow());
         }
         self.sweep_publishers();
@@ -1506,7 +1542,7 @@ impl Drop for Claimed<'_> {
 
 impl Drop for Topic {
     fn drop(&mut self) {
-        if let Ok(_lock) = TableLock::take(&self.file) {
+        if let Ok(_lock) = TableLock::take(self) {
             self.flush(&self.cache.borrow());
         }
         participant::deregister(self.publishers(), self.me);

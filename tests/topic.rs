@@ -571,6 +571,101 @@ fn a_drop_subscription_whose_queue_is_replaced_is_reopened_by_a_running_publishe
     assert_eq!(drain(&resized), [b"last".to_vec()]);
 }
 
+/// Takes an open-file-description read lock on bytes `[start, start + len)` of `file` (opened
+/// read-only: what any user with read permission can do), held until `file` is closed.
+fn read_lock(file: &std::fs::File, start: i64, len: i64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero bytes are a valid `struct flock`.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    // SAFETY: a valid descriptor and a valid, exclusively borrowed `struct flock` (l_pid 0).
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    assert_eq!(rc, 0, "read lock: {}", std::io::Error::last_os_error());
+}
+
+/// A reader of the topic file (a monitor with read permission only) that read-locks every byte
+/// below the publisher lock bytes (the old table lock's byte among them) holds nobody back:
+/// subscribe, a publisher's reread of the changed table, publish and unsubscribe all complete.
+#[test]
+fn a_reader_holding_read_locks_on_the_topic_file_holds_back_no_publish_or_subscription_change() {
+    let dir = common::tempdir();
+    let topic_path = dir.path().join("t");
+    let topic = Topic::create(&topic_path, TopicOptions::new(MAX_MESSAGE)).unwrap();
+    let first = dir.path().join("q0");
+    topic
+        .subscribe(&first, Subscription::new(8, MAX_MESSAGE))
+        .unwrap();
+    topic.publish(b"before").unwrap();
+    let monitor = std::fs::File::open(&topic_path).unwrap();
+    read_lock(&monitor, 0, 1 << 40);
+    let (done, finished) = std::sync::mpsc::channel();
+    let dir_path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let second = dir_path.join("q1");
+        let other = Topic::open(dir_path.join("t")).unwrap();
+        other
+            .subscribe(&second, Subscription::new(8, MAX_MESSAGE))
+            .unwrap();
+        topic.publish(b"after").unwrap(); // rereads the changed table
+        other.unsubscribe(&second).unwrap();
+        other.publish(b"last").unwrap();
+        done.send((drain(&Queue::open(&second).unwrap()), topic))
+            .unwrap();
+    });
+    let (second_got, _topic) = finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a read lock held by a reader of the topic hung its publishers");
+    assert_eq!(second_got, [b"after".to_vec()]);
+    assert_eq!(
+        drain(&Queue::open(&first).unwrap()),
+        [b"before".to_vec(), b"after".to_vec(), b"last".to_vec()]
+    );
+    drop(monitor);
+}
+
+/// A publisher SIGKILLed while it holds the subscription table's lock (paused by the
+/// `topic-table-locked` hook in its first reread) wedges nothing: the next process to need the
+/// lock finds its owner dead and takes it over, and the subscriptions keep working.
+#[test]
+fn a_publisher_killed_holding_the_table_lock_wedges_no_subscription_change() {
+    let dir = common::tempdir();
+    let topic_path = dir.path().join("t");
+    let topic = Topic::create(&topic_path, TopicOptions::new(MAX_MESSAGE)).unwrap();
+    let first = dir.path().join("q0");
+    topic
+        .subscribe(&first, Subscription::new(8, MAX_MESSAGE))
+        .unwrap();
+    let pause_file = dir.path().join("paused");
+    let pause_text = pause_file.display().to_string();
+    let child = Child::spawn_with_env(
+        dir.path(),
+        "publisher",
+        &[
+            ("topic", &topic_path.display()),
+            ("id", &7),
+            ("count", &1),
+            ("mode", &"publish"),
+        ],
+        &[
+            ("SHMQ_TEST_PAUSE", "topic-table-locked"),
+            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
+        ],
+    );
+    common::wait_until(TIMEOUT, "the publisher to pause", || pause_file.exists());
+    child.kill();
+    let second = dir.path().join("q1");
+    topic
+        .subscribe(&second, Subscription::new(8, MAX_MESSAGE))
+        .unwrap();
+    topic.publish(b"m").unwrap();
+    topic.unsubscribe(&second).unwrap();
+    assert_eq!(drain(&Queue::open(&first).unwrap()), [b"m".to_vec()]);
+    assert_eq!(drain(&Queue::open(&second).unwrap()), [b"m".to_vec()]);
+}
+
 /// A publisher process SIGKILLed while it holds a reservation in one subscription (paused by
 /// the `send-claimed` test hook inside its first publish) wedges nothing: the reservation
 /// becomes a tombstone (`abandoned_sends` of that queue), the topic counts one interrupted
