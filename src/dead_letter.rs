@@ -13,17 +13,24 @@
 //! an unlinked file. An open that failed is retried at most once per sweep interval, so a
 //! missing dead-letter queue does not cost every sweep an `open`.
 //!
-//! When the dead-letter queue cannot take the message (missing, not a queue, full, closed, or
-//! with slots too small for it), the outcome is `Failed`: the source queue counts it in
+//! The path comes from the shared header, which any writer of the source queue can rewrite: the
+//! queue found there is used only if everyone who can write the source could write it too
+//! ([`Writers::check_delegated`]), so a group member cannot aim another user's recovery at that
+//! user's private queue.
+//!
+//! When the dead-letter queue cannot take the message (missing, not a queue, not trusted, full,
+//! closed, or with slots too small for it), the outcome is `Failed`: the source queue counts it in
 //! `dead_letter_failures` and gives the message back to itself as if it were under the limit.
 //! Nothing is lost silently; the message's next death (or expiry) tries again.
 
+use crate::file::Writers;
 use crate::layout::Header;
 use crate::mapping::Mapping;
 use crate::queue::Queue;
 use crate::recovery::claims::DeadLetterOutcome;
 use crate::recovery::{monotonic_ns, SWEEP_INTERVAL_NS};
 use crate::sync::Ordering;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -87,8 +94,11 @@ impl DeadLetterCell {
 /// `deliveries` times, to the dead-letter queue recorded in the mapping's header: the copy
 /// keeps the payload and the delivery count, and records the source queue's identity and the
 /// message's id as its [`Origin`](crate::Origin). Counts a failure in `dead_letter_failures`.
+/// `source_file` is the source queue's file: the dead-letter queue is used only if every
+/// writer of it could write the dead-letter queue ([`Writers::check_delegated`]).
 pub(crate) fn send(
     mapping: &Mapping,
+    source_file: &File,
     cell: &DeadLetterCell,
     pos: u64,
     deliveries: u32,
@@ -96,7 +106,7 @@ pub(crate) fn send(
     let Some(path) = mapping.dead_letter_queue() else {
         return DeadLetterOutcome::NoQueue;
     };
-    if try_send(mapping, cell, path, pos, deliveries).is_some() {
+    if try_send(mapping, source_file, cell, path, pos, deliveries).is_some() {
         crate::test_hooks::event("dead-letter-sent");
         DeadLetterOutcome::Sent
     } else {
@@ -108,6 +118,7 @@ pub(crate) fn send(
 
 fn try_send(
     mapping: &Mapping,
+    source_file: &File,
     cell: &DeadLetterCell,
     path: &Path,
     pos: u64,
@@ -117,6 +128,11 @@ fn try_send(
     // will report `Corrupt`).
     let msg = mapping.message(pos).ok()?;
     let dlq = cell.handle(path)?;
+    // Judged at each use, on the files as they are now (a `chmod` of either counts at once).
+    let source = Writers::of(&source_file.metadata().ok()?);
+    source
+        .check_delegated(path, &dlq.file().metadata().ok()?)
+        .ok()?;
     if msg.len() > dlq.max_message_size() {
         return None;
     }

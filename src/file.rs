@@ -120,6 +120,63 @@ pub(crate) fn check_metadata(path: &Path, meta: &Metadata, trust: Trust) -> Resu
     Ok(len)
 }
 
+/// Who may write a file, as its owner, group and mode say: what a path taken from a shared,
+/// writable mapping is judged by before a process writes into the file at that path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Writers {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Writers {
+    pub(crate) fn of(meta: &Metadata) -> Writers {
+        Writers {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode(),
+        }
+    }
+
+    /// Refuses `target` (a queue opened at a path read from the shared memory of a file whose
+    /// writers are `self`: a dead-letter queue's path in a queue's header, a subscription's
+    /// path in a topic) unless everyone who can write the source could write the target
+    /// themselves. Otherwise a member of the source's group could rewrite the path to name a
+    /// private queue of the source's owner (or of any user whose process acts on the source),
+    /// and that process would write the member's bytes into it.
+    ///
+    /// The rule, class by class: the source's owner must be the target's owner, or the target
+    /// must be writable by the source's group or by all; a group-writable source needs a target
+    /// writable by the same group (or by all); a source writable by all needs a target writable
+    /// by all.
+    pub(crate) fn check_delegated(&self, target_path: &Path, target: &Metadata) -> Result<()> {
+        let t = Writers::of(target);
+        let group_w = |w: &Writers| w.mode & 0o020 != 0;
+        let other_w = |w: &Writers| w.mode & 0o002 != 0;
+        let target_group = group_w(&t) && t.gid == self.gid;
+        let owner_ok = (t.uid == self.uid && t.mode & 0o200 != 0) || target_group || other_w(&t);
+        let group_ok = !group_w(self) || target_group || other_w(&t);
+        let other_ok = !other_w(self) || other_w(&t);
+        if owner_ok && group_ok && other_ok {
+            return Ok(());
+        }
+        Err(Error::permission_denied(
+            target_path,
+            format!(
+                "its path comes from a shared file (owner uid {}, group gid {}, mode {:o}) whose \
+                 writers could not all write it themselves (owner uid {}, group gid {}, mode \
+                 {:o}); a queue named there must be writable by everyone who can write that file",
+                self.uid,
+                self.gid,
+                self.mode & 0o777,
+                t.uid,
+                t.gid,
+                t.mode & 0o777
+            ),
+        ))
+    }
+}
+
 /// Refuses a file whose mode gives "other" users any access, unless its header's `flags`
 /// allow it (see the module doc).
 pub(crate) fn check_other_access(path: &Path, meta: &Metadata, flags: u32) -> Result<()> {

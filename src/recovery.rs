@@ -393,7 +393,13 @@ impl ClaimStore for Survivor<'_> {
             })
     }
     fn send_to_dead_letter_queue(&self, pos: u64, deliveries: u32) -> claims::DeadLetterOutcome {
-        crate::dead_letter::send(self.mapping, self.dead_letter, pos, deliveries)
+        crate::dead_letter::send(
+            self.mapping,
+            self.liveness.file(),
+            self.dead_letter,
+            pos,
+            deliveries,
+        )
     }
     fn committed_by_redrive(&self, pos: u64) -> bool {
         self.mapping

@@ -244,3 +244,52 @@ fn a_dead_letter_queue_replaced_after_it_was_opened_gets_the_next_message() {
     assert_empty(&old);
     assert_eq!(next(&new).0, "two");
 }
+
+/// The dead-letter path comes from the source queue's shared header, which any member of a
+/// group-shared (mode 660) queue can rewrite (or the file there be replaced): a queue at that
+/// path that the group could not write (here mode 600, as another user's private queue would
+/// be) is not used, the message stays and the failure is counted; a dead-letter queue the group
+/// can write is used.
+#[test]
+fn a_dead_letter_queue_the_source_queues_group_could_not_write_is_refused() {
+    let dir = common::tempdir();
+    let source_path = dir.path().join("source");
+    let dlq_path = dir.path().join("dlq");
+    let source = Queue::create(
+        &source_path,
+        Options::new(8, MAX_MESSAGE)
+            .mode(0o660)
+            .max_deliveries(1)
+            .dead_letter_queue(&dlq_path),
+    )
+    .unwrap();
+    let s = Setup {
+        dir,
+        source_path,
+        source,
+        dlq_path,
+    };
+    // Modes set after create, whatever the umask.
+    let set_mode = |path: &PathBuf, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(&s.source_path, 0o660);
+    let private = Queue::create(&s.dlq_path, Options::new(8, MAX_MESSAGE).mode(0o600)).unwrap();
+    s.source.send(b"poison").unwrap();
+    s.kill_a_holder();
+    let st = s.sweep_until("the failure to be counted", |st| {
+        st.dead_letter_failures == 1
+    });
+    assert_eq!(st.dead_lettered, 0, "{st:#?}");
+    assert_empty(&private);
+    drop(private);
+    Queue::unlink(&s.dlq_path).unwrap();
+    let shared = Queue::create(&s.dlq_path, Options::new(8, MAX_MESSAGE).mode(0o660)).unwrap();
+    set_mode(&s.dlq_path, 0o660);
+    s.kill_a_holder();
+    s.sweep_until("the message to be dead-lettered", |st| {
+        st.dead_lettered == 1
+    });
+    assert_eq!(next(&shared).0, "poison");
+}
