@@ -124,6 +124,9 @@ pub const DELIVERED_BATCH: u64 = 64;
 /// How often, at most, a publisher that finds a subscription full checks whether its queue file
 /// was removed.
 pub const REMOVAL_CHECK: Duration = Duration::from_millis(10);
+/// How often, at most, a publisher tries again to open a subscription's queue that it could not
+/// use (the subscription is skipped meanwhile, its messages counted dropped).
+pub const UNUSABLE_RETRY: Duration = Duration::from_secs(1);
 /// A publisher waiting for room in a `Block` subscription wakes this often to see whether the
 /// subscriptions changed or the queue file was removed.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
@@ -398,6 +401,20 @@ struct Cache {
     /// (`rm` + `create`, to resize it) while a message was offered to them: reopened before
     /// the next publish.
     replaced: Cell<u64>,
+    /// Subscriptions whose queue this publisher could not use at the last reread (a symlink, a
+    /// FIFO, a directory, not a queue, slots too small, a queue the topic's writers could not
+    /// all write, ...): skipped, each matching message counted in their `dropped`, and tried
+    /// again at every reread and at least every [`UNUSABLE_RETRY`].
+    unusable: Vec<Unusable>,
+    /// When to try the unusable subscriptions again.
+    retry_at: Option<Instant>,
+}
+
+/// A subscription skipped because its queue could not be used (see [`Cache::unusable`]).
+struct Unusable {
+    index: usize,
+    seq: u64,
+    prefix: Vec<u8>,
 }
 
 /// A subscription this publisher has open.
@@ -751,6 +768,8 @@ impl Topic {
                 subs: Vec::new(),
                 hint: None,
                 replaced: Cell::new(0),
+                unusable: Vec::new(),
+                retry_at: None,
             }),
         };
         let (me, displaced) = participant::register(&topic.file, topic.publishers())?;
@@ -1000,6 +1019,7 @@ impl Topic {
         let mut old = std::mem::take(&mut cache.subs);
         cache.hint = None;
         cache.generation = u64::MAX; // until the reread succeeds
+        cache.unusable.clear();
         let mut subs = Vec::new();
         for (index, e) in self.entries().iter().enumerate() {
             let Some(data) = read_entry(index, e)? else {
@@ -1012,20 +1032,23 @@ impl Topic {
                 subs.push(old.swap_remove(pos));
                 continue;
             }
-            let queue = match Queue::open(&data.path) {
-                Ok(queue) => queue,
+            let (queue, file_id) = match self.open_subscription(&data.path) {
+                Ok(opened) => opened,
                 Err(Error::NotFound(_)) => {
                     self.end_subscription(index, data.seq);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(_) => {
+                    // One bad subscription must not stop the others: skip it and count.
+                    cache.unusable.push(Unusable {
+                        index,
+                        seq: data.seq,
+                        prefix: data.prefix,
+                    });
+                    continue;
+                }
             };
-            if queue.max_message_size() < self.max_message_size() {
-                return Err(self.too_small(&data.path, queue.max_message_size()));
-            }
-            let file_id = std::fs::symlink_metadata(&data.path)
-                .ok()
-                .map(|m| (m.dev(), m.ino()));
+            let file_id = Some(file_id);
             subs.push(Sub {
                 index,
                 seq: data.seq,
@@ -1039,8 +1062,39 @@ impl Topic {
             });
         }
         cache.subs = subs;
+        cache.retry_at = (!cache.unusable.is_empty()).then(|| Instant::now() + UNUSABLE_RETRY);
         cache.generation = self.header().control.0.generation.load(Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Opens the queue of a subscription whose path was read from the topic's table, with its
+    /// file's `(device, inode)`. The path comes from shared memory that any writer of the topic
+    /// can rewrite, so the queue is used only if everyone who can write the topic could write
+    /// it too ([`file::Writers::check_delegated`]), and only if its slots hold the topic's
+    /// messages.
+    fn open_subscription(&self, path: &Path) -> Result<(Queue, (u64, u64))> {
+        let queue = Queue::open(path)?;
+        let meta = queue.file().metadata()?;
+        file::Writers::of(&self.file.metadata()?).check_delegated(path, &meta)?;
+        if queue.max_message_size() < self.max_message_size() {
+            return Err(self.too_small(path, queue.max_message_size()));
+        }
+        Ok((queue, (meta.dev(), meta.ino())))
+    }
+
+    /// Counts `msg` dropped for each unusable subscription it matches (whose entry is still
+    /// the subscription that was skipped).
+    #[cold]
+    fn count_unusable(&self, cache: &Cache, msg: &[u8]) {
+        for u in &cache.unusable {
+            let e = &self.entries()[u.index];
+            if (u.prefix.is_empty() || msg.starts_with(&u.prefix))
+                && e.state.load(Ordering::Acquire) == ACTIVE
+                && e.seq.load(Ordering::Relaxed) == u.seq
+            {
+                e.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Publishes `msg` to every matching subscription, waiting while a matching `Block`
@@ -1095,12 +1149,17 @@ impl Topic {
     }
 
     fn publish_locked(&self, cache: &mut Cache, msg: &[u8], wait: Wait) -> Result<()> {
-        if self.header().control.0.generation.load(Ordering::Acquire) != cache.generation {
+        if self.header().control.0.generation.load(Ordering::Acquire) != cache.generation
+            || cache.retry_at.is_some_and(|at| Instant::now() >= at)
+        {
             self.refresh(cache)?;
         }
         self.mark(true);
         let result = self.deliver(cache, msg, wait);
         self.mark(false);
+        if result.is_ok() && !cache.unusable.is_empty() {
+            self.count_unusable(cache, msg);
+        }
         result
     }
 

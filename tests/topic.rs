@@ -1223,3 +1223,108 @@ fn publishing_makes_no_system_call_when_nothing_changed() {
         "a publish failed in the child"
     );
 }
+
+/// One subscription whose queue path holds something a publisher cannot use stops nobody: a
+/// symbolic link, a FIFO, a directory, a plain file, a queue with smaller slots, or a queue the
+/// topic's writers could not all write (mode 600 under a mode-660 topic). Each publish reaches
+/// the good subscription, and counts a drop against the bad one; once the path holds a usable
+/// queue again, a running publisher delivers there within `UNUSABLE_RETRY`.
+#[test]
+fn one_unusable_subscription_is_skipped_and_counted_and_the_others_served() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::tempdir();
+    let topic_path = dir.path().join("t");
+    let topic = Topic::create(&topic_path, TopicOptions::new(MAX_MESSAGE)).unwrap();
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(&topic_path, 0o660);
+    let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
+    topic
+        .subscribe(&good, Subscription::new(64, MAX_MESSAGE))
+        .unwrap();
+    topic
+        .subscribe(&bad, Subscription::new(8, MAX_MESSAGE))
+        .unwrap();
+    set_mode(&good, 0o660);
+    let good_queue = Queue::open(&good).unwrap();
+    let target = dir.path().join("elsewhere");
+    Queue::create(&target, Options::new(8, MAX_MESSAGE)).unwrap();
+    type Plant<'a> = Box<dyn Fn(&std::path::Path) + 'a>;
+    let plants: [(&str, Plant); 6] = [
+        (
+            "a symbolic link",
+            Box::new(|p| std::os::unix::fs::symlink(&target, p).unwrap()),
+        ),
+        (
+            "a FIFO",
+            Box::new(|p| {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }),
+        ),
+        ("a directory", Box::new(|p| std::fs::create_dir(p).unwrap())),
+        (
+            "a plain file",
+            Box::new(|p| std::fs::write(p, vec![0u8; 4096]).unwrap()),
+        ),
+        (
+            "a queue with smaller slots",
+            Box::new(|p| {
+                Queue::create(p, Options::new(8, MAX_MESSAGE / 2)).unwrap();
+                set_mode(p, 0o660);
+            }),
+        ),
+        (
+            "a queue the topic's group cannot write",
+            Box::new(|p| {
+                Queue::create(p, Options::new(8, MAX_MESSAGE)).unwrap();
+                set_mode(p, 0o600);
+            }),
+        ),
+    ];
+    for (seq, (what, plant)) in (0u32..).zip(&plants) {
+        match std::fs::symlink_metadata(&bad) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&bad).unwrap(),
+            Ok(_) => std::fs::remove_file(&bad).unwrap(),
+            Err(_) => {}
+        }
+        plant(&bad);
+        let dropped_before = topic.subscriptions().unwrap()[1].dropped;
+        // A fresh publisher (which reads the table now) and the running one (whose offer to
+        // the replaced file fails once it is full, or at its next reread).
+        let fresh = Topic::open(&topic_path).unwrap();
+        fresh
+            .publish(&key(1, seq))
+            .unwrap_or_else(|e| panic!("with {what} subscribed: {e}"));
+        topic
+            .publish(&key(2, seq))
+            .unwrap_or_else(|e| panic!("with {what} subscribed: {e}"));
+        drop(fresh);
+        assert_eq!(
+            drain(&good_queue),
+            [key(1, seq).to_vec(), key(2, seq).to_vec()],
+            "with {what} subscribed"
+        );
+        let infos = topic.subscriptions().unwrap();
+        assert_eq!(infos.len(), 2, "the subscription to {what} stays");
+        assert!(
+            infos[1].dropped > dropped_before,
+            "a publish that skipped {what} counts a drop"
+        );
+    }
+    // Usable again: a queue the group can write.
+    std::fs::remove_file(&bad).unwrap();
+    let fixed = Queue::create(&bad, Options::new(8, MAX_MESSAGE)).unwrap();
+    set_mode(&bad, 0o660);
+    let start = Instant::now();
+    while drain(&fixed).is_empty() {
+        assert!(
+            start.elapsed() < shmq::topic::UNUSABLE_RETRY * 10,
+            "the running publisher never tried the fixed queue again"
+        );
+        topic.publish(b"retry").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
