@@ -45,7 +45,7 @@ pub(crate) struct DeadLetterCell {
 struct CellState {
     /// The open dead-letter queue, with the file's `(device, inode)` when it was opened.
     open: Option<(Arc<Queue>, (u64, u64))>,
-    /// When an open last failed (CLOCK_MONOTONIC ns; 0: never).
+    /// When an open last failed (the host's monotonic clock, ns; 0: never).
     failed_at_ns: u64,
 }
 

@@ -133,7 +133,7 @@ pub(crate) struct Counters {
     pub redelivered: AtomicU64,
     /// Messages dropped because their consumers died `max_deliveries` times.
     pub dead_lettered: AtomicU64,
-    /// When the participant table was last swept for the dead (CLOCK_MONOTONIC, ns).
+    /// When the participant table was last swept for the dead (the host's monotonic clock, ns: `recovery::monotonic_ns`).
     pub last_sweep_ns: AtomicU64,
     /// How many `Sender` handles have attached (see `channel`); 0 until the first does. It lies
     /// in what was the padding of this line, zero in every file, so the layout version is
@@ -144,7 +144,7 @@ pub(crate) struct Counters {
     /// Messages that reached `max_deliveries` and could not be sent to the dead-letter queue
     /// (missing, full, or not a queue): they stay in this queue, delivered again.
     pub dead_letter_failures: AtomicU64,
-    /// When the slots were last scanned for lapsed holds (CLOCK_MONOTONIC, ns).
+    /// When the slots were last scanned for lapsed holds (the host's monotonic clock, ns: `recovery::monotonic_ns`).
     pub last_expiry_ns: AtomicU64,
 }
 

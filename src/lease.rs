@@ -16,7 +16,7 @@
 //! bit 61  TAKEN   the hold lapsed (or its holder died) and participant `token` took it over
 //! bit 60  ACKED   the holder acknowledged the message in time; it is freeing the slot
 //! 40..60  token   the taker's participant token, with TAKEN
-//! 0..40   deadline, in milliseconds of CLOCK_MONOTONIC (34 years of uptime)
+//! 0..40   deadline, in milliseconds of the host's monotonic clock (`recovery::monotonic_ms`)
 //! ```
 //!
 //! # Life of a hold

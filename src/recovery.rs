@@ -62,16 +62,65 @@ pub(crate) const SWEEP_INTERVAL_NS: u64 = 20_000_000;
 /// Longest single sleep of a blocked call before it runs a sweep.
 pub(crate) const SLEEP_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host (and read through
-/// the vDSO, so not a system call).
+/// The host's monotonic clock in nanoseconds: one clock for every process on the host, in
+/// whatever time namespace, for every time stamp in the mapping that another process compares
+/// (hold deadlines, the header's sweep and scan stamps). Read through the vDSO: not a system
+/// call.
+///
+/// CLOCK_MONOTONIC (like CLOCK_BOOTTIME and their variants) is per time namespace (Linux 5.6+;
+/// `unshare --time`, containers restored by CRIU): a namespace's clock is the host's plus the
+/// namespace's offset, which `/proc/self/timens_offsets` shows relative to the initial
+/// namespace. So this is CLOCK_MONOTONIC less that offset (see [`time_namespace_offset_ns`]).
 pub(crate) fn monotonic_ns() -> u64 {
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
+    let local = (ts.tv_sec as i64)
         .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+        .wrapping_add(ts.tv_nsec as i64);
+    local.wrapping_sub(time_namespace_offset_ns()).max(0) as u64
+}
+
+/// The monotonic offset of this process's time namespace, in nanoseconds, read once.
+///
+/// Reading it once is sound: a namespace's offsets are fixed once a process is in it (the kernel
+/// refuses writes to `timens_offsets` then), and a process changes namespace only by entering
+/// its `time_for_children` one, at exec or by `setns`, which the kernel allows a single-threaded
+/// process only. No file (a kernel before 5.6, or no /proc): no time namespaces, offset 0.
+///
+/// The file shows the offsets of the namespace of the process's *children*, which is its own
+/// except between its own `unshare(CLONE_NEWTIME)` and its exec: then (the two `ns` links
+/// differ) its own offsets cannot be read, and it is taken to be in the initial namespace.
+fn time_namespace_offset_ns() -> i64 {
+    static OFFSET_NS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET_NS.get_or_init(|| {
+        let own = std::fs::read_link("/proc/self/ns/time");
+        let children = std::fs::read_link("/proc/self/ns/time_for_children");
+        if let (Ok(own), Ok(children)) = (own, children) {
+            if own != children {
+                return 0;
+            }
+        }
+        std::fs::read_to_string("/proc/self/timens_offsets")
+            .ok()
+            .and_then(|text| monotonic_offset_ns(&text))
+            .unwrap_or(0)
+    })
+}
+
+/// The monotonic offset in the text of a `timens_offsets` file (`monotonic <secs> <nanos>`
+/// lines, the seconds possibly negative); `None` if it has none or it does not parse.
+fn monotonic_offset_ns(text: &str) -> Option<i64> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "monotonic" {
+            return None;
+        }
+        let secs: i64 = fields.next()?.parse().ok()?;
+        let nanos: i64 = fields.next()?.parse().ok()?;
+        secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    })
 }
 
 /// What recovery needs from one handle: the mapped file it repairs (whose header copy also
@@ -145,7 +194,8 @@ pub(crate) fn abandon_own_claims(survivor: Survivor<'_>, lanes: &[Registration])
 /// purpose; for those one sweep a millisecond is nothing.
 pub(crate) const STUCK_NS: u64 = 1_000_000;
 
-/// CLOCK_MONOTONIC in milliseconds, the unit of hold deadlines (see `lease`).
+/// The host's monotonic clock ([`monotonic_ns`]) in milliseconds, the unit of hold deadlines
+/// (see `lease`).
 pub(crate) fn monotonic_ms() -> u64 {
     monotonic_ns() / 1_000_000
 }
@@ -456,4 +506,31 @@ fn recount_sleepers(survivor: Survivor<'_>) -> bool {
         }
     }
     changed
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::monotonic_offset_ns;
+
+    #[test]
+    fn the_monotonic_offset_of_a_time_namespace_is_read_with_its_sign() {
+        let file = |mono: &str| format!("monotonic {mono}\nboottime 7 0\n");
+        assert_eq!(monotonic_offset_ns(&file("0 0")), Some(0));
+        assert_eq!(
+            monotonic_offset_ns(&file("3600         250")),
+            Some(3_600_000_000_250)
+        );
+        // A negative offset: seconds negative, nanoseconds never.
+        assert_eq!(
+            monotonic_offset_ns(&file("-5 500000000")),
+            Some(-4_500_000_000)
+        );
+        assert_eq!(monotonic_offset_ns("boottime 1 0\n"), None);
+        assert_eq!(monotonic_offset_ns("monotonic x 0\n"), None);
+        assert_eq!(
+            monotonic_offset_ns(&file("9223372036854775807 0")),
+            None,
+            "out of range"
+        );
+    }
 }

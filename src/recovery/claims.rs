@@ -222,8 +222,8 @@ fn unannounced_below<Q: ClaimStore + ?Sized>(
 }
 
 /// Hands out again every message held in place past its deadline (`now_ms`, milliseconds of
-/// CLOCK_MONOTONIC) by a live holder, as survivor `me` (see `lease`). A message may have to wait
-/// for room; then `all_resolved` is false and a later call tries again.
+/// the host's monotonic clock) by a live holder, as survivor `me` (see `lease`). A message may
+/// have to wait for room; then `all_resolved` is false and a later call tries again.
 pub fn expire_lapsed<Q: ClaimStore + ?Sized>(queue: &Q, me: Claimer<'_>, now_ms: u64) -> Outcome {
     let ring = queue.ring();
     let mut outcome = Outcome {

@@ -118,13 +118,35 @@ impl Child {
         args: &[(&str, &dyn Display)],
         env: &[(&str, &str)],
     ) -> Child {
+        Child::spawn_under(dir, &[], role, args, env)
+    }
+
+    /// Like [`spawn_with_env`](Self::spawn_with_env), run by `launcher` (a program and its
+    /// arguments, to which the child's command line is appended: `unshare --time --fork`, say);
+    /// with an empty `launcher`, the same.
+    pub fn spawn_under(
+        dir: &Path,
+        launcher: &[&str],
+        role: &str,
+        args: &[(&str, &dyn Display)],
+        env: &[(&str, &str)],
+    ) -> Child {
         let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
         let label = format!("{role}#{n}");
         let log = dir.join(format!("child-{n}-{role}.log"));
         let report = dir.join(format!("child-{n}-{role}.report"));
         let encoded: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let log_file = File::create(&log).expect("create child log");
-        let process = Command::new(std::env::current_exe().expect("current_exe"))
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut command = match launcher.split_first() {
+            Some((program, launcher_args)) => {
+                let mut c = Command::new(program);
+                c.args(launcher_args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let process = command
             .args([
                 "--ignored",
                 "--exact",
