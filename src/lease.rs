@@ -16,8 +16,15 @@
 //! bit 61  TAKEN   the hold lapsed (or its holder died) and participant `token` took it over
 //! bit 60  ACKED   the holder acknowledged the message in time; it is freeing the slot
 //! 40..60  token   the taker's participant token, with TAKEN
-//! 0..40   deadline, in milliseconds of the host's monotonic clock (`recovery::monotonic_ms`)
+//! 0..40   deadline, in milliseconds of the host's monotonic clock (34 years of uptime; see
+//!         `recovery::monotonic_ns`, the same in every time namespace)
 //! ```
+//!
+//! A word with none of the four flags is the deadline of a hold in force. While its holder has
+//! not let go, the slot is not reused (it stays `LENT` by the holder, or detached for it), so
+//! every flagless value in its lease word is this hold's: written by its begin, its extensions,
+//! or a taker's `untake`, which restores the value it took. The holder therefore decides from
+//! the word it reads, not from a deadline it remembers.
 //!
 //! # Life of a hold
 //! - **Begin** (the holder, before it stamps `LENT`): `deadline`, no flags. The deadline is made
@@ -26,6 +33,15 @@
 //! - **Extend** (the holder): CAS `deadline → later deadline`. Fails once the hold is taken.
 //! - **Acknowledge** (the holder): CAS `deadline → deadline | ACKED`, then the holder frees the
 //!   slot. Fails once the hold is taken: the caller gets `Expired`.
+//!
+//!   Both succeed after the deadline too, as long as nobody took the hold: the deadline is the
+//!   earliest moment a survivor may take it, and until one does, nobody else has the message
+//!   (as SQS deletes with a receipt whose timeout passed, if nobody received the message
+//!   since). The CAS is the one atomic step that decides between the holder and a taker.
+//! - **Expired is final** for the holder (see [`Hold`]): once an extension or an ack found the
+//!   hold taken, the holder never acknowledges it, even if the taker gave it back (`untake`)
+//!   meanwhile; it only lets go, and the next scan hands the message out. So `Expired` always
+//!   means that someone else has the message or will get it.
 //! - **Take** (a survivor; only when the deadline has passed, or the holder is dead): CAS
 //!   `deadline → deadline | TAKEN | me`. The taker then hands the message out again. If it
 //!   cannot yet (the queue is full of other messages), it gives the hold back
@@ -101,27 +117,40 @@ impl<'a> Lease<'a> {
         deadline
     }
 
-    /// Acknowledges the hold whose deadline is `deadline`: `Ok` if it was still the holder's
-    /// (the caller then frees the slot), `Expired` if it was taken over.
-    pub(crate) fn ack(&self, deadline: u64) -> Result<(), Expired> {
-        // AcqRel: a taker that fails its CAS because of this sees the holder's reads as done.
-        self.word
-            .compare_exchange(
-                deadline,
-                deadline | ACKED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .map(|_| ())
-            .map_err(|_| Expired)
+    /// Acknowledges the hold: `Ok` if it was still the holder's, whatever the clock says (the
+    /// caller then frees the slot), `Expired` if it was taken over.
+    pub(crate) fn ack(&self) -> Result<(), Expired> {
+        self.update(|deadline| deadline | ACKED).map(|_| ())
     }
 
-    /// Moves the hold's deadline from `deadline` to `later`; `Expired` if it was taken over.
-    pub(crate) fn extend(&self, deadline: u64, later: u64) -> Result<(), Expired> {
-        self.word
-            .compare_exchange(deadline, later, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
-            .map_err(|_| Expired)
+    /// Moves the hold's deadline to `timeout_ms` after `now_ms` (see [`later_deadline`]);
+    /// `Expired` if it was taken over. Returns the new deadline.
+    pub(crate) fn extend(&self, now_ms: u64, timeout_ms: u64) -> Result<u64, Expired> {
+        self.update(|deadline| later_deadline(deadline, now_ms, timeout_ms))
+    }
+
+    /// The holder's one step on its hold in force: replaces the flagless word (this hold's
+    /// deadline, see the module doc) by `next(word)` with a CAS from the value read, so that a
+    /// taker's CAS and this one cannot both succeed. `Expired` once the word shows a flag. A
+    /// failed CAS looks again: the word was taken (a flag now), or extended by another thread of
+    /// the holder (still flagless).
+    fn update(&self, next: impl Fn(u64) -> u64) -> Result<u64, Expired> {
+        let mut seen = self.word.load(Ordering::Acquire);
+        loop {
+            if seen & (GONE | DONE | TAKEN | ACKED) != 0 {
+                return Err(Expired);
+            }
+            let new = next(seen);
+            // AcqRel: a taker that fails its CAS because of this sees the holder's reads as
+            // done; Acquire on failure: a taker's word is read with what it wrote before.
+            match self
+                .word
+                .compare_exchange(seen, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(new),
+                Err(now) => seen = now,
+            }
+        }
     }
 
     /// The holder lets go of a hold that was taken over. Returns whether the taker is done
@@ -171,9 +200,19 @@ impl<'a> Lease<'a> {
     }
 }
 
+/// The holder's side of one in-place hold with a lease: whether it was told `Expired`. Once
+/// told, it is final (see "Life of a hold"): the holder never acknowledges, it only lets go.
+/// Handle-local, never in the mapping.
+#[derive(Debug, Default)]
+pub struct Hold {
+    /// An extension found the hold taken over. (Relaxed: set and read by the holder only; a
+    /// guard's `ack` and drop come after its extensions, which borrow it.)
+    expired: std::sync::atomic::AtomicBool,
+}
+
 /// Starts an in-place hold of the claimed position `pos` by `holder`, with a lease on `word`
 /// that lapses `timeout_ms` after `now_ms`: the lease first, then the `LENT` stamp that
-/// publishes it. Returns the deadline, which the holder keeps for `finish_hold` and `extend`.
+/// publishes it. The holder keeps the [`Hold`] for [`Hold::extend`] and [`Hold::finish`].
 pub fn begin_hold<S: SlotStates>(
     ring: &Ring<'_, S>,
     word: &AtomicU64,
@@ -181,42 +220,53 @@ pub fn begin_hold<S: SlotStates>(
     holder: u32,
     now_ms: u64,
     timeout_ms: u64,
-) -> u64 {
-    let deadline = Lease::new(word).begin(now_ms, timeout_ms);
+) -> Hold {
+    Lease::new(word).begin(now_ms, timeout_ms);
     ring.hold(pos, holder, Side::Recv);
-    deadline
+    Hold::default()
 }
 
-/// Ends the hold of `pos` by `holder`, whose lease on `word` has `deadline`: acknowledges the
-/// message and frees the slot if the hold is still the holder's (`true`); otherwise (it was taken
-/// over: `false`, the caller reports `Expired`) lets go, and gives the slot back to the ring if
-/// the taker is done with it. Either way the caller wakes senders afterwards.
-pub fn finish_hold<S: SlotStates>(
-    ring: &Ring<'_, S>,
-    word: &AtomicU64,
-    pos: u64,
-    holder: u32,
-    deadline: u64,
-) -> bool {
-    let lease = Lease::new(word);
-    if lease.ack(deadline).is_ok() {
-        ring.release(pos);
-        return true;
+impl Hold {
+    /// Extends the hold, whose lease is on `word`, to `timeout_ms` after `now_ms`: the new
+    /// deadline, or `None` if it was taken over (now or by an earlier call). A hold whose
+    /// deadline passed and that nobody took yet is still the holder's: extended. A deadline is a
+    /// whole millisecond and a hold lapses only once the clock is past it, so never before its
+    /// full timeout.
+    pub fn extend(&self, word: &AtomicU64, now_ms: u64, timeout_ms: u64) -> Option<u64> {
+        if self.expired.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let extended = Lease::new(word).extend(now_ms, timeout_ms).ok();
+        if extended.is_none() {
+            self.expired
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        extended
     }
-    if lease.let_go() {
-        ring.undetach(pos, holder);
-    }
-    false
-}
 
-/// Extends a hold whose lease on `word` has `deadline` to `timeout_ms` after `now_ms`: the new
-/// deadline, or `None` if the hold lapsed (its deadline is before `now_ms`) or was taken over.
-/// A deadline is a whole millisecond and a hold lapses only once the clock is past it, so never
-/// before its full timeout.
-pub fn extend_hold(word: &AtomicU64, deadline: u64, now_ms: u64, timeout_ms: u64) -> Option<u64> {
-    if deadline_of(deadline) < now_ms {
-        return None;
+    /// Ends the hold of `pos` by `holder`, whose lease is on `word`: acknowledges the message
+    /// and frees the slot if the hold is still the holder's and it was never told `Expired`
+    /// (`true`); otherwise (`false`, the caller reports `Expired`) lets go, and gives the slot
+    /// back to the ring if the taker is done with it. Either way the caller wakes senders
+    /// afterwards.
+    ///
+    /// Letting go of a hold that a taker gave back (`untake`) leaves `GONE` on a flagless word:
+    /// the next scan finds it due and hands the message out, as a dead holder's.
+    pub fn finish<S: SlotStates>(
+        &self,
+        ring: &Ring<'_, S>,
+        word: &AtomicU64,
+        pos: u64,
+        holder: u32,
+    ) -> bool {
+        let lease = Lease::new(word);
+        if !self.expired.load(std::sync::atomic::Ordering::Relaxed) && lease.ack().is_ok() {
+            ring.release(pos);
+            return true;
+        }
+        if lease.let_go() {
+            ring.undetach(pos, holder);
+        }
+        false
     }
-    let later = later_deadline(deadline, now_ms, timeout_ms);
-    Lease::new(word).extend(deadline, later).ok().map(|_| later)
 }

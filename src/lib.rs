@@ -183,7 +183,7 @@ pub use typed::{Typed, TypedGuard};
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod model {
-    pub use crate::lease::{begin_hold, extend_hold, finish_hold};
+    pub use crate::lease::{begin_hold, Hold};
     pub use crate::recovery::claims::{
         expire_lapsed, resolve_dead, ClaimStore, Outcome, Resolution,
     };

@@ -1364,19 +1364,19 @@ impl Queue {
         // Held beyond this call: peers do not wait for it (see `ring`, "Exact Empty and Full").
         // With a visibility timeout, the hold gets its lease before the `LENT` stamp (whose
         // `Release` store publishes it to survivors; see `lease`).
-        let lease_deadline = match self.mapping.visibility_timeout_ns() {
+        let lease = match self.mapping.visibility_timeout_ns() {
             0 => {
                 self.ring().hold(claim.first, me.token, Side::Recv);
-                0
+                None
             }
-            timeout_ns => lease::begin_hold(
+            timeout_ns => Some(lease::begin_hold(
                 &self.ring(),
                 &self.mapping.slot(claim.first).lease,
                 claim.first,
                 me.token,
                 recovery::monotonic_ms(),
                 timeout_ns.div_ceil(1_000_000),
-            ),
+            )),
         };
         self.hold_begin();
         Ok(RecvGuard {
@@ -1384,7 +1384,7 @@ impl Queue {
             pos: claim.first,
             msg,
             holder: me.token,
-            lease_deadline: std::sync::atomic::AtomicU64::new(lease_deadline),
+            lease,
             finished: false,
         })
     }
@@ -1831,17 +1831,18 @@ impl Drop for SendGuard<'_> {
 /// when the guard is acknowledged ([`ack`](Self::ack)) or dropped.
 ///
 /// In a queue with a visibility timeout ([`Options::visibility_timeout`]), the hold lapses at
-/// its deadline: the message is handed out again (its delivery count raised), and this guard's
-/// [`ack`](Self::ack) then says `Expired`. Its bytes stay valid, and its slot out of the ring's
-/// use, until the guard is gone.
+/// its deadline: the next scan for lapsed holds (within 100 ms) hands the message out again
+/// (its delivery count raised), and this guard's [`ack`](Self::ack) and
+/// [`extend`](Self::extend) then say `Expired`. Until a scan took it, the hold is still the
+/// guard's. Its bytes stay valid, and its slot out of the ring's use, until the guard is gone.
 pub struct RecvGuard<'q> {
     queue: &'q Queue,
     pos: u64,
     msg: &'q [u8],
     /// The token of the lane that holds it (stamped in its `LENT` state word).
     holder: u32,
-    /// The hold's deadline in the lease word (see `lease`); 0 without a visibility timeout.
-    lease_deadline: std::sync::atomic::AtomicU64,
+    /// The hold's side of its lease (see `lease`); `None` without a visibility timeout.
+    lease: Option<lease::Hold>,
     /// Acknowledged already (by `ack`): nothing left for `drop`.
     finished: bool,
 }
@@ -1875,8 +1876,11 @@ impl RecvGuard<'_> {
 
     /// Acknowledges (deletes) the message: its slot is freed for producers. `Err(Expired)` if
     /// the queue's visibility timeout passed and the message was handed out again before this
-    /// call: another consumer may be doing the same work. For each hold exactly one of the two
-    /// happens. Dropping the guard acknowledges it too, ignoring the result.
+    /// call (or is being handed out; or an earlier [`extend`](Self::extend) said `Expired`):
+    /// another consumer may be doing the same work, and this call deletes nothing. For each
+    /// hold exactly one of the two happens. A hold whose deadline passed but that nobody took
+    /// over yet is still this guard's: acknowledged. Dropping the guard acknowledges it too,
+    /// ignoring the result.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -1896,8 +1900,11 @@ impl RecvGuard<'_> {
 
     /// Resets the hold's timer: the message stays this guard's for `timeout` from now (a
     /// heartbeat for long work; `Duration::ZERO` gives it up at the next scan, as SQS's
-    /// visibility of 0 does). `Err(Expired)` if the deadline has already passed. In a queue
-    /// without a visibility timeout a hold never lapses, and this does nothing.
+    /// visibility of 0 does). `Err(Expired)` if the message was handed out again (or is being
+    /// handed out): then the guard's [`ack`](Self::ack) says `Expired` too and deletes nothing.
+    /// A hold whose deadline passed but that nobody took over yet is still this guard's:
+    /// extended. In a queue without a visibility timeout a hold never lapses, and this does
+    /// nothing.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -1911,51 +1918,41 @@ impl RecvGuard<'_> {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn extend(&self, timeout: Duration) -> Result<()> {
-        let deadline = self
-            .lease_deadline
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if deadline == 0 {
+        let Some(hold) = &self.lease else {
             return Ok(());
-        }
+        };
         if timeout > crate::options::MAX_VISIBILITY_TIMEOUT {
             return Err(Error::InvalidOptions(format!(
                 "a hold can be extended by at most {:?}, not {timeout:?}",
                 crate::options::MAX_VISIBILITY_TIMEOUT
             )));
         }
-        let later = lease::extend_hold(
+        hold.extend(
             &self.queue.mapping.slot(self.pos).lease,
-            deadline,
             recovery::monotonic_ms(),
             timeout.as_millis() as u64,
         )
-        .ok_or(Error::Expired)?;
-        self.lease_deadline
-            .store(later, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        .map(|_| ())
+        .ok_or(Error::Expired)
     }
 
     /// Lets go of the hold: acknowledges the message if the hold is still ours, frees the slot.
     fn finish(&mut self) -> Result<()> {
         let queue = self.queue;
         queue.hold_end();
-        let deadline = self
-            .lease_deadline
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if deadline == 0 {
+        let Some(hold) = &self.lease else {
             queue.release(Claim {
                 first: self.pos,
                 count: 1,
             });
             return Ok(());
-        }
+        };
         // Acknowledged, or (handed out again) let go: see `lease`.
-        let acked = lease::finish_hold(
+        let acked = hold.finish(
             &queue.ring(),
             &queue.mapping.slot(self.pos).lease,
             self.pos,
             self.holder,
-            deadline,
         );
         queue.wake(&queue.header().send_wait.0);
         if acked {

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Issue 25, an outside review of the visibility timeout, with real processes:
+//! - a holder that extends (or acknowledges) after its deadline, before anyone took its message
+//!   over, keeps it: `Expired` is said only when the hold was taken over, and after `Expired`
+//!   the holder's acknowledgement deletes nothing;
 //! - hold deadlines are on one clock for every process of the host, whatever time namespace
 //!   (`unshare --time`, CRIU) a process runs in;
 //! - a poller that only asks `Select::try_ready` gets a hung holder's message back, as a
@@ -11,7 +14,7 @@
 mod common;
 
 use common::{Child, Role};
-use shmq::{Options, Queue, Select};
+use shmq::{Error, Options, Queue, Select};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -38,17 +41,30 @@ fn child() {
 fn run_role(role: &Role) {
     let q = Queue::open(role.path("queue")).expect("open the queue");
     match role.name() {
-        // Receives one message in place, reports `held <deliveries> <text>` and sleeps
-        // `sleep_ms` touching nothing of the queue, then acknowledges.
+        // Receives one message in place and reports `held <deliveries> <text>`; sleeps
+        // `sleep_ms` touching nothing of the queue; if `extend_ms` is not 0, extends the hold by
+        // that much and reports `extended <result>`; holds `then_ms` more, checks its bytes did
+        // not change, acknowledges and reports `done intact=<bool> ack=<result>`.
         "hold" => {
             let guard = q.recv_in_place_timeout(BOUND).expect("receive in place");
+            let copy = guard.to_vec();
             role.report(&format!(
                 "held {} {}\n",
                 guard.deliveries(),
-                String::from_utf8_lossy(&guard)
+                String::from_utf8_lossy(&copy)
             ));
             std::thread::sleep(Duration::from_millis(role.arg("sleep_ms")));
-            let _ = guard.ack();
+            let extend: u64 = role.arg("extend_ms");
+            let mut reported = String::new();
+            if extend != 0 {
+                let extended = guard.extend(Duration::from_millis(extend));
+                reported = format!("extended {extended:?}\n");
+                role.report(&reported);
+            }
+            std::thread::sleep(Duration::from_millis(role.arg("then_ms")));
+            let intact = *guard == copy[..];
+            let acked = guard.ack();
+            role.report(&format!("{reported}done intact={intact} ack={acked:?}"));
         }
         // Waits at most `wait_ms` for a message and reports `got <deliveries> <text>` or the
         // error.
@@ -72,14 +88,24 @@ fn queue_with_timeout(dir: &Path, capacity: u32, timeout: Duration) -> Queue {
     Queue::create(dir.join("q"), options).expect("create")
 }
 
-/// Starts a `hold` child on the queue in `dir`, run by `launcher` (empty: directly), that
-/// sleeps `sleep_ms` holding its message.
-fn spawn_holder(dir: &Path, launcher: &[&str], sleep_ms: u64) -> Child {
+/// Starts a `hold` child on the queue in `dir`, run by `launcher` (empty: directly).
+fn spawn_holder(
+    dir: &Path,
+    launcher: &[&str],
+    sleep_ms: u64,
+    extend_ms: u64,
+    then_ms: u64,
+) -> Child {
     Child::spawn_under(
         dir,
         launcher,
         "hold",
-        &[("queue", &dir.join("q").display()), ("sleep_ms", &sleep_ms)],
+        &[
+            ("queue", &dir.join("q").display()),
+            ("sleep_ms", &sleep_ms),
+            ("extend_ms", &extend_ms),
+            ("then_ms", &then_ms),
+        ],
         &[],
     )
 }
@@ -92,6 +118,66 @@ fn reported(child: &Child, what: &str) -> String {
         report.contains(what)
     });
     report
+}
+
+// 1. `extend` / `ack` after the deadline.
+
+/// The holder's deadline passes while nobody looks at the queue; then it extends. Nobody took
+/// the message, so the hold is still the holder's: the extension succeeds, nobody else gets the
+/// message for the extended time, and the holder's ack deletes it (exactly once, processed).
+#[test]
+fn a_late_extension_before_anyone_took_the_message_keeps_it() {
+    let dir = common::tempdir();
+    let timeout = Duration::from_millis(50);
+    let q = queue_with_timeout(dir.path(), 4, timeout);
+    q.send(b"job").unwrap();
+    let holder = spawn_holder(dir.path(), &[], 300, 2000, 600);
+    reported(&holder, "held 1 job");
+    // Well past the deadline, nobody scanned (this process made no call): the holder extends.
+    let report = reported(&holder, "extended ");
+    assert!(
+        report.contains("extended Ok(())"),
+        "a hold nobody took is still the holder's: {report}"
+    );
+    // Extended by 2 s: polls that run the expiry scan find nothing to hand out.
+    let start = Instant::now();
+    let mut buf = [0u8; 32];
+    while start.elapsed() < Duration::from_millis(400) {
+        assert_eq!(q.try_recv(&mut buf), Err(Error::Empty));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let report = holder.wait(BOUND);
+    assert!(report.contains("done intact=true ack=Ok(())"), "{report}");
+    assert_eq!(q.stats().expired, 0);
+    assert!(!q.recover());
+    assert_eq!(q.try_recv(&mut buf), Err(Error::Empty));
+}
+
+/// Once another consumer has the message, the late holder's extension says `Expired`, and its
+/// ack says so too and deletes nothing: the other consumer's delivery stays valid and is the one
+/// that acknowledges.
+#[test]
+fn after_another_consumer_took_the_message_the_late_holder_gets_expired_and_deletes_nothing() {
+    let dir = common::tempdir();
+    let q = queue_with_timeout(dir.path(), 4, Duration::from_millis(50));
+    q.send(b"job").unwrap();
+    let holder = spawn_holder(dir.path(), &[], 1000, 2000, 0);
+    reported(&holder, "held 1 job");
+    let again = q.recv_in_place_timeout(BOUND).expect("the lapsed message");
+    assert_eq!((&*again, again.deliveries()), (&b"job"[..], 2));
+    let report = holder.wait(BOUND);
+    assert!(
+        report.contains("extended Err(Expired)") && report.contains("ack=Err(Expired)"),
+        "{report}"
+    );
+    assert_eq!(&*again, b"job", "the new delivery's bytes are untouched");
+    again
+        .ack()
+        .expect("the new holder's ack deletes the message");
+    assert_eq!(q.try_recv(&mut [0u8; 32]), Err(Error::Empty));
+    for i in 0..4u8 {
+        q.try_send(&[i]).expect("every slot is back in the ring");
+    }
 }
 
 // 2. Time namespaces.
@@ -140,7 +226,7 @@ fn a_hung_holder_in_a_time_namespace_ahead_loses_its_message_within_the_bound() 
     let timeout = Duration::from_millis(200);
     let q = queue_with_timeout(dir.path(), 4, timeout);
     q.send(b"job").unwrap();
-    let holder = spawn_holder(dir.path(), &launcher, 60_000);
+    let holder = spawn_holder(dir.path(), &launcher, 60_000, 0, 0);
     reported(&holder, "held 1 job");
     let seen_held = Instant::now();
     let again = q
@@ -194,7 +280,7 @@ fn a_try_ready_poller_gets_a_hung_holders_message_within_the_bound() {
     let q = queue_with_timeout(dir.path(), 4, timeout);
     let other = Queue::create(dir.path().join("other"), Options::new(4, 32)).unwrap();
     q.send(b"job").unwrap();
-    let holder = spawn_holder(dir.path(), &[], 60_000);
+    let holder = spawn_holder(dir.path(), &[], 60_000, 0, 0);
     reported(&holder, "held 1 job");
     let seen_held = Instant::now();
     let mut select = Select::new();

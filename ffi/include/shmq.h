@@ -207,8 +207,8 @@ enum shmq_status {
     SHMQ_INCOMPATIBLE = 12,     /**< a queue file of another layout version or platform */
     SHMQ_IO = 13,               /**< any other operating-system error */
     SHMQ_INTERNAL = 14,         /**< a bug in the library, caught at the boundary */
-    SHMQ_EXPIRED = 15,          /**< the message's visibility timeout passed and it was handed
-                                     out again (shmq_ack, shmq_extend): its work may be done twice */
+    SHMQ_EXPIRED = 15,          /**< the message's visibility timeout passed and another consumer
+                                     took it (shmq_ack, shmq_extend): its work may be done twice */
     SHMQ_TOO_MANY_HANDLES = 16  /**< every participant entry (512) is held by an open handle: close
                                      one and retry; the queue is not corrupt */
 };
@@ -410,14 +410,18 @@ int shmq_message_origin(const shmq_message *m, uint64_t *queue, uint64_t *id);
 void shmq_release(shmq_message *m);
 
 /** Acknowledges (deletes) the message and frees its slot; its bytes are no longer valid.
- *  Consumes `m`. SHMQ_OK, or SHMQ_EXPIRED if the queue's visibility timeout passed and the
- *  message was handed out again first (another consumer may do the same work; for each hold
- *  exactly one of the two happens). Without a visibility timeout always SHMQ_OK.
+ *  Consumes `m`. SHMQ_OK (also past the deadline if nobody took the message yet), or
+ *  SHMQ_EXPIRED if the queue's visibility timeout passed and another consumer's expiry scan took
+ *  the message first, or an earlier shmq_extend on `m` said SHMQ_EXPIRED: then nothing is
+ *  deleted (another consumer may do the same work; for each hold exactly one of the two
+ *  happens). Without a visibility timeout always SHMQ_OK.
  *  SHMQ_INVALID_ARGUMENT if `m` is NULL. */
 int shmq_ack(shmq_message *m);
 
 /** Resets the hold's timer: the message stays `m`'s for `timeout_ns` from now (0: gives it up
- *  at the next scan). SHMQ_EXPIRED if the deadline had already passed; SHMQ_INVALID_ARGUMENT if
+ *  at the next scan), also past the deadline if nobody took it yet. SHMQ_EXPIRED if another
+ *  consumer's expiry scan took it (final: a later shmq_ack on `m` deletes nothing and says
+ *  SHMQ_EXPIRED too); SHMQ_INVALID_ARGUMENT if
  *  `m` is NULL or `timeout_ns` is negative or over 12 hours. Does nothing (SHMQ_OK) in a queue
  *  without a visibility timeout. */
 int shmq_extend(shmq_message *m, int64_t timeout_ns);
