@@ -6,8 +6,9 @@
 //! - **Pause points.** With `SHMQ_TEST_PAUSE=<point>` in the environment, a process that reaches
 //!   that point appends `<point> <pid>` to the file named by `SHMQ_TEST_PAUSE_FILE` (if set) and
 //!   then sleeps forever, holding whatever it has claimed, so that a test can SIGKILL it at
-//!   exactly that instant. Points: `send-claimed` (a slot claimed, nothing written or published)
-//!   and `recv-claimed` (a message claimed, not yet released).
+//!   exactly that instant. Points: `send-claimed` (a slot claimed, nothing written or published),
+//!   `recv-claimed` (a message claimed, not yet released) and `topic-table-locked` (a topic's
+//!   subscription table lock just taken).
 //! - **Sleep slices.** A blocked call normally wakes every `recovery::SLEEP_SLICE` to run crash
 //!   recovery, and so it would also notice, within a slice, progress whose wake-up was lost. With
 //!   `SHMQ_TEST_SLEEP_SLICE=off` a blocked call sleeps until it is woken or its own deadline
