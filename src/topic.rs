@@ -397,9 +397,9 @@ struct Cache {
     /// The `Block` subscription last found full: reserved first, so that a retried
     /// `try_publish` fails there before it reserves (and cancels) anything elsewhere.
     hint: Option<usize>,
-    /// The positions in `subs` of `Drop` subscriptions whose queue file was found replaced
-    /// (`rm` + `create`, to resize it) while a message was offered to them: reopened before
-    /// the next publish.
+    /// The positions in `subs` of subscriptions whose queue file was found replaced (`rm` +
+    /// `create`, to resize it): a `Block` one found full, or a `Drop` one whose offer failed.
+    /// Let go of by `forget_replaced`, and reopened at the next reread.
     replaced: Cell<u64>,
     /// Subscriptions whose queue this publisher could not use at the last reread (a symlink, a
     /// FIFO, a directory, not a queue, slots too small, a queue the topic's writers could not
@@ -1020,6 +1020,9 @@ impl Topic {
         cache.hint = None;
         cache.generation = u64::MAX; // until the reread succeeds
         cache.unusable.clear();
+        // Who can write the topic (so its table): each queue named there must be writable by
+        // all of them (see `open_subscription`).
+        let writers = file::Writers::of(&self.file.metadata()?);
         let mut subs = Vec::new();
         for (index, e) in self.entries().iter().enumerate() {
             let Some(data) = read_entry(index, e)? else {
@@ -1032,7 +1035,7 @@ impl Topic {
                 subs.push(old.swap_remove(pos));
                 continue;
             }
-            let (queue, file_id) = match self.open_subscription(&data.path) {
+            let (queue, file_id) = match self.open_subscription(&data.path, &writers) {
                 Ok(opened) => opened,
                 Err(Error::NotFound(_)) => {
                     self.end_subscription(index, data.seq);
@@ -1069,13 +1072,17 @@ impl Topic {
 
     /// Opens the queue of a subscription whose path was read from the topic's table, with its
     /// file's `(device, inode)`. The path comes from shared memory that any writer of the topic
-    /// can rewrite, so the queue is used only if everyone who can write the topic could write
-    /// it too ([`file::Writers::check_delegated`]), and only if its slots hold the topic's
-    /// messages.
-    fn open_subscription(&self, path: &Path) -> Result<(Queue, (u64, u64))> {
+    /// can rewrite, so the queue is used only if everyone who can write the topic (`writers`)
+    /// could write it too ([`file::Writers::check_delegated`]), and only if its slots hold the
+    /// topic's messages.
+    fn open_subscription(
+        &self,
+        path: &Path,
+        writers: &file::Writers,
+    ) -> Result<(Queue, (u64, u64))> {
         let queue = Queue::open(path)?;
         let meta = queue.file().metadata()?;
-        file::Writers::of(&self.file.metadata()?).check_delegated(path, &meta)?;
+        writers.check_delegated(path, &meta)?;
         if queue.max_message_size() < self.max_message_size() {
             return Err(self.too_small(path, queue.max_message_size()));
         }
@@ -1199,9 +1206,8 @@ impl Topic {
                 }
                 FileFate::Replaced => {
                     // Reopen it: drop our handle on the old file and reread the table.
-                    let old = cache.subs.swap_remove(index);
-                    let _lock = TableLock::take(self)?;
-                    self.flush_one(&old);
+                    cache.replaced.set(cache.replaced.get() | 1 << index);
+                    self.forget_replaced(cache)?;
                     true
                 }
             };
@@ -1234,8 +1240,8 @@ impl Topic {
         }
     }
 
-    /// Lets go of the `Drop` subscriptions whose queue file was replaced (flushing their
-    /// counts), so that the next publish rereads the table and opens the new file.
+    /// Lets go of the subscriptions marked in `cache.replaced` (their queue file was replaced),
+    /// flushing their counts, so that the next reread of the table opens the new files.
     fn forget_replaced(&self, cache: &mut Cache) -> Result<()> {
         let replaced = cache.replaced.replace(0);
         let _lock = TableLock::take(self)?;
@@ -1385,13 +1391,16 @@ impl Topic {
                 std::io::ErrorKind::UnexpectedEof => Error::corrupt("the topic file was truncated"),
                 _ => Error::Io(e),
             })?;
-        // SAFETY (each `copy_at` and `copy_table`): the types are integers, atomics and byte
-        // arrays of atomics, valid for any bits, and `copy_at` checks the bounds.
+        // SAFETY: `Control` is atomics, valid for any bits; `copy_at` checks the bounds.
         let control: Control = unsafe { copy_at(&bytes, 128) };
+        // SAFETY: a `SubscriptionEntry` is atomics and byte arrays of atomics, valid for any
+        // bits; `copy_at` (inside `copy_table`) checks the bounds.
         let entries: Vec<SubscriptionEntry> =
             unsafe { copy_table(&bytes, SUBSCRIPTIONS_OFFSET, MAX_SUBSCRIPTIONS) };
+        // SAFETY: a `Participant` is atomics, valid for any bits; bounds checked as above.
         let publishers: Vec<Participant> =
             unsafe { copy_table(&bytes, PUBLISHERS_OFFSET, PARTICIPANTS) };
+        // SAFETY: a `Publishing` is an atomic, valid for any bits; bounds checked as above.
         let publishing: Vec<Publishing> =
             unsafe { copy_table(&bytes, PUBLISHING_OFFSET, PARTICIPANTS) };
         snapshot(
