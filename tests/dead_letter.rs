@@ -252,29 +252,8 @@ fn a_dead_letter_queue_replaced_after_it_was_opened_gets_the_next_message() {
 /// can write is used.
 #[test]
 fn a_dead_letter_queue_the_source_queues_group_could_not_write_is_refused() {
-    let dir = common::tempdir();
-    let source_path = dir.path().join("source");
-    let dlq_path = dir.path().join("dlq");
-    let source = Queue::create(
-        &source_path,
-        Options::new(8, MAX_MESSAGE)
-            .mode(0o660)
-            .max_deliveries(1)
-            .dead_letter_queue(&dlq_path),
-    )
-    .unwrap();
-    let s = Setup {
-        dir,
-        source_path,
-        source,
-        dlq_path,
-    };
-    // Modes set after create, whatever the umask.
-    let set_mode = |path: &PathBuf, mode: u32| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    set_mode(&s.source_path, 0o660);
+    let s = Setup::new(1);
+    common::set_mode(&s.source_path, 0o660);
     let private = Queue::create(&s.dlq_path, Options::new(8, MAX_MESSAGE).mode(0o600)).unwrap();
     s.source.send(b"poison").unwrap();
     s.kill_a_holder();
@@ -286,7 +265,7 @@ fn a_dead_letter_queue_the_source_queues_group_could_not_write_is_refused() {
     drop(private);
     Queue::unlink(&s.dlq_path).unwrap();
     let shared = Queue::create(&s.dlq_path, Options::new(8, MAX_MESSAGE).mode(0o660)).unwrap();
-    set_mode(&s.dlq_path, 0o660);
+    common::set_mode(&s.dlq_path, 0o660);
     s.kill_a_holder();
     s.sweep_until("the message to be dead-lettered", |st| {
         st.dead_lettered == 1

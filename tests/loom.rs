@@ -854,6 +854,37 @@ fn hold_then_ack(m: &Model, pos: u64, hold: &Hold) -> bool {
     acked
 }
 
+/// After a holder, a survivor scanning at clock 100 and a producer raced on a ring of two slots:
+/// runs one more scan (a survivor that found no room gave the hold back for a later scan: this
+/// one) and returns how many times the held message was handed out again.
+fn handed_out_after_a_last_scan(m: &Model) -> u32 {
+    expire_lapsed(m, m.claimer(3), 100);
+    m.resolved(Resolution::Expired)
+        + m.resolved(Resolution::RedeliveredInPlace)
+        + m.resolved(Resolution::RedeliveredByCopy)
+}
+
+/// What such a race leaves: the producer's message if it `sent`, the held one on its second
+/// delivery unless it was `acked`, each once; and nothing is withheld any more: a full lap of
+/// sends and receives goes through.
+fn assert_left_and_not_wedged(m: &Model, sent: bool, acked: bool) {
+    let mut got = m.drain_counted(3);
+    got.sort();
+    let mut want = vec![];
+    if sent {
+        want.push((msg(2, 0), 1));
+    }
+    if !acked {
+        want.push((msg(1, 0), 2));
+    }
+    want.sort();
+    assert_eq!(got, want);
+    for seq in 1..3 {
+        m.try_send(OWNER_B, msg(2, seq)).unwrap();
+    }
+    assert_eq!(m.drain_counted(3).len(), 2);
+}
+
 /// A late acknowledgement races a survivor that finds the hold lapsed, while a producer sends
 /// into a ring of two slots (the survivor's copy and the producer compete for the free one, and
 /// then the producer may come round to the held slot): either the ack wins and the message is
@@ -881,11 +912,7 @@ fn a_late_ack_races_expiry_and_exactly_one_wins() {
         let acked = holder.join().unwrap();
         survivor.join().unwrap();
         let sent = producer.join().unwrap();
-        // A survivor that found no room gave the hold back for a later scan: this one.
-        expire_lapsed(&*m, m.claimer(3), 100);
-        let handed_out = m.resolved(Resolution::Expired)
-            + m.resolved(Resolution::RedeliveredInPlace)
-            + m.resolved(Resolution::RedeliveredByCopy);
+        let handed_out = handed_out_after_a_last_scan(&m);
         assert_eq!(
             handed_out,
             u32::from(!acked),
@@ -893,22 +920,7 @@ fn a_late_ack_races_expiry_and_exactly_one_wins() {
         );
         let seen = if acked { &ACKED_SEEN } else { &EXPIRED_SEEN };
         seen.store(true, std::sync::atomic::Ordering::SeqCst);
-        let mut got = m.drain_counted(3);
-        got.sort();
-        let mut want = vec![];
-        if sent {
-            want.push((msg(2, 0), 1));
-        }
-        if !acked {
-            want.push((msg(1, 0), 2));
-        }
-        want.sort();
-        assert_eq!(got, want);
-        // Nothing is withheld any more: a full lap of sends and receives goes through.
-        for seq in 1..3 {
-            m.try_send(OWNER_B, msg(2, seq)).unwrap();
-        }
-        assert_eq!(m.drain_counted(3).len(), 2);
+        assert_left_and_not_wedged(&m, sent, acked);
     });
     // Both outcomes were explored.
     assert!(ACKED_SEEN.load(std::sync::atomic::Ordering::SeqCst));
@@ -949,11 +961,7 @@ fn an_extension_at_races_expiry(extend_at: u64) {
         let (extended, acked) = holder.join().unwrap();
         survivor.join().unwrap();
         let sent = producer.join().unwrap();
-        // A survivor that found no room gave the hold back for a later scan: this one.
-        expire_lapsed(&*m, m.claimer(3), 100);
-        let handed_out = m.resolved(Resolution::Expired)
-            + m.resolved(Resolution::RedeliveredInPlace)
-            + m.resolved(Resolution::RedeliveredByCopy);
+        let handed_out = handed_out_after_a_last_scan(&m);
         assert_eq!(
             extended, acked,
             "an extended hold is acknowledged, an expired one never"
@@ -969,21 +977,7 @@ fn an_extension_at_races_expiry(extend_at: u64) {
             &expired_seen
         };
         seen.store(true, std::sync::atomic::Ordering::SeqCst);
-        let mut got = m.drain_counted(3);
-        got.sort();
-        let mut want = vec![];
-        if sent {
-            want.push((msg(2, 0), 1));
-        }
-        if !acked {
-            want.push((msg(1, 0), 2));
-        }
-        want.sort();
-        assert_eq!(got, want);
-        for seq in 1..3 {
-            m.try_send(OWNER_B, msg(2, seq)).unwrap();
-        }
-        assert_eq!(m.drain_counted(3).len(), 2);
+        assert_left_and_not_wedged(&m, sent, acked);
     });
     assert!(seen_extended.load(std::sync::atomic::Ordering::SeqCst));
     assert!(seen_expired.load(std::sync::atomic::Ordering::SeqCst));

@@ -571,6 +571,29 @@ fn a_drop_subscription_whose_queue_is_replaced_is_reopened_by_a_running_publishe
     assert_eq!(drain(&resized), [b"last".to_vec()]);
 }
 
+/// A publisher process (id 7, one `publish`) started on the topic at `topic_path`, once it has
+/// paused at the test hook `point` (see `shmq::test_hooks`), holding whatever it holds there.
+fn paused_publisher(dir: &std::path::Path, topic_path: &std::path::Path, point: &str) -> Child {
+    let pause_file = dir.join("paused");
+    let pause_text = pause_file.display().to_string();
+    let child = Child::spawn_with_env(
+        dir,
+        "publisher",
+        &[
+            ("topic", &topic_path.display()),
+            ("id", &7),
+            ("count", &1),
+            ("mode", &"publish"),
+        ],
+        &[
+            ("SHMQ_TEST_PAUSE", point),
+            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
+        ],
+    );
+    common::wait_until(TIMEOUT, "the publisher to pause", || pause_file.exists());
+    child
+}
+
 /// Takes an open-file-description read lock on bytes `[start, start + len)` of `file` (opened
 /// read-only: what any user with read permission can do), held until `file` is closed.
 fn read_lock(file: &std::fs::File, start: i64, len: i64) {
@@ -638,23 +661,7 @@ fn a_publisher_killed_holding_the_table_lock_wedges_no_subscription_change() {
     topic
         .subscribe(&first, Subscription::new(8, MAX_MESSAGE))
         .unwrap();
-    let pause_file = dir.path().join("paused");
-    let pause_text = pause_file.display().to_string();
-    let child = Child::spawn_with_env(
-        dir.path(),
-        "publisher",
-        &[
-            ("topic", &topic_path.display()),
-            ("id", &7),
-            ("count", &1),
-            ("mode", &"publish"),
-        ],
-        &[
-            ("SHMQ_TEST_PAUSE", "topic-table-locked"),
-            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
-        ],
-    );
-    common::wait_until(TIMEOUT, "the publisher to pause", || pause_file.exists());
+    let child = paused_publisher(dir.path(), &topic_path, "topic-table-locked");
     child.kill();
     let second = dir.path().join("q1");
     topic
@@ -681,23 +688,7 @@ fn a_publisher_killed_holding_a_reservation_wedges_nothing_and_is_counted() {
             .subscribe(q, Subscription::new(8, MAX_MESSAGE))
             .unwrap();
     }
-    let pause_file = dir.path().join("paused");
-    let pause_text = pause_file.display().to_string();
-    let child = Child::spawn_with_env(
-        dir.path(),
-        "publisher",
-        &[
-            ("topic", &topic_path.display()),
-            ("id", &7),
-            ("count", &1),
-            ("mode", &"publish"),
-        ],
-        &[
-            ("SHMQ_TEST_PAUSE", "send-claimed"),
-            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
-        ],
-    );
-    common::wait_until(TIMEOUT, "the publisher to pause", || pause_file.exists());
+    let child = paused_publisher(dir.path(), &topic_path, "send-claimed");
     assert_eq!(topic.stats().unwrap().publishers, 2);
     child.kill();
     let consumers: Vec<Queue> = queues.iter().map(|q| Queue::open(q).unwrap()).collect();
@@ -738,23 +729,7 @@ fn inspect_counts_every_open_publisher_and_one_killed_mid_publish_in_any_entry()
         .unwrap();
     let others: Vec<Topic> = (0..2).map(|_| Topic::open(&topic_path).unwrap()).collect();
     assert_eq!(Topic::inspect(&topic_path).unwrap().publishers, 3);
-    let pause_file = dir.path().join("paused");
-    let pause_text = pause_file.display().to_string();
-    let child = Child::spawn_with_env(
-        dir.path(),
-        "publisher",
-        &[
-            ("topic", &topic_path.display()),
-            ("id", &7),
-            ("count", &1),
-            ("mode", &"publish"),
-        ],
-        &[
-            ("SHMQ_TEST_PAUSE", "send-claimed"),
-            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
-        ],
-    );
-    common::wait_until(TIMEOUT, "the publisher to pause", || pause_file.exists());
+    let child = paused_publisher(dir.path(), &topic_path, "send-claimed");
     assert_eq!(Topic::inspect(&topic_path).unwrap().publishers, 4);
     child.kill();
     let seen = Topic::inspect(&topic_path).unwrap();
@@ -1231,14 +1206,10 @@ fn publishing_makes_no_system_call_when_nothing_changed() {
 /// queue again, a running publisher delivers there within `UNUSABLE_RETRY`.
 #[test]
 fn one_unusable_subscription_is_skipped_and_counted_and_the_others_served() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = common::tempdir();
     let topic_path = dir.path().join("t");
     let topic = Topic::create(&topic_path, TopicOptions::new(MAX_MESSAGE)).unwrap();
-    let set_mode = |path: &std::path::Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    set_mode(&topic_path, 0o660);
+    common::set_mode(&topic_path, 0o660);
     let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
     topic
         .subscribe(&good, Subscription::new(64, MAX_MESSAGE))
@@ -1246,7 +1217,7 @@ fn one_unusable_subscription_is_skipped_and_counted_and_the_others_served() {
     topic
         .subscribe(&bad, Subscription::new(8, MAX_MESSAGE))
         .unwrap();
-    set_mode(&good, 0o660);
+    common::set_mode(&good, 0o660);
     let good_queue = Queue::open(&good).unwrap();
     let target = dir.path().join("elsewhere");
     Queue::create(&target, Options::new(8, MAX_MESSAGE)).unwrap();
@@ -1273,14 +1244,14 @@ fn one_unusable_subscription_is_skipped_and_counted_and_the_others_served() {
             "a queue with smaller slots",
             Box::new(|p| {
                 Queue::create(p, Options::new(8, MAX_MESSAGE / 2)).unwrap();
-                set_mode(p, 0o660);
+                common::set_mode(p, 0o660);
             }),
         ),
         (
             "a queue the topic's group cannot write",
             Box::new(|p| {
                 Queue::create(p, Options::new(8, MAX_MESSAGE)).unwrap();
-                set_mode(p, 0o600);
+                common::set_mode(p, 0o600);
             }),
         ),
     ];
@@ -1317,7 +1288,7 @@ fn one_unusable_subscription_is_skipped_and_counted_and_the_others_served() {
     // Usable again: a queue the group can write.
     std::fs::remove_file(&bad).unwrap();
     let fixed = Queue::create(&bad, Options::new(8, MAX_MESSAGE)).unwrap();
-    set_mode(&bad, 0o660);
+    common::set_mode(&bad, 0o660);
     let start = Instant::now();
     while drain(&fixed).is_empty() {
         assert!(

@@ -406,3 +406,10 @@ pub fn exporter_address(stdout: std::process::ChildStdout) -> String {
         .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
         .to_string()
 }
+
+/// Sets the mode of the file at `path` to exactly `mode` (whatever the umask was at create).
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
