@@ -117,26 +117,15 @@ fn make_install_then_pkg_config_builds_examples_that_run_with_the_installed_libr
     assert!(String::from_utf8_lossy(&out.stderr).contains("libshmq.so"));
 }
 
-/// valgrind, or `None` (with a skip line) where it is missing outside CI.
-fn valgrind() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("valgrind"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "valgrind is not installed, and CI is set: install it (apt-get install valgrind)"
-        );
-        println!("SKIPPED c_examples_run_clean_under_valgrind: valgrind is not installed");
-    }
-    found
-}
-
 #[test]
 fn c_examples_run_clean_under_valgrind() {
-    let Some(valgrind) = valgrind() else { return };
+    let Some(valgrind) = common::optional_tool(
+        "valgrind",
+        "SHMQ_SKIP_VALGRIND_TESTS",
+        "c_examples_run_clean_under_valgrind",
+    ) else {
+        return;
+    };
     let memcheck = |exe: &Path, args: &[&std::ffi::OsStr]| {
         let mut cmd = Command::new(&valgrind);
         cmd.args([

@@ -80,6 +80,24 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
+/// Variables that let a test pass without a component it needs (`scripts/test` installs them
+/// all): set to `1`, the test prints a `SKIPPED` line and passes where the component is missing;
+/// unset, it fails naming the variable. Where the component is present the test runs either way.
+pub const SKIP_ROOT_TESTS: &str = "SHMQ_SKIP_ROOT_TESTS";
+/// See [`SKIP_ROOT_TESTS`]: tmux, bash, make and man for the operator tests.
+pub const SKIP_OPERATOR_TOOLS: &str = "SHMQ_SKIP_OPERATOR_TOOLS";
+
+/// A test that cannot run here because `missing`: with `var=1` prints a `SKIPPED` line (the
+/// caller then returns), otherwise fails saying what is missing and which variable skips it.
+/// Never a silent pass: CI must not pass on a test that did nothing.
+pub fn skip_or_fail(var: &str, test: &str, missing: &str) {
+    if std::env::var_os(var).is_some_and(|v| v == "1") {
+        println!("SKIPPED {test}: {missing} ({var}=1)");
+    } else {
+        panic!("{test} cannot run: {missing}; fix that (scripts/test installs what the tests need) or set {var}=1 to skip it");
+    }
+}
+
 /// xorshift64: reproducible pseudo-random numbers from a seed that the test prints or fixes,
 /// so that a failure can be replayed. The seed must not be 0 (the sequence would stay 0).
 pub struct Rng(pub u64);

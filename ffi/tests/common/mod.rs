@@ -118,14 +118,43 @@ impl Link {
     }
 }
 
-/// A compiler from `PATH`; its absence fails the test (CI installs gcc and g++).
+/// A compiler or build tool from `PATH`; its absence fails the test (`scripts/test` installs
+/// gcc, g++, make, pkg-config and binutils). These are not optional: every test here needs them.
 pub fn tool(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
+    which(name).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed: the C/C++ tests need it \
+             (apt-get install gcc g++ make pkg-config binutils, or run scripts/test)"
+        )
+    })
+}
+
+/// `name` on `PATH`, if it is there.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| panic!("`{name}` is not installed: the C/C++ tests need it"))
+    })
+}
+
+/// An optional tool from `PATH` (cmake, valgrind), or `None` where it is missing and `var=1`
+/// lets `test` pass without it (printing a `SKIPPED` line); missing and `var` unset fails the
+/// test, naming the variable. Where the tool is present the test runs either way. (The same
+/// scheme as `tests/common`'s `skip_or_fail`, which this crate's tests cannot import.)
+pub fn optional_tool(name: &str, var: &str, test: &str) -> Option<PathBuf> {
+    let found = which(name);
+    if found.is_none() {
+        if std::env::var_os(var).is_some_and(|v| v == "1") {
+            println!("SKIPPED {test}: {name} is not installed ({var}=1)");
+        } else {
+            panic!(
+                "{test} cannot run: {name} is not installed; install it (apt-get install {name}, \
+                 or run scripts/test) or set {var}=1 to skip it"
+            );
+        }
+    }
+    found
 }
 
 /// Compiles `sources` (C if they end in `.c`, else C++17) with warnings as errors into an
