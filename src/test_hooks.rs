@@ -8,7 +8,9 @@
 //!   then sleeps forever, holding whatever it has claimed, so that a test can SIGKILL it at
 //!   exactly that instant. Points: `send-claimed` (a slot claimed, nothing written or published),
 //!   `recv-claimed` (a message claimed, not yet released) and `topic-table-locked` (a topic's
-//!   subscription table lock just taken).
+//!   subscription table lock just taken). With `SHMQ_TEST_PAUSE_AFTER=<n>` the process passes the
+//!   point `n` times first and pauses at the next arrival, so that a test can stop a stream in its
+//!   middle (the `n+1`-th claim) rather than at its first step.
 //! - **Sleep slices.** A blocked call normally wakes every `recovery::SLEEP_SLICE` to run crash
 //!   recovery, and so it would also notice, within a slice, progress whose wake-up was lost. With
 //!   `SHMQ_TEST_SLEEP_SLICE=off` a blocked call sleeps until it is woken or its own deadline
@@ -24,6 +26,25 @@ pub(crate) fn pause_point(point: &str) {
     static REQUESTED: OnceLock<Option<String>> = OnceLock::new();
     let requested = REQUESTED.get_or_init(|| std::env::var("SHMQ_TEST_PAUSE").ok());
     if requested.as_deref() != Some(point) {
+        return;
+    }
+    // Arrivals to pass first (`SHMQ_TEST_PAUSE_AFTER`), counted down across threads.
+    static AFTER: OnceLock<std::sync::atomic::AtomicU64> = OnceLock::new();
+    let after = AFTER.get_or_init(|| {
+        let n = std::env::var("SHMQ_TEST_PAUSE_AFTER").map_or(0, |text| {
+            text.parse()
+                .unwrap_or_else(|_| panic!("SHMQ_TEST_PAUSE_AFTER={text}: expected a count"))
+        });
+        std::sync::atomic::AtomicU64::new(n)
+    });
+    let pass = after
+        .fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    if pass {
         return;
     }
     if let Some(path) = std::env::var_os("SHMQ_TEST_PAUSE_FILE") {

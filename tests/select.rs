@@ -16,11 +16,20 @@ use std::time::{Duration, Instant};
 /// How long to wait for a child to get somewhere, or to exit.
 const BOUND: Duration = Duration::from_secs(20);
 
-/// After `delay_ms`, sends `msg` to `queue` (op `send`) or receives one message (op `recv`).
+/// Once the parent's `Select` sleeps on `queue` (it counts itself as a receiver there for op
+/// `send`, as a sender for op `recv`), sends `msg` to it (op `send`) or receives one message
+/// (op `recv`): the act then has to wake a sleeper.
 fn act_later(role: &Role) {
     let q = Queue::open(role.path("queue")).unwrap();
-    std::thread::sleep(Duration::from_millis(role.arg("delay_ms")));
-    match role.arg::<String>("op").as_str() {
+    let op = role.arg::<String>("op");
+    common::wait_until(BOUND, "the select to sleep on the queue", || {
+        let stats = q.stats();
+        match op.as_str() {
+            "send" => stats.recv_sleepers == 1,
+            _ => stats.send_sleepers == 1,
+        }
+    });
+    match op.as_str() {
         "send" => q.send(role.arg::<String>("msg").as_bytes()).unwrap(),
         "recv" => {
             q.recv(&mut [0u8; 64]).unwrap();
@@ -90,16 +99,11 @@ fn create(dir: &Path, name: &str, capacity: u32) -> Queue {
     Queue::create(dir.join(name), Options::new(capacity, 64)).unwrap()
 }
 
-fn act_later_child(dir: &Path, q: &Queue, op: &str, delay_ms: u64) -> Child {
+fn act_later_child(dir: &Path, q: &Queue, op: &str) -> Child {
     Child::spawn(
         dir,
         "act_later",
-        &[
-            ("queue", &q.path().display()),
-            ("op", &op),
-            ("msg", &"hi"),
-            ("delay_ms", &delay_ms),
-        ],
+        &[("queue", &q.path().display()), ("op", &op), ("msg", &"hi")],
     )
 }
 
@@ -116,7 +120,7 @@ fn ready_returns_the_queue_another_process_sent_to() {
         select.recv(q);
     }
     assert_eq!(select.try_ready(), None);
-    let sender = act_later_child(dir.path(), &queues[3], "send", 300);
+    let sender = act_later_child(dir.path(), &queues[3], "send");
     let observer = Queue::open(queues[0].path()).unwrap();
     let (ready, counted) = std::thread::scope(|s| {
         let probe = s.spawn(|| {
@@ -153,7 +157,7 @@ fn a_send_is_ready_once_another_process_frees_a_slot() {
     let on_empty = select.recv(&empty);
     let on_full = select.send(&full);
     assert_eq!(select.try_ready(), None);
-    let receiver = act_later_child(dir.path(), &full, "recv", 200);
+    let receiver = act_later_child(dir.path(), &full, "recv");
     let ready = select.ready_timeout(BOUND).unwrap();
     receiver.wait(BOUND);
     assert_eq!(ready, on_full);
@@ -191,7 +195,9 @@ fn a_closed_queue_is_ready_and_an_empty_set_is_refused() {
     let on_b = select.recv(&b);
     let ready = std::thread::scope(|s| {
         s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(100));
+            common::wait_until(BOUND, "the select to sleep on b", || {
+                b.stats().recv_sleepers == 1
+            });
             b.close();
         });
         select.ready_timeout(BOUND).unwrap()
@@ -227,10 +233,18 @@ fn select_over_a_thousand_queues_uses_eight_helpers() {
         child.report_so_far().starts_with("ready")
     });
     for k in 0..MESSAGES {
-        std::thread::sleep(Duration::from_millis(30));
+        // Each message wakes a sleeping select: send once the child sleeps on the queue (counted
+        // as a receiver there), after it took the previous message.
+        let q = &queues[(k * 337) % N];
+        common::wait_until(BOUND, "the select to sleep on the next queue", || {
+            q.stats().recv_sleepers == 1
+        });
         let mut msg = [0u8; 16];
         msg[..8].copy_from_slice(&common::monotonic_ns().to_le_bytes());
-        queues[(k * 337) % N].send(&msg).unwrap();
+        q.send(&msg).unwrap();
+        common::wait_until(BOUND, "the select to take the message", || {
+            q.stats().len == 0
+        });
     }
     let report = child.wait(BOUND);
     let helpers: usize = report

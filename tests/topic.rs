@@ -445,9 +445,12 @@ fn publish_waits_for_a_full_block_subscription_but_never_for_a_drop_one() {
     let consumer = {
         let (slow, done) = (slow.clone(), done.clone());
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            assert!(!done.load(Ordering::SeqCst), "publish did not wait");
             let q = Queue::open(slow).unwrap();
+            // The third publish waits for room: it sleeps on the full queue as a sender.
+            common::wait_until(TIMEOUT, "the publish to wait for room", || {
+                q.stats().send_sleepers == 1
+            });
+            assert!(!done.load(Ordering::SeqCst), "publish did not wait");
             let mut buf = [0u8; 64];
             for _ in 0..3 {
                 q.recv(&mut buf).unwrap();
@@ -742,10 +745,11 @@ fn inspect_counts_every_open_publisher_and_one_killed_mid_publish_in_any_entry()
     assert_eq!(Topic::inspect(&topic_path).unwrap().publishers, 1);
 }
 
-/// A publisher SIGKILLed at an arbitrary instant of a stream into three subscriptions: every
-/// subscription holds a gap-free prefix of its messages, the prefixes differ by at most the one
-/// interrupted publish, nothing wedges (a second publisher's messages all arrive), and
-/// `interrupted_publishes` is 0 or 1.
+/// A publisher SIGKILLed in the middle of a publish, deep in a stream into three subscriptions
+/// (stopped by the `send-claimed` pause point after a random number of claims, so that it holds
+/// one to three reservations of one publish): every subscription holds a gap-free prefix of its
+/// messages, the prefixes differ by at most the interrupted publish, nothing wedges (a second
+/// publisher's messages all arrive), and `interrupted_publishes` is exactly 1.
 #[test]
 fn a_publisher_killed_mid_stream_leaves_prefixes_and_wedges_nothing() {
     let dir = common::tempdir();
@@ -758,13 +762,25 @@ fn a_publisher_killed_mid_stream_leaves_prefixes_and_wedges_nothing() {
             .unwrap();
     }
     let stop = dir.path().join("never");
-    let streamer = Child::spawn(
+    // Between 5,000 and 6,000 publishes in (three claims each), at any of a publish's claims.
+    let seed = common::monotonic_ns() | 1;
+    let claims_before = 3 * 5000 + Rng(seed).next() % 3000;
+    println!("paused after {claims_before} claims (seed {seed:#x})");
+    let pause_file = dir.path().join("paused");
+    let (pause_text, after_text) = (pause_file.display().to_string(), claims_before.to_string());
+    let streamer = Child::spawn_with_env(
         dir.path(),
         "streamer",
         &[("topic", &topic_path.display()), ("stop", &stop.display())],
+        &[
+            ("SHMQ_TEST_PAUSE", "send-claimed"),
+            ("SHMQ_TEST_PAUSE_AFTER", &after_text),
+            ("SHMQ_TEST_PAUSE_FILE", &pause_text),
+        ],
     );
-    let first = Queue::open(&queues[0]).unwrap();
-    common::wait_until(TIMEOUT, "the stream", || first.stats().len >= 5000);
+    common::wait_until(TIMEOUT, "the streamer to pause mid-publish", || {
+        pause_file.exists()
+    });
     streamer.kill();
     for i in 0..100 {
         topic.publish(&key(1, i)).unwrap();
@@ -786,7 +802,7 @@ fn a_publisher_killed_mid_stream_leaves_prefixes_and_wedges_nothing() {
     );
     assert!(hi - lo <= 1, "prefixes {prefixes:?}");
     let interrupted = topic.stats().unwrap().interrupted_publishes;
-    assert!(interrupted <= 1, "{interrupted}");
+    assert_eq!(interrupted, 1, "killed holding a publish's reservations");
     if hi != lo {
         assert_eq!(
             interrupted, 1,
