@@ -17,14 +17,17 @@ use std::time::{Duration, Instant};
 const BOUND: Duration = Duration::from_secs(20);
 
 /// Once the parent's `Select` sleeps on `queue` (it counts itself as a receiver there for op
-/// `send`, as a sender for op `recv`), sends `msg` to it (op `send`) or receives one message
-/// (op `recv`): the act then has to wake a sleeper.
+/// `send`, as a sender for op `recv`), or once the file `go` exists if one is named (the parent
+/// creates it when it has seen what it looks for), sends `msg` to the queue (op `send`) or
+/// receives one message (op `recv`): the act then has to wake a sleeper.
 fn act_later(role: &Role) {
     let q = Queue::open(role.path("queue")).unwrap();
     let op = role.arg::<String>("op");
+    let go = role.path("go");
     common::wait_until(BOUND, "the select to sleep on the queue", || {
         let stats = q.stats();
         match op.as_str() {
+            _ if go != Path::new("-") => go.exists(),
             "send" => stats.recv_sleepers == 1,
             _ => stats.send_sleepers == 1,
         }
@@ -99,11 +102,16 @@ fn create(dir: &Path, name: &str, capacity: u32) -> Queue {
     Queue::create(dir.join(name), Options::new(capacity, 64)).unwrap()
 }
 
-fn act_later_child(dir: &Path, q: &Queue, op: &str) -> Child {
+fn act_later_child(dir: &Path, q: &Queue, op: &str, go: &Path) -> Child {
     Child::spawn(
         dir,
         "act_later",
-        &[("queue", &q.path().display()), ("op", &op), ("msg", &"hi")],
+        &[
+            ("queue", &q.path().display()),
+            ("op", &op),
+            ("msg", &"hi"),
+            ("go", &go.display()),
+        ],
     )
 }
 
@@ -120,13 +128,19 @@ fn ready_returns_the_queue_another_process_sent_to() {
         select.recv(q);
     }
     assert_eq!(select.try_ready(), None);
-    let sender = act_later_child(dir.path(), &queues[3], "send");
-    let observer = Queue::open(queues[0].path()).unwrap();
+    // The sender sends once this test has seen the select counted as a sleeper on all five.
+    let go = dir.path().join("go");
+    let sender = act_later_child(dir.path(), &queues[3], "send", &go);
+    let observers: Vec<Queue> = queues
+        .iter()
+        .map(|q| Queue::open(q.path()).unwrap())
+        .collect();
     let (ready, counted) = std::thread::scope(|s| {
         let probe = s.spawn(|| {
-            common::wait_until(BOUND, "the select to sleep", || {
-                observer.stats().recv_sleepers == 1
+            common::wait_until(BOUND, "the select to sleep on every queue", || {
+                observers.iter().all(|q| q.stats().recv_sleepers == 1)
             });
+            std::fs::write(&go, b"").unwrap();
             true
         });
         let ready = select.ready_timeout(BOUND).unwrap();
@@ -157,7 +171,7 @@ fn a_send_is_ready_once_another_process_frees_a_slot() {
     let on_empty = select.recv(&empty);
     let on_full = select.send(&full);
     assert_eq!(select.try_ready(), None);
-    let receiver = act_later_child(dir.path(), &full, "recv");
+    let receiver = act_later_child(dir.path(), &full, "recv", Path::new("-"));
     let ready = select.ready_timeout(BOUND).unwrap();
     receiver.wait(BOUND);
     assert_eq!(ready, on_full);
