@@ -92,9 +92,26 @@ pub const SKIP_OPERATOR_TOOLS: &str = "SHMQ_SKIP_OPERATOR_TOOLS";
 /// Never a silent pass: CI must not pass on a test that did nothing.
 pub fn skip_or_fail(var: &str, test: &str, missing: &str) {
     if std::env::var_os(var).is_some_and(|v| v == "1") {
-        println!("SKIPPED {test}: {missing} ({var}=1)");
+        let line = format!("SKIPPED {test}: {missing} ({var}=1)");
+        println!("{line}");
+        record_skip(&line);
     } else {
         panic!("{test} cannot run: {missing}; fix that (scripts/test installs what the tests need) or set {var}=1 to skip it");
+    }
+}
+
+/// Appends `line` to the file `SHMQ_TEST_SKIPPED_FILE` names, if set (`scripts/test` lists
+/// the skipped tests from it: the harness hides a passing test's output).
+pub fn record_skip(line: &str) {
+    if let Some(path) = std::env::var_os("SHMQ_TEST_SKIPPED_FILE") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
     }
 }
 
