@@ -33,12 +33,15 @@
 
 mod common;
 
-use common::{Child, Rng, Role};
+#[cfg(feature = "cli")]
+use common::Rng;
+use common::{Child, Role};
 use shmq::testing::STUCK;
 use shmq::{Error, Options, Queue};
 use std::ffi::CString;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "cli")]
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -21,7 +21,9 @@ use common::{Child, Role};
 use shmq::{Error, Options, Queue};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+#[cfg(feature = "cli")]
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -147,6 +149,7 @@ fn a_dropped_handle_whose_claims_find_no_room_leaves_them_for_a_sweep() {
 }
 
 /// A pipe whose buffer is full: a writer to `.1` blocks until someone reads `.0`.
+#[cfg(feature = "cli")]
 fn full_pipe() -> (File, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
@@ -238,6 +241,7 @@ fn cli_recv_that_loses_its_reader_while_the_tail_slot_is_held_loses_nothing() {
     }
 }
 
+#[cfg(feature = "cli")]
 fn wait_child(child: &mut std::process::Child, bound: Duration) -> std::process::ExitStatus {
     let start = std::time::Instant::now();
     loop {
