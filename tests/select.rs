@@ -286,3 +286,21 @@ fn select_over_a_thousand_queues_uses_eight_helpers() {
         "{helpers} helpers"
     );
 }
+
+/// `len` and `is_empty` count the operations added, receives and sends alike (a mutation run
+/// found nothing else checking them).
+#[test]
+fn len_and_is_empty_count_the_operations_added() {
+    let dir = common::tempdir();
+    let a = create(dir.path(), "a", 8);
+    let b = create(dir.path(), "b", 8);
+    let mut select = Select::new();
+    assert!(select.is_empty());
+    assert_eq!(select.len(), 0);
+    assert_eq!(select.recv(&a), 0);
+    assert!(!select.is_empty());
+    assert_eq!(select.send(&b), 1);
+    assert_eq!(select.recv(&b), 2);
+    assert_eq!(select.len(), 3);
+    assert!(!select.is_empty());
+}

@@ -96,7 +96,10 @@ pub fn skip_or_fail(var: &str, test: &str, missing: &str) {
         println!("{line}");
         record_skip(&line);
     } else {
-        panic!("{test} cannot run: {missing}; fix that (scripts/test installs what the tests need) or set {var}=1 to skip it");
+        panic!(
+            "{test} cannot run: {missing}. Provide it (scripts/test installs the tools the \
+             tests need), or set {var}=1 to let this test pass without it"
+        );
     }
 }
 
