@@ -15,6 +15,10 @@
 //!   recovery, and so it would also notice, within a slice, progress whose wake-up was lost. With
 //!   `SHMQ_TEST_SLEEP_SLICE=off` a blocked call sleeps until it is woken or its own deadline
 //!   passes (`=<ms>` sets another slice), so that a lost wake-up hangs and a test fails fast.
+//! - **Spin phase.** A blocked call normally spins (and yields) a while before it registers as a
+//!   sleeper; on a loaded machine the yields stretch that phase to milliseconds, and a wait ends
+//!   before it sleeps. With `SHMQ_TEST_SPIN=off` it registers and sleeps at once, so that a test
+//!   of the register-then-sleep window exercises that window however busy the machine is.
 //! - **Events.** With `SHMQ_TEST_EVENTS=<file>`, recovery appends one line per repair it makes
 //!   that the queue's counters do not tell apart (`redelivered-in-place`, `redelivered-copy`), so
 //!   that a test can assert which paths ran, across processes.
@@ -95,6 +99,31 @@ pub(crate) fn sleep_slice(slice: std::time::Duration) -> Option<std::time::Durat
     Some(slice)
 }
 
+/// How many tries a blocked call spins before it sleeps: `tries`, or 0 with `SHMQ_TEST_SPIN=off`
+/// (read once per process).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn spin_tries(tries: u32) -> u32 {
+    use std::sync::OnceLock;
+    static OFF: OnceLock<bool> = OnceLock::new();
+    let off = *OFF.get_or_init(|| match std::env::var(testing::SPIN_VAR).as_deref() {
+        Ok("off") => true,
+        Ok(other) => panic!("{}={other}: expected `off`", testing::SPIN_VAR),
+        Err(_) => false,
+    });
+    if off {
+        0
+    } else {
+        tries
+    }
+}
+
+/// How many tries a blocked call spins before it sleeps (not compiled in: always `tries`).
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn spin_tries(tries: u32) -> u32 {
+    tries
+}
+
 /// Records that `event` happened, if the test asked for events.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn event(event: &str) {
@@ -147,6 +176,9 @@ pub mod testing {
     /// Environment variable: `off` removes the sleep slices of blocked calls (they then sleep
     /// until woken or until their deadline), a number of milliseconds sets them.
     pub const SLEEP_SLICE_VAR: &str = "SHMQ_TEST_SLEEP_SLICE";
+    /// Environment variable: `off` removes the spin phase of blocked calls (they register as
+    /// sleepers at once).
+    pub const SPIN_VAR: &str = "SHMQ_TEST_SPIN";
     /// Environment variable: a file to which recovery appends one line per redelivery,
     /// `redelivered-in-place` or `redelivered-copy`.
     pub const EVENTS_VAR: &str = "SHMQ_TEST_EVENTS";

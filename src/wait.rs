@@ -190,7 +190,12 @@ pub fn wait_for<T>(
         Deadline::At(at) => Some(at),
         Deadline::Never => None,
     };
-    for tries in 1..=SPIN_TRIES {
+    // The tests may remove the spin phase (`test_hooks::spin_tries`); loom has no test hooks.
+    #[cfg(not(loom))]
+    let spin_tries = crate::test_hooks::spin_tries(SPIN_TRIES);
+    #[cfg(loom)]
+    let spin_tries = SPIN_TRIES;
+    for tries in 1..=spin_tries {
         spin_hint();
         if tries % YIELD_EVERY == 0 {
             yield_thread();
