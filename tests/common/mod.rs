@@ -87,36 +87,9 @@ pub const SKIP_ROOT_TESTS: &str = "SHMQ_SKIP_ROOT_TESTS";
 /// See [`SKIP_ROOT_TESTS`]: tmux, bash, make and man for the operator tests.
 pub const SKIP_OPERATOR_TOOLS: &str = "SHMQ_SKIP_OPERATOR_TOOLS";
 
-/// A test that cannot run here because `missing`: with `var=1` prints a `SKIPPED` line (the
-/// caller then returns), otherwise fails saying what is missing and which variable skips it.
-/// Never a silent pass: CI must not pass on a test that did nothing.
-pub fn skip_or_fail(var: &str, test: &str, missing: &str) {
-    if std::env::var_os(var).is_some_and(|v| v == "1") {
-        let line = format!("SKIPPED {test}: {missing} ({var}=1)");
-        println!("{line}");
-        record_skip(&line);
-    } else {
-        panic!(
-            "{test} cannot run: {missing}. Provide it (scripts/test installs the tools the \
-             tests need), or set {var}=1 to let this test pass without it"
-        );
-    }
-}
-
-/// Appends `line` to the file `SHMQ_TEST_SKIPPED_FILE` names, if set (`scripts/test` lists
-/// the skipped tests from it: the harness hides a passing test's output).
-pub fn record_skip(line: &str) {
-    if let Some(path) = std::env::var_os("SHMQ_TEST_SKIPPED_FILE") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
+mod skip;
+#[allow(unused_imports)] // as dead_code above: each test binary uses a different part
+pub use skip::{record_skip, skip_or_fail};
 
 /// xorshift64: reproducible pseudo-random numbers from a seed that the test prints or fixes,
 /// so that a failure can be replayed. The seed must not be 0 (the sequence would stay 0).

@@ -138,33 +138,17 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+#[path = "../../../tests/common/skip.rs"]
+mod skip;
+
 /// An optional tool from `PATH` (cmake, valgrind), or `None` where it is missing and `var=1`
-/// lets `test` pass without it (printing a `SKIPPED` line); missing and `var` unset fails the
-/// test, naming the variable. Where the tool is present the test runs either way. (The same
-/// scheme as `tests/common`'s `skip_or_fail`, which this crate's tests cannot import.)
+/// lets `test` pass without it (printing and recording a `SKIPPED` line); missing and `var`
+/// unset fails the test, naming the variable (`tests/common`'s `skip_or_fail`, shared by path).
+/// Where the tool is present the test runs either way.
 pub fn optional_tool(name: &str, var: &str, test: &str) -> Option<PathBuf> {
     let found = which(name);
     if found.is_none() {
-        if std::env::var_os(var).is_some_and(|v| v == "1") {
-            let line = format!("SKIPPED {test}: {name} is not installed ({var}=1)");
-            println!("{line}");
-            // For `scripts/test`'s summary (the harness hides a passing test's output).
-            if let Some(path) = std::env::var_os("SHMQ_TEST_SKIPPED_FILE") {
-                use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
-        } else {
-            panic!(
-                "{test} cannot run: {name} is not installed; install it (apt-get install {name}, \
-                 or run scripts/test) or set {var}=1 to skip it"
-            );
-        }
+        skip::skip_or_fail(var, test, &format!("{name} is not installed"));
     }
     found
 }
